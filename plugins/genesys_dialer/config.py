@@ -1,0 +1,184 @@
+"""The campaign config file: a validated schema and its loader (one DAG is built per campaign).
+
+The file is YAML with optional ``defaults`` applied to every entry of ``campaigns``::
+
+    defaults:
+      genesys_conn_id: genesys_default
+    campaigns:
+      - key: spring_renewals
+        campaign_id: 5f3c0a52-...
+
+Parsing happens at DAG-parse time, so it must stay cheap and must fail with a message that names the file,
+the campaign and the field: Airflow shows it as the DAG file's import error.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from genesys_dialer.exceptions import ConfigError
+
+CONFIG_ENV_VAR = "GENESYS_DIALER_CONFIG"
+# Airflow's [core] max_map_length default: a mapped task with more inputs fails its upstream.
+MAX_SEGMENTS_PER_RUN = 1024
+# FCC (3 % of live-answered calls over 30 days) and Ofcom (3 % per 24 h): the pipeline never targets more.
+COMPLIANCE_ABANDON_CAP_PERCENT = 3.0
+# Genesys Cloud org maximum for a campaign's Max Calls Per Agent.
+GENESYS_MAX_CALLS_PER_AGENT = 15.0
+
+
+class CampaignConfig(BaseModel):
+    """One outbound campaign fed by this package. Every field but ``key`` and ``campaign_id`` has a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$", description="Slug used in the dag_id.")
+    campaign_id: str = Field(min_length=1, description="The Genesys Cloud outbound campaign id.")
+    contact_list_id: str | None = Field(
+        default=None, description="Contact list to load; by default the campaign's own list."
+    )
+    description: str = ""
+    owner: str = "dialer"
+    tags: tuple[str, ...] = ()
+
+    genesys_conn_id: str = "genesys_default"
+    postgres_conn_id: str = "dialer_postgres"
+    pool: str = "genesys_api"
+
+    schedule: str | None = "*/15 * * * *"
+    start_date: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    catchup: bool = False
+    retries: int = Field(default=3, ge=0, le=20)
+    retry_delay_seconds: float = Field(default=60, ge=0)
+
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    segment_size: int = Field(default=1000, ge=1, le=100_000)
+    contacts_per_request: int = Field(default=1000, ge=1, le=1000)
+    claim_lease_minutes: int = Field(
+        default=60, ge=1, description="Undelivered claims older than this are adopted by the next run."
+    )
+
+    phone_column: str = Field(default="phone", min_length=1, max_length=128)
+    segment_column: str = Field(default="segment", min_length=1, max_length=128)
+    phone_region: str = Field(
+        default="US", pattern=r"^[A-Z]{2}$", description="Region for numbers written without +country."
+    )
+    contact_id_prefix: str = Field(default="", max_length=32)
+
+    ratio_strategy: str = "tutorial"
+    history_days: int = Field(default=7, ge=1, le=90)
+    fallback_answer_rate: float = Field(default=0.15, gt=0, le=1)
+    abandon_rate_target: float = Field(default=COMPLIANCE_ABANDON_CAP_PERCENT, gt=0)
+    max_calls_per_agent_ceiling: float = Field(default=GENESYS_MAX_CALLS_PER_AGENT, gt=0)
+    agents: int = Field(default=10, ge=1, description="Agents staffed on the campaign's queue.")
+    max_outbound_lines: int = Field(default=100, ge=1, description="The campaign's line budget.")
+
+    @field_validator("abandon_rate_target")
+    @classmethod
+    def _within_compliance_cap(cls, value: float) -> float:
+        if value > COMPLIANCE_ABANDON_CAP_PERCENT:
+            raise ValueError(
+                f"must be at most {COMPLIANCE_ABANDON_CAP_PERCENT} (the FCC/Ofcom abandon cap, in percent)"
+            )
+        return value
+
+    @field_validator("max_calls_per_agent_ceiling")
+    @classmethod
+    def _within_org_cap(cls, value: float) -> float:
+        if value > GENESYS_MAX_CALLS_PER_AGENT:
+            raise ValueError(f"must be at most {GENESYS_MAX_CALLS_PER_AGENT:g} (the Genesys Cloud org cap)")
+        return value
+
+    @field_validator("ratio_strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        from genesys_dialer.pacing import STRATEGIES
+
+        if value not in STRATEGIES:
+            raise ValueError(f"unknown strategy {value!r}; choose one of {sorted(STRATEGIES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_max_map_length(self) -> CampaignConfig:
+        segments = math.ceil(self.batch_size / self.segment_size)
+        if segments > MAX_SEGMENTS_PER_RUN:
+            raise ValueError(
+                f"batch_size {self.batch_size} / segment_size {self.segment_size} gives {segments} segments; "
+                f"a run may map at most {MAX_SEGMENTS_PER_RUN} (Airflow's max_map_length)"
+            )
+        if self.phone_column == self.segment_column:
+            raise ValueError("phone_column and segment_column must name different contact list columns")
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"genesys_predictive_{self.key}"
+
+
+def default_config_path(dags_folder: Path) -> Path:
+    """The config file the DAGs read: ``$GENESYS_DIALER_CONFIG`` or ``campaigns.yaml`` beside the DAG file."""
+    return Path(os.environ.get(CONFIG_ENV_VAR) or dags_folder / "campaigns.yaml")
+
+
+def load_campaigns(path: Path | str) -> list[CampaignConfig]:
+    """Read and validate the campaign config file; raise ConfigError naming file, campaign and field."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: campaign config file not found (set ${CONFIG_ENV_VAR})") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_campaigns(document, source=str(path))
+
+
+def parse_campaigns(document: Any, *, source: str = "<config>") -> list[CampaignConfig]:
+    """Validate an already-loaded config document (see :func:`load_campaigns`)."""
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping with a 'campaigns' list")
+    unknown = set(document) - {"defaults", "campaigns"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; expected defaults, campaigns")
+    defaults = document.get("defaults") or {}
+    entries = document.get("campaigns")
+    if not isinstance(defaults, Mapping):
+        raise ConfigError(f"{source}: 'defaults' must be a mapping")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{source}: 'campaigns' must be a non-empty list")
+
+    campaigns: list[CampaignConfig] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        where = f"campaigns[{index}]"
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{source}: {where} must be a mapping")
+        name = entry.get("key", "?")
+        try:
+            campaign = CampaignConfig.model_validate({**defaults, **entry})
+        except ValidationError as err:
+            raise ConfigError(f"{source}: campaign {name!r} ({where}): {_describe(err)}") from None
+        if campaign.key in seen:
+            raise ConfigError(
+                f"{source}: campaign {campaign.key!r} ({where}): field 'key': duplicate of "
+                f"campaigns[{seen[campaign.key]}]"
+            )
+        seen[campaign.key] = index
+        campaigns.append(campaign)
+    return campaigns
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "(entry)"
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"field '{field}': {message}")
+    return "; ".join(problems)

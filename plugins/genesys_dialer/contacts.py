@@ -1,0 +1,213 @@
+"""Contacts: claiming a run's batch in the dispatch ledger, validating numbers, building Genesys contacts.
+
+The ledger is the single source of truth for "what went where": a contact is claimed for a campaign once
+(primary key), a run re-dispatches only its own undelivered claim, and memory never grows with the
+batch: segments are read page by page in keyset order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import phonenumbers
+
+from genesys_dialer.sql import load_sql
+
+log = logging.getLogger(__name__)
+
+SKIP_MISSING_PHONE = "missing_phone"
+SKIP_INVALID_PHONE = "invalid_phone"
+SKIP_NO_LONGER_ELIGIBLE = "no_longer_eligible"
+
+
+def normalize_phone(raw: str | None, region: str) -> tuple[str | None, str | None]:
+    """(E.164 number, None) for a valid number, else (None, skip reason). Uses libphonenumber's rules."""
+    if raw is None or not raw.strip():
+        return None, SKIP_MISSING_PHONE
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None, SKIP_INVALID_PHONE
+    if not phonenumbers.is_valid_number(parsed):
+        return None, SKIP_INVALID_PHONE
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None
+
+
+@dataclass(frozen=True)
+class SegmentDescriptor:
+    """What a mapped ``create_segment`` instance receives: ids and counts, never contact rows."""
+
+    index: int
+    label: str
+    contacts: int
+    first_contact_id: int
+    last_contact_id: int
+    pending: int
+    # Dry runs only: what validation found in the (rolled-back) claim.
+    would_skip: dict[str, int] = field(default_factory=dict)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    campaign_id: str
+    campaign_key: str
+    run_id: str
+    batch_size: int
+    segment_size: int
+    created_before: datetime
+    lease_minutes: int
+    contact_id_prefix: str
+    phone_region: str
+    label_prefix: str
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    segments: list[SegmentDescriptor]
+    claimed_now: int
+    adopted: int
+    reused: bool  # True when the run had claimed before (a cleared, re-run run)
+    dry_run: bool
+
+    @property
+    def contacts(self) -> int:
+        return sum(s.contacts for s in self.segments)
+
+
+def segment_label(prefix: str, index: int) -> str:
+    return f"{prefix}-s{index:03d}"
+
+
+def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResult:
+    """Claim (or, for a re-run, find) the run's batch; in a dry run, compute it and roll it back."""
+    params = asdict(request)
+    claimed_now = adopted = 0
+    with conn.cursor() as cur:
+        cur.execute(load_sql("lock_campaign"), params)
+        cur.execute(load_sql("run_segments"), params)
+        rows = cur.fetchall()
+        reused = bool(rows)
+        if not reused:
+            cur.execute(load_sql("claim_batch"), params)
+            flags = [r[0] for r in cur.fetchall()]
+            claimed_now, adopted = len(flags), sum(1 for f in flags if f)
+            cur.execute(load_sql("run_segments"), params)
+            rows = cur.fetchall()
+        would_skip: dict[int, Counter[str]] = {}
+        if dry_run:
+            cur.execute(load_sql("preview_phones"), params)
+            while page := cur.fetchmany(1000):
+                for segment_index, phone in page:
+                    _, reason = normalize_phone(phone, request.phone_region)
+                    if reason:
+                        would_skip.setdefault(segment_index, Counter())[reason] += 1
+    if dry_run:
+        conn.rollback()
+    else:
+        conn.commit()
+    segments = [
+        SegmentDescriptor(
+            index=index,
+            label=segment_label(request.label_prefix, index),
+            contacts=count,
+            first_contact_id=first,
+            last_contact_id=last,
+            pending=pending,
+            would_skip=dict(would_skip.get(index, {})),
+        )
+        for index, count, first, last, pending in rows
+    ]
+    return ClaimResult(segments, claimed_now, adopted, reused, dry_run)
+
+
+@dataclass(frozen=True)
+class PendingContact:
+    contact_id: int
+    genesys_contact_id: str
+    phone_number: str | None
+    eligible: bool
+
+
+def iter_segment_pages(
+    conn: Any, *, campaign_id: str, run_id: str, segment_index: int, page_size: int
+) -> Iterator[list[PendingContact]]:
+    """The segment's undelivered contacts, one keyset page at a time (memory bounded by page_size).
+
+    Each page is a fresh query, so the caller may update and commit between pages.
+    """
+    after = 0
+    while True:
+        with conn.cursor() as cur:
+            cur.execute(
+                load_sql("segment_page"),
+                {
+                    "campaign_id": campaign_id,
+                    "run_id": run_id,
+                    "segment_index": segment_index,
+                    "after_contact_id": after,
+                    "page_size": page_size,
+                },
+            )
+            page = [PendingContact(*row) for row in cur.fetchall()]
+        conn.commit()
+        if not page:
+            return
+        yield page
+        after = page[-1].contact_id
+
+
+def mark(conn: Any, sql_name: str, *, campaign_id: str, run_id: str, contact_ids: list[int], **extra: Any) -> int:
+    """Update ledger rows (mark_dispatched / mark_skipped / mark_failed) and commit."""
+    if not contact_ids:
+        return 0
+    with conn.cursor() as cur:
+        cur.execute(
+            load_sql(sql_name),
+            {"campaign_id": campaign_id, "run_id": run_id, "contact_ids": contact_ids, **extra},
+        )
+        count = cur.rowcount
+    conn.commit()
+    return count
+
+
+def genesys_contact(
+    pending: PendingContact, e164: str, *, contact_list_id: str, phone_column: str, segment_column: str,
+    segment: str,
+) -> dict[str, Any]:
+    """The DialerContact body: our stable id (a re-send upserts), the number and the segment column."""
+    return {
+        "id": pending.genesys_contact_id,
+        "contactListId": contact_list_id,
+        "data": {phone_column: e164, segment_column: segment},
+        "callable": True,
+    }
+
+
+def ledger_summary(conn: Any, *, campaign_id: str, run_id: str) -> dict[str, Any]:
+    """Counts of the run's ledger rows by status, and skips by reason."""
+    with conn.cursor() as cur:
+        cur.execute(load_sql("run_ledger_summary"), {"campaign_id": campaign_id, "run_id": run_id})
+        rows = cur.fetchall()
+    conn.commit()
+    by_status: Counter[str] = Counter()
+    skip_reasons: Counter[str] = Counter()
+    for status, reason, count in rows:
+        by_status[status] += count
+        if status == "skipped":
+            skip_reasons[reason or "unknown"] += count
+    return {
+        "claimed": sum(by_status.values()),
+        "dispatched": by_status["dispatched"],
+        "skipped": by_status["skipped"],
+        "failed": by_status["failed"],
+        "pending": by_status["claimed"] + by_status["failed"],
+        "skip_reasons": dict(skip_reasons),
+    }

@@ -1,0 +1,181 @@
+"""Build one Airflow DAG per campaign config entry. The DAG file only loads the config and calls this."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+from genesys_dialer import tasks
+from genesys_dialer.config import MAX_SEGMENTS_PER_RUN, CampaignConfig
+from genesys_dialer.exceptions import ConfigError
+
+_EXC = "genesys_dialer.exceptions."
+
+# Errors a retry of the same task cannot fix fail at once; throttling and outages retry (the claim
+# stays in the ledger, so nothing is dropped while they wait).
+RETRY_POLICY = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=f"{_EXC}GenesysCircuitOpenError",
+            action=RetryAction.RETRY,
+            retry_delay=timedelta(seconds=30),
+            reason="circuit breaker open: retry once it half-opens",
+        ),
+        RetryRule(exception=f"{_EXC}GenesysTransientError", action=RetryAction.RETRY),
+        RetryRule(
+            exception=[
+                f"{_EXC}GenesysAuthError",
+                f"{_EXC}GenesysNotFoundError",
+                f"{_EXC}GenesysClientError",
+                f"{_EXC}GenesysResponseError",
+                f"{_EXC}ConfigError",
+            ],
+            action=RetryAction.FAIL,
+            reason="the request itself is wrong: retrying cannot help",
+        ),
+    ]
+)
+
+DOC_MD = """
+### Genesys Cloud predictive feed: `{key}`
+
+Campaign `{campaign_id}`. Every run claims the next batch of eligible contacts (active, not
+do-not-call, a valid number, never sent to this campaign, created before the run's interval end) in the
+`dispatch_ledger`, computes the dial ratio from `dial_history` over the {history_days} days ending at the
+interval end (strategy `{strategy}`), PATCHes the campaign's pacing, and upserts the batch into the
+campaign's contact list, one mapped `create_segment` per segment of at most {segment_size} contacts.
+
+* **Params**: `batch_size` (default {batch_size}); `dry_run` (compute and log everything, send nothing;
+  default: true for backfills, false otherwise).
+* **Re-running** a run (clear it) re-sends only that run's own undelivered contacts, never a new batch.
+* **Report**: the `summarize` task's log, and the `run_log` table.
+"""
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
+
+
+def run_info(campaign: CampaignConfig) -> tasks.RunInfo:
+    """What the current run context says, with the Params resolved and checked."""
+    context = get_current_context()
+    dag_run = context["dag_run"]
+    params = context["params"]
+    run_type = getattr(dag_run.run_type, "value", str(dag_run.run_type))
+    dry_run = params.get("dry_run")
+    if dry_run is None:
+        dry_run = run_type == "backfill"  # nobody wants thirty days of old batches dialed by a backfill
+    batch_size = int(params.get("batch_size") or campaign.batch_size)
+    segments = math.ceil(batch_size / campaign.segment_size)
+    if segments > MAX_SEGMENTS_PER_RUN:
+        raise ConfigError(
+            f"Param batch_size={batch_size} gives {segments} segments of {campaign.segment_size}; a run may "
+            f"map at most {MAX_SEGMENTS_PER_RUN} (Airflow's max_map_length)"
+        )
+    interval_end = (
+        context.get("data_interval_end") or context.get("logical_date") or getattr(dag_run, "run_after", None)
+    )
+    return tasks.RunInfo(
+        run_id=context["run_id"],
+        run_type=run_type,
+        dry_run=bool(dry_run),
+        batch_size=batch_size,
+        data_interval_start=_as_utc(context.get("data_interval_start")),
+        data_interval_end=_as_utc(interval_end) or datetime.now(timezone.utc),
+        started_at=_as_utc(getattr(dag_run, "start_date", None)),
+    )
+
+
+def build_campaign_dag(campaign: CampaignConfig) -> DAG:
+    with DAG(
+        dag_id=campaign.dag_id,
+        description=campaign.description or f"Feed Genesys Cloud campaign {campaign.campaign_id}",
+        schedule=campaign.schedule,
+        start_date=campaign.start_date,
+        catchup=campaign.catchup,
+        max_active_runs=1,
+        tags=["genesys", "outbound", campaign.key, *campaign.tags],
+        doc_md=DOC_MD.format(
+            key=campaign.key, campaign_id=campaign.campaign_id, history_days=campaign.history_days,
+            strategy=campaign.ratio_strategy, segment_size=campaign.segment_size, batch_size=campaign.batch_size,
+        ),
+        params={
+            "batch_size": Param(
+                campaign.batch_size, type="integer", minimum=1,
+                maximum=campaign.segment_size * MAX_SEGMENTS_PER_RUN,
+                description="Contacts to claim in this run.",
+            ),
+            "dry_run": Param(
+                None, type=["null", "boolean"],
+                description="Compute and log everything, send nothing. Empty: dry for backfills only.",
+            ),
+        },
+        default_args={
+            "owner": campaign.owner,
+            "retries": campaign.retries,
+            "retry_delay": timedelta(seconds=campaign.retry_delay_seconds),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=10),
+            "retry_policy": RETRY_POLICY,
+        },
+    ) as dag:
+
+        @task
+        def resolve_campaign() -> dict[str, Any]:
+            return tasks.resolve_campaign(campaign, run_info(campaign))
+
+        @task
+        def fetch_contact_batch() -> list[dict[str, Any]]:
+            segments, claim = tasks.fetch_contact_batch(campaign, run_info(campaign))
+            get_current_context()["ti"].xcom_push(key="claim", value=claim)
+            return segments
+
+        @task
+        def compute_dial_ratio(resolved: dict[str, Any]) -> dict[str, Any]:
+            return tasks.compute_dial_ratio(campaign, run_info(campaign), resolved)
+
+        @task(pool=campaign.pool)
+        def apply_pacing(ratio: dict[str, Any]) -> dict[str, Any]:
+            return tasks.apply_pacing(campaign, run_info(campaign), ratio)
+
+        @task(pool=campaign.pool, map_index_template="{{ segment_label }}")
+        def create_segment(segment: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
+            get_current_context()["segment_label"] = segment["label"]  # type: ignore[typeddict-unknown-key]
+            return tasks.create_segment(campaign, run_info(campaign), resolved, segment)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def summarize() -> dict[str, Any]:
+            ti = get_current_context()["ti"]
+            report = tasks.summarize(
+                campaign,
+                run_info(campaign),
+                resolved=ti.xcom_pull(task_ids="resolve_campaign"),
+                claim=ti.xcom_pull(task_ids="fetch_contact_batch", key="claim"),
+                segments=ti.xcom_pull(task_ids="fetch_contact_batch") or [],
+                segment_results=[r for r in ti.xcom_pull(task_ids=["create_segment"]) if r],
+                ratio=ti.xcom_pull(task_ids="compute_dial_ratio"),
+                pacing_result=ti.xcom_pull(task_ids="apply_pacing"),
+            )
+            if report.outcome in ("failed", "partial"):
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(
+                    f"run {report.outcome}: {report.ledger['pending']} contacts not yet sent, "
+                    f"{report.segments_succeeded}/{report.segments_total} segments succeeded; see the report above"
+                )
+            return {"outcome": report.outcome, **{k: report.ledger[k] for k in ("claimed", "dispatched", "skipped")}}
+
+        resolved = resolve_campaign()
+        segments = fetch_contact_batch()
+        resolved >> segments
+        ratio = compute_dial_ratio(resolved)
+        pacing_done = apply_pacing(ratio)
+        created = create_segment.partial(resolved=resolved).expand(segment=segments)
+        [pacing_done, created] >> summarize()
+    return dag

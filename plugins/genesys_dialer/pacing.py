@@ -1,0 +1,413 @@
+"""Answer-rate estimation and dial-ratio strategies: pure functions, no I/O.
+
+A strategy turns an answer-rate estimate and the campaign's limits into the three fields this package
+writes to the Genesys campaign (``maxCallsPerAgent``, ``outboundLineCount``, ``abandonRate``).
+:func:`decide_pacing` applies the caps every strategy must respect, so a strategy cannot loosen them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from genesys_dialer.config import COMPLIANCE_ABANDON_CAP_PERCENT, GENESYS_MAX_CALLS_PER_AGENT
+
+if TYPE_CHECKING:
+    from genesys_dialer.config import CampaignConfig
+
+
+@dataclass(frozen=True)
+class HistoryBucket:
+    """Dial outcomes of one day of the window; ``age_days`` is 0 for the day ending at the window's end."""
+
+    age_days: int
+    attempts: int
+    answers: int
+    abandons: int = 0
+
+
+@dataclass(frozen=True)
+class AnswerHistory:
+    buckets: tuple[HistoryBucket, ...] = ()
+
+    @property
+    def attempts(self) -> int:
+        return sum(b.attempts for b in self.buckets)
+
+    @property
+    def answers(self) -> int:
+        return sum(b.answers for b in self.buckets)
+
+
+@dataclass(frozen=True)
+class AnswerRateEstimate:
+    """What the pacing knows of the live-answer probability p.
+
+    ``pacing_rate`` is the value strategies pace on: the bound that is safe for abandons (a higher p means
+    fewer lines), never the optimistic one.
+    """
+
+    attempts: int
+    answers: int
+    rate: float
+    lower: float
+    upper: float
+    pacing_rate: float
+    prior_weight: float
+    source: str  # "history" or "fallback"
+    # The seed's point estimate (answers / attempts, or the fallback): what the ``tutorial`` strategy paces on.
+    raw_rate: float | None = None
+
+
+@dataclass(frozen=True)
+class PacingLimits:
+    agents: int
+    max_calls_per_agent_ceiling: float
+    max_outbound_lines: int
+    abandon_rate_target: float
+    # The abandon target (percent) the model paces for: the configured one, tightened by the campaign's
+    # current target and by the realized-abandon back-off. ``None`` means ``abandon_rate_target``.
+    pacing_abandon_target: float | None = None
+    safety_factor: float = 0.92
+
+
+@dataclass(frozen=True)
+class PacingDecision:
+    strategy: str
+    ratio: float
+    max_calls_per_agent: float
+    outbound_line_count: int
+    abandon_rate: float
+    notes: tuple[str, ...] = field(default=())
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def patch_body(self) -> dict[str, float | int]:
+        """The ``PATCH /api/v2/outbound/campaigns/{id}`` body."""
+        return {
+            "maxCallsPerAgent": self.max_calls_per_agent,
+            "outboundLineCount": self.outbound_line_count,
+            "abandonRate": self.abandon_rate,
+        }
+
+
+def seed_estimate(history: AnswerHistory, fallback: float) -> float:
+    """The seed's point estimate: answers / attempts over the window, ``fallback`` when there is none."""
+    attempts, answers = history.attempts, history.answers
+    return answers / attempts if attempts and answers else fallback
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-12:
+            break
+    return h
+
+
+def beta_cdf(x: float, a: float, b: float) -> float:
+    """Regularized incomplete beta I_x(a, b), the Beta(a, b) CDF (stdlib only: no scipy in the task)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def beta_quantile(q: float, a: float, b: float) -> float:
+    """The ``q`` quantile of Beta(a, b), by bisection on :func:`beta_cdf` (monotone, so always converges)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2.0
+        if beta_cdf(mid, a, b) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
+def estimate_answer_rate(
+    history: AnswerHistory,
+    fallback: float,
+    *,
+    prior_strength: float = 30.0,
+    half_life_days: float | None = 3.0,
+    credible_level: float = 0.9,
+) -> AnswerRateEstimate:
+    """Posterior of p under a Beta prior (mean ``fallback``, ``prior_strength`` pseudo-dials).
+
+    Why: a few dials must not swing the ratio; the prior dominates until the history outweighs it. Days are
+    weighted ``0.5 ** (age / half_life)`` so a drifting answer rate is followed. ``lower``/``upper`` are the
+    central ``credible_level`` interval; ``pacing_rate`` is ``upper``, the side that is safe for abandons
+    (believing p higher dials fewer lines).
+    """
+    fallback = min(max(fallback, 1e-6), 1.0)
+    weighted_attempts = weighted_answers = 0.0
+    for bucket in history.buckets:
+        weight = 0.5 ** (max(bucket.age_days, 0) / half_life_days) if half_life_days else 1.0
+        attempts = max(bucket.attempts, 0)
+        weighted_attempts += weight * attempts
+        weighted_answers += weight * min(max(bucket.answers, 0), attempts)
+    alpha = prior_strength * fallback + weighted_answers
+    beta = prior_strength * (1.0 - fallback) + (weighted_attempts - weighted_answers)
+    tail = (1.0 - credible_level) / 2.0
+    if beta <= 1e-9:  # p = 1 prior with no misses: nothing to be uncertain about
+        rate = lower = upper = 1.0
+    else:
+        rate = alpha / (alpha + beta)
+        lower, upper = beta_quantile(tail, alpha, beta), beta_quantile(1.0 - tail, alpha, beta)
+        lower, upper = min(lower, rate), max(upper, rate)
+    return AnswerRateEstimate(
+        attempts=history.attempts,
+        answers=history.answers,
+        rate=rate,
+        lower=lower,
+        upper=upper,
+        pacing_rate=upper,
+        prior_weight=prior_strength / (prior_strength + weighted_attempts),
+        source="history" if history.attempts else "fallback",
+        raw_rate=seed_estimate(history, fallback),
+    )
+
+
+Strategy = Callable[[AnswerRateEstimate, PacingLimits], PacingDecision]
+
+
+def tutorial_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> PacingDecision:
+    """The seed tutorial's formula, kept for comparison: ratio = p * 0.85 / (1 - p).
+
+    It rises with p, the opposite of what a predictive dialer needs (see docs); its
+    ``maxContactsPerAgent`` = ceil(5 * ratio) maps to ``maxCallsPerAgent`` and its
+    ``maxPredictionsPerInterval`` = ceil(10 * ratio) to ``outboundLineCount``. It paces on the seed's own
+    point estimate (``raw_rate``), so its numbers are the seed's.
+    """
+    p = min(estimate.raw_rate if estimate.raw_rate is not None else estimate.pacing_rate, 0.999)
+    ratio = p * 0.85 / (1.0 - p)
+    max_predictions = min(max(math.ceil(ratio * 10), 1), 100)
+    max_contacts = min(max(math.ceil(ratio * 5), 1), 50)
+    return PacingDecision(
+        strategy="tutorial",
+        ratio=ratio,
+        max_calls_per_agent=float(max_contacts),
+        outbound_line_count=max_predictions,
+        abandon_rate=limits.abandon_rate_target,
+    )
+
+
+# The model's response surface, calibrated on genesys_dialer.simulator (benchmarks/bench_pacing.py
+# --calibrate; p in {0.04, 0.07, 0.12, 0.25, 0.4, 0.7}, agents in {2, 4, 7, 10, 15, 30, 70, 100, 150},
+# targets 2 and 3 %, disjoint in p from the benchmark grid):
+#   ln(live answers in flight per idle agent) = A + B ln N + C ln^2 N + D p + E ln(target / 3 %).
+MODEL_COEFFICIENTS: tuple[float, float, float, float, float] = (-2.4513, 0.882, -0.0516, 0.2715, 0.2548)
+
+
+def answers_per_idle_agent(p: float, agents: int, abandon_target_percent: float) -> float:
+    """Live answers to keep in flight per idle agent (ratio x p) for a fixed-ratio dialer at the target.
+
+    Why this shape: by flow balance r·p is the expected number of live answers heading for each idle agent;
+    it may exceed 1 because busy agents come free while calls ring, and it grows sub-linearly with the team
+    (pooling: the relative spread of answers and of agents coming free shrinks as ~1/sqrt(N)); a tighter
+    target lowers it. The constants are fitted on the simulator (within about +/-7 % for 4 to 150 agents).
+    """
+    a, b, c, d, e = MODEL_COEFFICIENTS
+    log_n = math.log(max(agents, 1))
+    target = max(abandon_target_percent, 1e-3) / COMPLIANCE_ABANDON_CAP_PERCENT
+    return math.exp(a + b * log_n + c * log_n * log_n + d * p + e * math.log(target))
+
+
+def model_ratio(p: float, agents: int, abandon_target_percent: float, safety_factor: float = 0.92) -> float:
+    """Lines per idle agent: ``safety_factor x answers_per_idle_agent / p``, at least 1 (progressive).
+
+    Non-increasing in p for p in (0, 1] (d ln r / dp = D - 1/p < 0), increasing with the team size.
+    """
+    p = min(max(p, 1e-6), 1.0)
+    return max(1.0, safety_factor * answers_per_idle_agent(p, agents, abandon_target_percent) / p)
+
+
+def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> PacingDecision:
+    """This project's pacing: the calibrated fixed-ratio model, paced on the safe (upper) bound of p.
+
+    ``maxCallsPerAgent`` is the ratio rounded down to 0.01 (power mode reads it as the ratio; in predictive
+    mode it is a ceiling, see docs/pacing.md), and ``outboundLineCount`` = ceil(agents x ratio).
+    """
+    p = min(max(estimate.pacing_rate, 1e-6), 1.0)
+    target = limits.pacing_abandon_target if limits.pacing_abandon_target is not None else (
+        limits.abandon_rate_target
+    )
+    target = min(target, limits.abandon_rate_target, COMPLIANCE_ABANDON_CAP_PERCENT)
+    ceiling = min(GENESYS_MAX_CALLS_PER_AGENT, limits.max_calls_per_agent_ceiling)
+    notes: list[str] = []
+    if target <= 0:
+        ratio = 1.0
+        notes.append("abandon back-off: dialing progressive (1 line per idle agent)")
+    else:
+        ratio = model_ratio(p, limits.agents, target, limits.safety_factor)
+    if ratio > ceiling:
+        notes.append(f"model ratio {ratio:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
+        ratio = ceiling
+    calls = max(1.0, math.floor(ratio * 100.0 + 1e-9) / 100.0)
+    return PacingDecision(
+        strategy="model",
+        ratio=calls,
+        max_calls_per_agent=calls,
+        outbound_line_count=math.ceil(limits.agents * calls - 1e-9),
+        abandon_rate=limits.abandon_rate_target,
+        notes=tuple(notes),
+        details={
+            "paced_answer_rate": p,
+            "paced_abandon_target": target,
+            "answers_per_idle_agent": calls * p,
+            # Predictive mode: a ceiling that should not bind (docs/pacing.md).
+            "predictive_ceiling": min(ceiling, float(math.ceil(1.5 / p))),
+        },
+    )
+
+
+STRATEGIES: dict[str, Strategy] = {"tutorial": tutorial_strategy, "model": model_strategy}
+
+
+def decide_pacing(
+    strategy: str,
+    estimate: AnswerRateEstimate,
+    limits: PacingLimits,
+    current_abandon_rate: float | None = None,
+) -> PacingDecision:
+    """Run ``strategy`` and clamp its answer to the caps no strategy may loosen.
+
+    ``maxCallsPerAgent`` stays within (0, min(15, ceiling)], ``outboundLineCount`` within [1, line budget],
+    and ``abandonRate`` never rises above the configured target, the compliance cap, or the campaign's
+    current target (the pipeline may tighten pacing, never loosen the abandon target).
+    """
+    raw = STRATEGIES[strategy](estimate, limits)
+    notes = list(raw.notes)
+    ceiling = min(GENESYS_MAX_CALLS_PER_AGENT, limits.max_calls_per_agent_ceiling)
+    calls = min(max(raw.max_calls_per_agent, 1.0), ceiling)
+    if calls != raw.max_calls_per_agent:
+        notes.append(f"maxCallsPerAgent {raw.max_calls_per_agent:g} clamped to {calls:g}")
+    lines = min(max(raw.outbound_line_count, 1), limits.max_outbound_lines)
+    if lines != raw.outbound_line_count:
+        notes.append(f"outboundLineCount {raw.outbound_line_count} clamped to {lines}")
+    abandon_caps = [raw.abandon_rate, limits.abandon_rate_target, COMPLIANCE_ABANDON_CAP_PERCENT]
+    if current_abandon_rate is not None and current_abandon_rate > 0:
+        abandon_caps.append(current_abandon_rate)
+    abandon = min(abandon_caps)
+    if abandon != raw.abandon_rate:
+        notes.append(f"abandonRate {raw.abandon_rate:g} tightened to {abandon:g}")
+    return PacingDecision(raw.strategy, raw.ratio, calls, lines, abandon, tuple(notes), dict(raw.details))
+
+
+@dataclass(frozen=True)
+class RealizedAbandons:
+    """The campaign's realized abandon record over the compliance window (30 days)."""
+
+    live_answers: int
+    abandons: int
+
+    @property
+    def rate_percent(self) -> float | None:
+        return 100.0 * self.abandons / self.live_answers if self.live_answers else None
+
+
+def abandon_backoff(
+    target_percent: float,
+    realized: RealizedAbandons | None,
+    *,
+    start_fraction: float = 0.8,
+    min_answers: int = 100,
+) -> tuple[float, str | None]:
+    """The abandon target the model paces for, given the realized 30-day record, and a note if it backs off.
+
+    Why: the model is calibrated, not exact; the legal measure is the realized rate. From ``start_fraction``
+    of the target upwards the paced target falls linearly to half the target at the cap; at or above the
+    cap the model dials progressive (target 0 here) until the 30-day rate recovers, like VICIdial's hard
+    limit. Fewer than ``min_answers`` live answers are too few to judge.
+    """
+    rate = realized.rate_percent if realized is not None else None
+    if rate is None or realized is None or realized.live_answers < min_answers:
+        return target_percent, None
+    start = start_fraction * target_percent
+    if rate >= target_percent:
+        return 0.0, (
+            f"realized 30-day abandon rate {rate:.2f} % is at or above the {target_percent:g} % target: "
+            "backing off to progressive dialing"
+        )
+    if rate > start:
+        paced = target_percent * (1.0 - 0.5 * (rate - start) / (target_percent - start))
+        return paced, (
+            f"realized 30-day abandon rate {rate:.2f} % is approaching the {target_percent:g} % target: "
+            f"pacing for {paced:.2f} %"
+        )
+    return target_percent, None
+
+
+@dataclass(frozen=True)
+class PacingPlan:
+    estimate: AnswerRateEstimate
+    decision: PacingDecision
+
+
+def plan_pacing(
+    history: AnswerHistory,
+    campaign: CampaignConfig,
+    *,
+    current_abandon_rate: float | None = None,
+    realized: RealizedAbandons | None = None,
+) -> PacingPlan:
+    """The one entry point the DAG calls: estimate p from the window, then decide the campaign's pacing."""
+    estimate = estimate_answer_rate(
+        history,
+        campaign.fallback_answer_rate,
+        prior_strength=getattr(campaign, "prior_strength", 30.0),
+        half_life_days=getattr(campaign, "recency_half_life_days", 3.0),
+        credible_level=getattr(campaign, "credible_level", 0.9),
+    )
+    target = campaign.abandon_rate_target
+    if current_abandon_rate is not None and current_abandon_rate > 0:
+        target = min(target, current_abandon_rate)
+    paced_target, backoff_note = abandon_backoff(
+        target,
+        realized,
+        start_fraction=getattr(campaign, "abandon_backoff_start", 0.8),
+        min_answers=getattr(campaign, "abandon_backoff_min_answers", 100),
+    )
+    limits = PacingLimits(
+        agents=campaign.agents,
+        max_calls_per_agent_ceiling=campaign.max_calls_per_agent_ceiling,
+        max_outbound_lines=campaign.max_outbound_lines,
+        abandon_rate_target=campaign.abandon_rate_target,
+        pacing_abandon_target=paced_target,
+        safety_factor=getattr(campaign, "model_safety_factor", 0.92),
+    )
+    decision = decide_pacing(campaign.ratio_strategy, estimate, limits, current_abandon_rate)
+    details = {**decision.details}
+    if realized is not None and realized.rate_percent is not None:
+        details["realized_abandon_percent"] = realized.rate_percent
+    if backoff_note and campaign.ratio_strategy != "model":
+        backoff_note += " (not applied: the strategy does not pace on the abandon target)"
+    notes = (*decision.notes, backoff_note) if backoff_note else decision.notes
+    decision = PacingDecision(
+        decision.strategy, decision.ratio, decision.max_calls_per_agent, decision.outbound_line_count,
+        decision.abandon_rate, tuple(notes), details,
+    )
+    return PacingPlan(estimate, decision)

@@ -1,0 +1,403 @@
+"""The work of each task of a campaign DAG. The DAG builder wires these; they hold no Airflow wiring.
+
+Every function takes the campaign config and a :class:`RunInfo` (what the run context says), talks to
+PostgreSQL and Genesys through the hooks, and returns small JSON-able dicts: XComs carry ids, counts and
+decisions, never contact rows or phone numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from genesys_dialer import contacts as contacts_mod
+from genesys_dialer import metrics, pacing
+from genesys_dialer.config import CampaignConfig
+from genesys_dialer.exceptions import (
+    GenesysApiError,
+    GenesysAuthError,
+    GenesysCircuitOpenError,
+    GenesysClientError,
+    GenesysNotFoundError,
+    GenesysResponseError,
+    GenesysServerError,
+    GenesysTransientError,
+)
+from genesys_dialer.hooks.genesys import GenesysHook
+from genesys_dialer.report import RunReport
+from genesys_dialer.sql import load_sql
+
+log = logging.getLogger(__name__)
+
+# Why these query flags (see README, "Loading contacts"): a new batch joins the end of the dialing
+# queue (priority=false) so it does not jump ahead of contacts already waiting; a re-sent contact keeps
+# the dialer's own history of it (clearSystemData=false); and contacts are queued for dialing
+# (doNotQueue=false), which is the point of the feed. Only undelivered contacts are ever re-sent.
+CONTACT_POST_FLAGS = {"priority": False, "clear_system_data": False, "do_not_queue": False}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    run_type: str
+    dry_run: bool
+    batch_size: int
+    data_interval_start: datetime | None
+    data_interval_end: datetime
+    started_at: datetime | None
+
+    @property
+    def label_prefix(self) -> str:
+        return self.data_interval_end.strftime("%Y%m%dT%H%M")
+
+
+def postgres_connection(campaign: CampaignConfig) -> Any:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=campaign.postgres_conn_id).get_conn()
+
+
+def genesys_hook(campaign: CampaignConfig) -> GenesysHook:
+    return GenesysHook(campaign.genesys_conn_id)
+
+
+# -- resolve_campaign --------------------------------------------------------------------------------
+def resolve_campaign(campaign: CampaignConfig, run: RunInfo) -> dict[str, Any]:
+    """Read the campaign and its contact list from Genesys before anything is claimed.
+
+    An unknown campaign fails here, naming it and Genesys' contextId, with nothing claimed.
+    """
+    hook = genesys_hook(campaign)
+    try:
+        remote = hook.get_campaign(campaign.campaign_id)
+    except GenesysNotFoundError as err:
+        raise GenesysNotFoundError(
+            f"Genesys Cloud has no outbound campaign {campaign.campaign_id!r} (config key "
+            f"{campaign.key!r}); check campaign_id in the campaign config",
+            status=err.status, code=err.code, context_id=err.context_id,
+        ) from None
+    contact_list = remote.get("contactList") or {}
+    list_id = campaign.contact_list_id or contact_list.get("id")
+    if not list_id:
+        raise GenesysResponseError(
+            f"campaign {campaign.campaign_id!r} has no contact list and the config names none"
+        )
+    try:
+        remote_list = hook.get_contact_list(list_id)
+    except GenesysNotFoundError as err:
+        raise GenesysNotFoundError(
+            f"Genesys Cloud has no contact list {list_id!r} (campaign {campaign.key!r})",
+            status=err.status, code=err.code, context_id=err.context_id,
+        ) from None
+    columns = set(remote_list.get("columnNames") or [])
+    missing = [c for c in (campaign.phone_column, campaign.segment_column) if c not in columns]
+    if missing:
+        raise GenesysClientError(
+            f"contact list {list_id!r} has no column(s) {missing} (has {sorted(columns)}); add them in "
+            f"Genesys or set phone_column / segment_column for campaign {campaign.key!r}"
+        )
+    phone_columns = {p.get("columnName") for p in remote_list.get("phoneColumns") or []}
+    warnings = _campaign_warnings(campaign, remote, phone_columns)
+    for warning in warnings:
+        log.warning("Campaign %s: %s", campaign.key, warning)
+    log.info(
+        "Campaign %s (%s): dialingMode=%s status=%s abandonRate=%s contact list %s",
+        campaign.key, campaign.campaign_id, remote.get("dialingMode"), remote.get("campaignStatus"),
+        remote.get("abandonRate"), list_id,
+    )
+    return {
+        "contact_list_id": list_id,
+        "dialing_mode": remote.get("dialingMode"),
+        "campaign_status": remote.get("campaignStatus"),
+        "abandon_rate": remote.get("abandonRate"),
+        "warnings": warnings,
+        "requests": hook.stats.as_dict(),
+    }
+
+
+def _campaign_warnings(campaign: CampaignConfig, remote: dict[str, Any], phone_columns: set[Any]) -> list[str]:
+    warnings = []
+    if campaign.phone_column not in phone_columns:
+        warnings.append(f"column {campaign.phone_column!r} is not one of the list's phone columns")
+    mode = remote.get("dialingMode")
+    if mode not in ("predictive", "power", "progressive"):
+        warnings.append(f"dialingMode is {mode!r}: maxCallsPerAgent pacing only matters in power/predictive")
+    if remote.get("alwaysRunning") is False:
+        warnings.append("alwaysRunning is false: the campaign stops when its list is exhausted")
+    no_answer = remote.get("noAnswerTimeout")
+    if isinstance(no_answer, (int, float)) and no_answer < 15:
+        warnings.append(f"noAnswerTimeout is {no_answer} s; the FCC ring rule needs at least 15 s")
+    return warnings
+
+
+# -- fetch_contact_batch -----------------------------------------------------------------------------
+def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Claim the run's batch in the ledger (or find its earlier claim) and describe its segments."""
+    request = contacts_mod.ClaimRequest(
+        campaign_id=campaign.campaign_id,
+        campaign_key=campaign.key,
+        run_id=run.run_id,
+        batch_size=run.batch_size,
+        segment_size=campaign.segment_size,
+        created_before=run.data_interval_end,
+        lease_minutes=campaign.claim_lease_minutes,
+        contact_id_prefix=campaign.contact_id_prefix,
+        phone_region=campaign.phone_region,
+        label_prefix=run.label_prefix,
+    )
+    conn = postgres_connection(campaign)
+    try:
+        result = contacts_mod.claim_batch(conn, request, dry_run=run.dry_run)
+    finally:
+        conn.close()
+    claim = {
+        "contacts": result.contacts,
+        "claimed_now": result.claimed_now,
+        "adopted": result.adopted,
+        "reused": result.reused,
+        "segments": len(result.segments),
+        "dry_run": run.dry_run,
+    }
+    if result.reused:
+        log.info(
+            "Run %s already claimed %d contacts in %d segments: re-dispatching what is undelivered (%d)",
+            run.run_id, result.contacts, len(result.segments), sum(s.pending for s in result.segments),
+        )
+    else:
+        verb = "Would claim (dry run, rolled back)" if run.dry_run else "Claimed"
+        log.info(
+            "%s %d contacts (%d adopted from earlier runs whose claim lease expired) created before %s, "
+            "in %d segments of at most %d",
+            verb, result.contacts, result.adopted, run.data_interval_end.isoformat(), len(result.segments),
+            campaign.segment_size,
+        )
+        if not run.dry_run:
+            metrics.contacts(campaign.campaign_id, "claimed", result.contacts)
+    return [s.to_xcom() for s in result.segments], claim
+
+
+# -- compute_dial_ratio ------------------------------------------------------------------------------
+def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any]) -> dict[str, Any]:
+    """Estimate the answer rate over the window ending at the run's interval end, and decide pacing."""
+    window_end = run.data_interval_end
+    window_start = window_end - timedelta(days=campaign.history_days)
+    params = {"campaign_id": campaign.campaign_id, "window_end": window_end, "history_days": campaign.history_days}
+    conn = postgres_connection(campaign)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(load_sql("answer_history"), params)
+            buckets = tuple(pacing.HistoryBucket(*map(int, row)) for row in cur.fetchall())
+            cur.execute(load_sql("abandon_history"), params)
+            live_answers, abandons = cur.fetchone()
+        history = pacing.AnswerHistory(buckets)
+        realized = pacing.RealizedAbandons(int(live_answers or 0), int(abandons or 0))
+        plan = pacing.plan_pacing(
+            history, campaign, current_abandon_rate=resolved.get("abandon_rate"), realized=realized
+        )
+        estimate, decision = plan.estimate, plan.decision
+        row = {
+            "campaign_id": campaign.campaign_id, "run_id": run.run_id, "campaign_key": campaign.key,
+            "window_start": window_start, "window_end": window_end,
+            "attempts": estimate.attempts, "answers": estimate.answers, "answer_rate": estimate.rate,
+            "answer_rate_lower": estimate.lower, "answer_rate_upper": estimate.upper,
+            "pacing_answer_rate": estimate.pacing_rate, "prior_weight": estimate.prior_weight,
+            "estimate_source": estimate.source, "strategy": decision.strategy, "dial_ratio": decision.ratio,
+            "max_calls_per_agent": decision.max_calls_per_agent,
+            "outbound_line_count": decision.outbound_line_count, "abandon_rate": decision.abandon_rate,
+            "details": json.dumps({"notes": list(decision.notes), "realized_abandon_percent": realized.rate_percent}),
+            "dry_run": run.dry_run,
+        }
+        with conn.cursor() as cur:
+            cur.execute(load_sql("record_pacing"), row)
+        conn.commit()
+    finally:
+        conn.close()
+    log.info(
+        "Answer rate over %s .. %s: %d answers / %d attempts -> estimate %.4f (bounds %.4f..%.4f, %s), "
+        "pacing on %.4f",
+        window_start.isoformat(), window_end.isoformat(), estimate.answers, estimate.attempts, estimate.rate,
+        estimate.lower, estimate.upper, estimate.source, estimate.pacing_rate,
+    )
+    log.info(
+        "Strategy %s: dial ratio %.3f -> maxCallsPerAgent=%g outboundLineCount=%d abandonRate=%g%s",
+        decision.strategy, decision.ratio, decision.max_calls_per_agent, decision.outbound_line_count,
+        decision.abandon_rate, f" ({'; '.join(decision.notes)})" if decision.notes else "",
+    )
+    metrics.pacing(
+        campaign.campaign_id, estimate.pacing_rate, decision.ratio, decision.max_calls_per_agent,
+        decision.outbound_line_count,
+    )
+    return {
+        "estimate": asdict(estimate),
+        "decision": {**asdict(decision), "notes": list(decision.notes)},
+        "patch": decision.patch_body(),
+        "window_start": window_start.isoformat(),
+        "window_end": window_end.isoformat(),
+        "realized_abandon_percent": realized.rate_percent,
+    }
+
+
+# -- apply_pacing ------------------------------------------------------------------------------------
+def apply_pacing(campaign: CampaignConfig, run: RunInfo, ratio: dict[str, Any]) -> dict[str, Any]:
+    """PATCH the campaign's pacing once per run (a dry run logs the body and sends nothing)."""
+    body = ratio["patch"]
+    if run.dry_run:
+        log.info("Dry run: would PATCH campaign %s with %s", campaign.campaign_id, body)
+        return {"applied": False, "patch": body, "requests": {}}
+    hook = genesys_hook(campaign)
+    hook.patch_campaign(campaign.campaign_id, body)
+    conn = postgres_connection(campaign)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(load_sql("mark_pacing_applied"), {"campaign_id": campaign.campaign_id, "run_id": run.run_id})
+        conn.commit()
+    finally:
+        conn.close()
+    log.info("Applied pacing to campaign %s: %s", campaign.campaign_id, body)
+    return {"applied": True, "patch": body, "requests": hook.stats.as_dict()}
+
+
+# -- create_segment ----------------------------------------------------------------------------------
+def create_segment(
+    campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any], segment: dict[str, Any]
+) -> dict[str, Any]:
+    """Upsert one segment's undelivered contacts into the contact list, 1 request per N contacts."""
+    index, label = segment["index"], segment["label"]
+    if run.dry_run:
+        skips = segment.get("would_skip") or {}
+        sendable = segment["contacts"] - sum(skips.values())
+        requests_needed = -(-sendable // campaign.contacts_per_request)
+        log.info(
+            "Dry run: segment %s would send %d contacts in %d requests to contact list %s; would skip %s",
+            label, sendable, requests_needed, resolved["contact_list_id"], skips or "none",
+        )
+        return {"index": index, "label": label, "sent": 0, "would_send": sendable, "skipped": skips,
+                "requests": {}, "dry_run": True}
+
+    hook = genesys_hook(campaign)
+    conn = postgres_connection(campaign)
+    sent = 0
+    skipped: dict[str, int] = {}
+    buffer: list[tuple[int, dict[str, Any]]] = []
+
+    def flush() -> None:
+        nonlocal sent
+        if not buffer:
+            return
+        ids = [contact_id for contact_id, _ in buffer]
+        try:
+            stored = hook.add_contacts(resolved["contact_list_id"], [c for _, c in buffer], **CONTACT_POST_FLAGS)
+        except GenesysApiError as err:
+            contacts_mod.mark(
+                conn, "mark_failed", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids,
+                error=str(err)[:500],
+            )
+            raise
+        if len(stored) != len(ids):
+            log.warning("Genesys returned %d contacts for %d sent", len(stored), len(ids))
+        contacts_mod.mark(
+            conn, "mark_dispatched", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids
+        )
+        sent += len(ids)
+        buffer.clear()
+
+    try:
+        pages = contacts_mod.iter_segment_pages(
+            conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index,
+            page_size=campaign.contacts_per_request,
+        )
+        for page in pages:
+            skips_in_page: dict[str, list[int]] = {}
+            for pending in page:
+                e164, reason = (None, contacts_mod.SKIP_NO_LONGER_ELIGIBLE)
+                if pending.eligible:
+                    e164, reason = contacts_mod.normalize_phone(pending.phone_number, campaign.phone_region)
+                if reason:
+                    skips_in_page.setdefault(reason, []).append(pending.contact_id)
+                    continue
+                buffer.append((pending.contact_id, contacts_mod.genesys_contact(
+                    pending, e164, contact_list_id=resolved["contact_list_id"],
+                    phone_column=campaign.phone_column, segment_column=campaign.segment_column, segment=label,
+                )))
+                if len(buffer) >= campaign.contacts_per_request:
+                    flush()
+            for reason, ids in skips_in_page.items():
+                contacts_mod.mark(
+                    conn, "mark_skipped", campaign_id=campaign.campaign_id, run_id=run.run_id,
+                    contact_ids=ids, reason=reason,
+                )
+                skipped[reason] = skipped.get(reason, 0) + len(ids)
+        flush()
+    except GenesysApiError as err:
+        metrics.segment_failed(campaign.campaign_id, error_type(err))
+        metrics.contacts(campaign.campaign_id, "failed", segment.get("pending", 0) - sent - sum(skipped.values()))
+        log.error(
+            "Segment %s: %d contacts sent before the failure; the rest stay claimed by this run and are sent "
+            "by a retry of this task or a later run. %s",
+            label, sent, err,
+        )
+        raise
+    finally:
+        conn.close()
+
+    for reason, count in skipped.items():
+        metrics.contacts(campaign.campaign_id, "skipped", count, reason)
+    metrics.contacts(campaign.campaign_id, "dispatched", sent)
+    metrics.segment_created(campaign.campaign_id)
+    stats = hook.stats.as_dict()
+    log.info(
+        "Segment %s: sent %d contacts to contact list %s in %d requests (%d retries); skipped %s",
+        label, sent, resolved["contact_list_id"], stats["requests"], stats["retries"], skipped or "none",
+    )
+    return {"index": index, "label": label, "sent": sent, "skipped": skipped, "requests": stats, "dry_run": False}
+
+
+def error_type(err: BaseException) -> str:
+    """A small, fixed vocabulary for the ``error_type`` metric label."""
+    if isinstance(err, GenesysCircuitOpenError):
+        return "circuit_open"
+    if isinstance(err, GenesysTransientError):
+        return "throttled" if err.status == 429 else "unavailable"
+    for cls, name in (
+        (GenesysAuthError, "auth"), (GenesysNotFoundError, "not_found"), (GenesysClientError, "client"),
+        (GenesysServerError, "server"), (GenesysResponseError, "bad_response"),
+    ):
+        if isinstance(err, cls):
+            return name
+    return "other"
+
+
+# -- summarize ---------------------------------------------------------------------------------------
+def summarize(
+    campaign: CampaignConfig,
+    run: RunInfo,
+    *,
+    resolved: dict[str, Any] | None,
+    claim: dict[str, Any] | None,
+    segments: list[dict[str, Any]],
+    segment_results: list[dict[str, Any]],
+    ratio: dict[str, Any] | None,
+    pacing_result: dict[str, Any] | None,
+) -> RunReport:
+    """Build the run report from the ledger (the truth) and the tasks' XComs; log and record it."""
+    conn = postgres_connection(campaign)
+    try:
+        ledger = contacts_mod.ledger_summary(conn, campaign_id=campaign.campaign_id, run_id=run.run_id)
+        finished = datetime.now(timezone.utc)
+        report = RunReport.build(
+            campaign=campaign, run=run, resolved=resolved, claim=claim, segments=segments,
+            segment_results=segment_results, ratio=ratio, pacing_result=pacing_result, ledger=ledger,
+            finished_at=finished,
+        )
+        with conn.cursor() as cur:
+            cur.execute(load_sql("record_run"), report.run_log_row())
+        conn.commit()
+    finally:
+        conn.close()
+    for line in report.lines():
+        log.info("%s", line)
+    metrics.run_finished(campaign.campaign_id, report.outcome, report.duration_seconds or 0.0)
+    return report
