@@ -6,9 +6,8 @@ import math
 from datetime import datetime
 from typing import Any
 
-from conftest import CAMPAIGN_ID, CONFIG_PATH
-
 from genesys_dialer.contacts import normalize_phone
+from support import CAMPAIGN_ID, CONFIG_PATH
 
 
 def campaign_config(key: str = "itest") -> Any:

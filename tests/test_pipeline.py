@@ -8,7 +8,8 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN, write_config
+from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
+from genesys_dialer.pacing import AnswerHistory, HistoryBucket, plan_pacing
 from pipeline_helpers import (
     contact_posts,
     expected_claim,
@@ -18,20 +19,13 @@ from pipeline_helpers import (
     task_states,
     valid_e164,
 )
-
-from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
-from genesys_dialer.pacing import AnswerHistory, HistoryBucket, plan_pacing
+from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 BATCH = TEST_CAMPAIGN["batch_size"]
 SEGMENT = TEST_CAMPAIGN["segment_size"]
 PER_REQUEST = TEST_CAMPAIGN["contacts_per_request"]
-
-
-@pytest.fixture(autouse=True)
-def _config():
-    write_config(TEST_CAMPAIGN)
 
 
 def _seed(db, count=400, **kwargs):
@@ -187,8 +181,6 @@ def _task_logs(capfd, caplog) -> str:
 
 
 def test_unknown_campaign_fails_naming_it_and_claims_nothing(db, emulator, caplog, capfd):
-    bad = {**TEST_CAMPAIGN, "key": "ghost", "campaign_id": "00000000-0000-4000-8000-00000000dead"}
-    write_config(TEST_CAMPAIGN, bad)
     _seed(db, count=50)
     caplog.set_level("INFO")
 

@@ -80,6 +80,25 @@ class CampaignConfig(BaseModel):
     max_calls_per_agent_ceiling: float = Field(default=GENESYS_MAX_CALLS_PER_AGENT, gt=0)
     agents: int = Field(default=10, ge=1, description="Agents staffed on the campaign's queue.")
     max_outbound_lines: int = Field(default=100, ge=1, description="The campaign's line budget.")
+    prior_strength: float = Field(
+        default=30.0, gt=0, le=100_000, description="Beta prior weight on fallback_answer_rate, in dials."
+    )
+    recency_half_life_days: float | None = Field(
+        default=3.0, gt=0, description="Half-life of the daily weights of the answer history; null: none."
+    )
+    credible_level: float = Field(
+        default=0.9, gt=0.5, lt=1, description="Central credible interval of p; pacing uses its upper end."
+    )
+    model_safety_factor: float = Field(
+        default=0.92, gt=0, le=1, description="Share of the model's calibrated lines per idle agent dialed."
+    )
+    abandon_backoff_start: float = Field(
+        default=0.8, gt=0, le=1, description="Back the ratio off once the realized 30-day rate passes "
+        "this share of abandon_rate_target."
+    )
+    abandon_backoff_min_answers: int = Field(
+        default=100, ge=0, description="Live answers needed in the 30-day window before backing off."
+    )
 
     @field_validator("abandon_rate_target")
     @classmethod

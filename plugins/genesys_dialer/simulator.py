@@ -174,10 +174,14 @@ def simulate(
         talk = lognorm(talk_mu, talk_sigma)
         wrap = lognorm(wrap_mu, wrap_sigma) if wrap_sigma > 0 else params.wrap_mean
         push(events, (t + talk + wrap, _FREE, 0))
-        overlap = min(t + talk, end) - max(t, start)
-        if overlap > 0:
-            talk_total += overlap
-            b_talk[min(int((max(t, start) - start) / batch_len), batches - 1)] += overlap
+        lo, hi = max(t, start), min(t + talk, end)
+        if hi > lo:
+            talk_total += hi - lo
+            while hi > lo:  # split the talk over the batches it spans (usually one)
+                b = min(int((lo - start) / batch_len), batches - 1)
+                upto = min(hi, start + (b + 1) * batch_len) if b < batches - 1 else hi
+                b_talk[b] += upto - lo
+                lo = upto
 
     while True:
         # Dial up to the target: round(ratio x idle agents), within the line cap.

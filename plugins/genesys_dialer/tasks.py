@@ -400,4 +400,21 @@ def summarize(
     for line in report.lines():
         log.info("%s", line)
     metrics.run_finished(campaign.campaign_id, report.outcome, report.duration_seconds or 0.0)
+    interval = schedule_interval_seconds(campaign.schedule, finished)
+    if interval:
+        metrics.schedule_interval(campaign.campaign_id, interval)  # the staleness alert's yardstick
     return report
+
+
+def schedule_interval_seconds(schedule: str | None, at: datetime) -> float | None:
+    """Seconds between two scheduled runs around ``at`` for a cron schedule or preset; None otherwise."""
+    if not schedule or schedule in ("@once", "@continuous"):
+        return None
+    from croniter import croniter
+
+    try:
+        runs = croniter(schedule, at)
+        following = runs.get_next(datetime)
+        return (runs.get_next(datetime) - following).total_seconds()
+    except (ValueError, KeyError):
+        return None

@@ -1,0 +1,206 @@
+"""Benchmark the dial-ratio strategies on the simulator: tutorial formula vs this project's model vs an oracle.
+
+Grid: answer rate p x agents. Per cell:
+
+* ``model``: one simulated working day of history (8 h, paced on the prior alone, as on a campaign's first
+  day) is drawn from the simulator and fed to :func:`genesys_dialer.pacing.plan_pacing`, so estimation noise
+  is in the loop; the resulting ``maxCallsPerAgent`` is then simulated (power mode: it is the ratio).
+* ``tutorial``: the seed's formula on the same history (its ``maxCallsPerAgent``; its tiny
+  ``outboundLineCount`` is NOT applied, which flatters it, as in the reference's anchors).
+* ``oracle``: the largest fixed ratio in [1, 15] whose abandon rate is <= the cap, found by bisection on the
+  simulator with the true p (search seed distinct from the evaluation seed).
+
+All three are evaluated on the same seed and simulated length (sized to about ``--answers`` live answers, so
+the 95 % half-width of an abandon rate near 3 % is about 0.2-0.4 points; the table prints it).
+Targets: model abandons <= cap, and model utilization >= oracle utilization - 3 points, in every cell.
+
+    python benchmarks/bench_pacing.py            # the full grid, 2 workers, a few minutes
+    python benchmarks/bench_pacing.py --quick    # a smaller, faster run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing import Pool
+from pathlib import Path
+
+from genesys_dialer.config import CampaignConfig
+from genesys_dialer.pacing import AnswerHistory, HistoryBucket, plan_pacing
+from genesys_dialer.simulator import CampaignParams, SimResult, history_from_simulation, simulate
+
+P_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+AGENT_GRID = (5, 10, 20, 50, 100)
+CAP = 0.03
+UTILIZATION_MARGIN = 0.03
+OUT = Path(__file__).resolve().parent / "out"
+
+
+@dataclass(frozen=True)
+class Cell:
+    p: float
+    agents: int
+    answers: int
+    history_hours: float
+    seed: int
+
+
+def _hours_for(agents: int, answers: int) -> float:
+    """Simulated hours that give about ``answers`` live answers at ~80 % utilization (talk+wrap 130 s)."""
+    return max(2.0, answers / (agents * 3600.0 / 130.0 * 0.8))
+
+
+def _campaign(agents: int, strategy: str) -> CampaignConfig:
+    return CampaignConfig(
+        key="bench", campaign_id="bench", ratio_strategy=strategy, agents=agents,
+        max_outbound_lines=agents * 15,
+    )
+
+
+def _oracle(params: CampaignParams, hours: float, seed: int) -> float:
+    """Largest ratio in [1, 15] with abandon rate <= the cap (bisection; abandons rise with the ratio)."""
+    lo, hi = 1.0, 15.0
+    if simulate(params, hi, hours=hours, seed=seed).abandon_rate <= CAP:
+        return hi
+    for _ in range(11):
+        mid = (lo + hi) / 2.0
+        if simulate(params, mid, hours=hours, seed=seed).abandon_rate <= CAP:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def run_cell(cell: Cell) -> dict[str, object]:
+    params = CampaignParams(agents=cell.agents, answer_rate=cell.p)
+    hours = _hours_for(cell.agents, cell.answers)
+    # History: one day at the prior-only pacing of the model (what a new campaign starts with).
+    prior_plan = plan_pacing(AnswerHistory(), _campaign(cell.agents, "model"))
+    day = simulate(params, prior_plan.decision.max_calls_per_agent, hours=cell.history_hours,
+                   seed=cell.seed * 7 + 1)
+    history = AnswerHistory(tuple(HistoryBucket(*row) for row in history_from_simulation(day)))
+    row: dict[str, object] = {"p": cell.p, "agents": cell.agents, "hours": round(hours, 1)}
+    row["history_attempts"], row["history_answers"] = history.attempts, history.answers
+    results: dict[str, SimResult] = {}
+    for strategy in ("tutorial", "model"):
+        plan = plan_pacing(history, _campaign(cell.agents, strategy))
+        ratio = plan.decision.max_calls_per_agent
+        if strategy == "model":
+            row["p_hat"], row["p_paced"] = round(plan.estimate.rate, 4), round(plan.estimate.pacing_rate, 4)
+        results[strategy] = simulate(params, ratio, hours=hours, seed=cell.seed)
+    oracle_ratio = _oracle(params, hours * 0.5, seed=cell.seed * 7 + 2)
+    results["oracle"] = simulate(params, oracle_ratio, hours=hours, seed=cell.seed)
+    for name, res in results.items():
+        row[name] = {
+            "ratio": round(res.ratio, 3),
+            "utilization": round(res.utilization, 4),
+            "utilization_ci": round(res.utilization_ci, 4),
+            "abandon_rate": round(res.abandon_rate, 4),
+            "abandon_rate_ci": round(res.abandon_rate_ci, 4),
+            "dials_per_agent_hour": round(res.dials_per_agent_hour, 1),
+        }
+    model, oracle = results["model"], results["oracle"]
+    row["abandon_ok"] = model.abandon_rate <= CAP
+    row["utilization_ok"] = model.utilization >= oracle.utilization - UTILIZATION_MARGIN
+    return row
+
+
+def _table(rows: list[dict]) -> str:
+    lines = [
+        "| p | agents | tutorial util % / aband % (ratio) | model util % / aband % (ratio) | "
+        "oracle util % / aband % (ratio) | model - oracle (points) | abandons <= 3 % | util within 3 pts |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = []
+        for name in ("tutorial", "model", "oracle"):
+            s = r[name]
+            cells.append(f"{100 * s['utilization']:.1f} / {100 * s['abandon_rate']:.2f} "
+                         f"(+/-{100 * s['abandon_rate_ci']:.2f}) ({s['ratio']:g})")
+        gap = 100 * (r["model"]["utilization"] - r["oracle"]["utilization"])
+        lines.append(
+            f"| {r['p']:g} | {r['agents']} | {cells[0]} | {cells[1]} | {cells[2]} | {gap:+.1f} | "
+            f"{'met' if r['abandon_ok'] else 'NOT met'} | {'met' if r['utilization_ok'] else 'NOT met'} |"
+        )
+    met = sum(bool(r["abandon_ok"] and r["utilization_ok"]) for r in rows)
+    lines.append("")
+    lines.append(f"Both targets met in {met} of {len(rows)} cells.")
+    return "\n".join(lines)
+
+
+def _plot(rows: list[dict], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install -e '.[bench]'): no PNG", file=sys.stderr)
+        return False
+    ps = sorted({r["p"] for r in rows})
+    fig, axes = plt.subplots(2, len(ps), figsize=(3.2 * len(ps), 6.4), sharex=True, squeeze=False)
+    styles = {"tutorial": ("tab:red", "s"), "model": ("tab:blue", "o"), "oracle": ("tab:green", "^")}
+    for col, p in enumerate(ps):
+        cell_rows = sorted((r for r in rows if r["p"] == p), key=lambda r: r["agents"])
+        agents = [r["agents"] for r in cell_rows]
+        for name, (color, marker) in styles.items():
+            axes[0][col].plot(agents, [100 * r[name]["utilization"] for r in cell_rows], marker=marker,
+                              color=color, label=name)
+            axes[1][col].plot(agents, [100 * r[name]["abandon_rate"] for r in cell_rows], marker=marker,
+                              color=color, label=name)
+        axes[1][col].axhline(100 * CAP, color="black", linestyle="--", linewidth=0.8)
+        axes[0][col].set_title(f"p = {p:g}")
+        axes[0][col].set_ylim(0, 100)
+        axes[1][col].set_ylim(0, 10)
+        axes[1][col].set_xscale("log")
+        axes[1][col].set_xlabel("agents")
+    axes[0][0].set_ylabel("utilization (talk share) %")
+    axes[1][0].set_ylabel("abandons / live answers %")
+    axes[0][0].legend(fontsize="small")
+    fig.suptitle("Dial-ratio strategies on the simulator (abandon cap 3 %, dashed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--answers", type=int, default=30000, help="live answers per evaluation run")
+    parser.add_argument("--history-hours", type=float, default=8.0, help="simulated history fed to the model")
+    parser.add_argument("--workers", type=int, default=2, help="at most 2")
+    parser.add_argument("--quick", action="store_true", help="fewer answers, p in {0.1, 0.3}, agents {5, 20}")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    ps, agent_grid, answers = P_GRID, AGENT_GRID, args.answers
+    if args.quick:
+        ps, agent_grid, answers = (0.1, 0.3), (5, 20), min(answers, 8000)
+    cells = [Cell(p, n, answers, args.history_hours, seed=1000 + i)
+             for i, (p, n) in enumerate((p, n) for p in ps for n in agent_grid)]
+    started = time.monotonic()
+    rows: list[dict] = []
+    with Pool(max(1, min(args.workers, 2))) as pool:
+        for row in pool.imap_unordered(run_cell, cells):
+            rows.append(row)
+            m, o, t = row["model"], row["oracle"], row["tutorial"]
+            print(f"[{len(rows):2d}/{len(cells)} {time.monotonic() - started:6.0f}s] p={row['p']:<4g} "
+                  f"N={row['agents']:<3d} model {100 * m['utilization']:.1f}%/{100 * m['abandon_rate']:.2f}% "
+                  f"oracle {100 * o['utilization']:.1f}%/{100 * o['abandon_rate']:.2f}% "
+                  f"tutorial {100 * t['utilization']:.1f}%/{100 * t['abandon_rate']:.2f}%", flush=True)
+    rows.sort(key=lambda r: (r["p"], r["agents"]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = _table(rows)
+    (args.out / "pacing_table.md").write_text(table + "\n", encoding="utf-8")
+    (args.out / "pacing_results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    plotted = _plot(rows, args.out / "pacing.png")
+    print(table)
+    print(f"wrote {args.out / 'pacing_table.md'}" + (f" and {args.out / 'pacing.png'}" if plotted else ""))
+    print(f"total {time.monotonic() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""Test support: the session environment, set before anything imports Airflow, and shared helpers.
+
+PostgreSQL: ``TEST_DATABASE_URL`` (a server URL we may create databases on), else the local server on
+127.0.0.1:5432 if reachable, else an embedded throwaway server (the ``pgserver`` package). Each pytest
+session creates its own two databases (contacts and Airflow metadata) and drops them at the end, so
+sessions can run side by side.
+
+Airflow reads its configuration when first imported, so the environment is set here at import time,
+before any test module imports it. The databases themselves are created lazily by fixtures: pure tests
+pay nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+SESSION = f"gdtest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+TMP = Path(tempfile.mkdtemp(prefix=f"{SESSION}_"))
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _server_url() -> str:
+    """A libpq URL of a PostgreSQL server where this session may create databases."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return os.environ["TEST_DATABASE_URL"]
+    if _port_open("127.0.0.1", 5432):
+        return "postgresql://postgres@127.0.0.1:5432/postgres"
+    import pgserver  # embedded fallback: a throwaway server in this session's temp dir
+
+    server = pgserver.get_server(str(TMP / "pgdata"), cleanup_mode="stop")
+    return server.get_uri()
+
+
+def _with_database(url: str, database: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+SERVER_URL = _server_url()
+DIALER_DB = f"{SESSION}_dialer"
+AIRFLOW_DB = f"{SESSION}_airflow"
+DIALER_URL = _with_database(SERVER_URL, DIALER_DB)
+AIRFLOW_URL = _with_database(SERVER_URL, AIRFLOW_DB)
+CONFIG_PATH = TMP / "campaigns.yaml"
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(TMP / "airflow_home"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": AIRFLOW_URL.replace("postgresql://", "postgresql+psycopg://", 1),
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_DIALER_POSTGRES": DIALER_URL,
+        "GENESYS_DIALER_CONFIG": str(CONFIG_PATH),
+    }
+)
+# Tests must not emit to a real StatsD unless they ask for it.
+os.environ.setdefault("AIRFLOW__METRICS__STATSD_ON", "False")
+
+EMULATOR_CLIENT_ID = "itest-client"
+EMULATOR_CLIENT_SECRET = "itest-secret-do-not-log"
+CAMPAIGN_ID = "5d9a3f0e-8b7c-4e21-9f3a-2c1b0d4e6f70"
+CONTACT_LIST_ID = "a6e2b9c4-1d3f-4a5b-8c7d-9e0f1a2b3c4d"
+CAMPAIGN_KEY = "itest"
+
+TEST_CAMPAIGN: dict[str, Any] = {
+    "key": CAMPAIGN_KEY,
+    "campaign_id": CAMPAIGN_ID,
+    "batch_size": 250,
+    "segment_size": 60,
+    "contacts_per_request": 25,
+    "agents": 20,
+    "retries": 0,
+}
+# A campaign id Genesys does not know (bad-input tests).
+GHOST_CAMPAIGN = {**TEST_CAMPAIGN, "key": "ghost", "campaign_id": "00000000-0000-4000-8000-00000000dead"}
+# Real-executor campaigns: manual only, so the scheduler starts nothing the tests did not ask for.
+XRUN_CAMPAIGN = {**TEST_CAMPAIGN, "key": "xrun", "schedule": None, "batch_size": 300, "segment_size": 60}
+XFAULT_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "xfault", "schedule": None, "batch_size": 240, "segment_size": 60,
+    "retries": 4, "retry_delay_seconds": 3,
+}
+BACKFILL_CAMPAIGN_ID = "7e4c2a10-3b5d-4f6e-8a9b-0c1d2e3f4a5b"
+BACKFILL_LIST_ID = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+XBACKFILL_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "xbackfill", "campaign_id": BACKFILL_CAMPAIGN_ID, "schedule": "@daily",
+    "batch_size": 40, "segment_size": 20,
+}
+ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN]
+
+
+def write_config(*campaigns: dict[str, Any], defaults: dict[str, Any] | None = None) -> Path:
+    """Write the session's campaign config. Tests share ONE config (the dag-processor of the real-executor
+    tests re-parses it), so it lists every test campaign; pass others only in a test of its own."""
+    import yaml
+
+    CONFIG_PATH.write_text(yaml.safe_dump({"defaults": defaults or {}, "campaigns": list(campaigns)}))
+    return CONFIG_PATH
+
+
+write_config(*ALL_CAMPAIGNS)
+
+
+def _admin_execute(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def airflow(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the ``airflow`` CLI of this virtualenv with the session's environment."""
+    result = subprocess.run(
+        [str(VENV_BIN / "airflow"), *args], capture_output=True, text=True, timeout=timeout, env=os.environ.copy()
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+class Emulator:
+    """Test-side handle on the emulator: its admin API and the real API, both over HTTP."""
+
+    def __init__(self, base_url: str) -> None:
+        import requests
+
+        self.base_url = base_url
+        self.http = requests.Session()
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.http.request(method, f"{self.base_url}/__emulator__/{path}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset(self) -> None:
+        self.admin("POST", "reset")
+
+    def seed(self, seed: dict[str, Any]) -> None:
+        self.admin("POST", "seed", seed)
+
+    def requests_log(self) -> list[dict[str, Any]]:
+        return self.admin("GET", "requests")
+
+    def fault(self, **rule: Any) -> None:
+        self.admin("POST", "faults", rule)
+
+    def token(self) -> str:
+        response = self.http.post(
+            f"{self.base_url}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET),
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.http.request(
+            method, f"{self.base_url}/api/v2/outbound/{path}", json=body, timeout=10,
+            headers={"Authorization": f"Bearer {self.token()}"},
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def campaign(self, campaign_id: str = CAMPAIGN_ID) -> dict[str, Any]:
+        return self.api("GET", f"campaigns/{campaign_id}")
+
+    def contacts(self, contact_list_id: str = CONTACT_LIST_ID) -> list[dict[str, Any]]:
+        """Every contact of the list, read through the real search API as a user would."""
+        found: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self.api(
+                "POST", f"contactlists/{contact_list_id}/contacts/search", {"pageNumber": page, "pageSize": 100}
+            )
+            found += body.get("entities") or []
+            if page >= (body.get("pageCount") or 0):
+                return found
+            page += 1
+
+
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serialized_dag_ids() -> set[str]:
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {row[0] for row in session.query(SerializedDagModel.dag_id).all()}

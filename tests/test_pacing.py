@@ -1,0 +1,167 @@
+"""Properties of the answer-rate estimate and the dial-ratio strategies (pure Python: no DB, no Airflow)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from genesys_dialer.config import CampaignConfig
+from genesys_dialer.pacing import (
+    STRATEGIES,
+    AnswerHistory,
+    AnswerRateEstimate,
+    HistoryBucket,
+    PacingLimits,
+    RealizedAbandons,
+    beta_cdf,
+    beta_quantile,
+    decide_pacing,
+    estimate_answer_rate,
+    plan_pacing,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+rates = st.floats(min_value=1e-4, max_value=1.0, allow_nan=False)
+team = st.integers(min_value=1, max_value=500)
+
+
+def _campaign(**overrides: object) -> CampaignConfig:
+    return CampaignConfig(key="test", campaign_id="c-1", **overrides)
+
+
+def _limits(agents: int, ceiling: float = 15.0, lines: int = 10_000, target: float = 3.0) -> PacingLimits:
+    return PacingLimits(agents, ceiling, lines, target)
+
+
+def _given(p: float) -> AnswerRateEstimate:
+    return AnswerRateEstimate(0, 0, p, p, p, p, 0.0, "given")
+
+
+def test_tutorial_reproduces_the_seed() -> None:
+    plan = plan_pacing(AnswerHistory(), _campaign(ratio_strategy="tutorial"))
+    assert plan.decision.max_calls_per_agent == 1.0
+    assert plan.decision.outbound_line_count == 2
+    assert plan.decision.ratio == pytest.approx(0.15)
+    history = AnswerHistory((HistoryBucket(0, 1000, 500),))
+    decision = plan_pacing(history, _campaign(ratio_strategy="tutorial")).decision
+    assert (decision.max_calls_per_agent, decision.outbound_line_count) == (5.0, 9)
+
+
+def test_strategies_are_known_to_config() -> None:
+    assert {"tutorial", "model"} <= set(STRATEGIES)
+    with pytest.raises(ValueError):
+        _campaign(ratio_strategy="nope")
+
+
+@settings(max_examples=150, deadline=None)
+@given(p1=rates, p2=rates, agents=team)
+def test_model_ratio_never_rises_with_p(p1: float, p2: float, agents: int) -> None:
+    lo, hi = sorted((p1, p2))
+    low_p = decide_pacing("model", _given(lo), _limits(agents))
+    high_p = decide_pacing("model", _given(hi), _limits(agents))
+    assert high_p.max_calls_per_agent <= low_p.max_calls_per_agent
+    assert high_p.outbound_line_count <= low_p.outbound_line_count
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    p=rates, agents=team, ceiling=st.floats(min_value=0.5, max_value=15.0),
+    lines=st.integers(min_value=1, max_value=2000), target=st.floats(min_value=0.1, max_value=3.0),
+    current=st.one_of(st.none(), st.floats(min_value=0.0, max_value=10.0)),
+    strategy=st.sampled_from(sorted(STRATEGIES)),
+)
+def test_decision_respects_every_cap(
+    p: float, agents: int, ceiling: float, lines: int, target: float, current: float | None, strategy: str
+) -> None:
+    decision = decide_pacing(strategy, _given(p), _limits(agents, ceiling, lines, target), current)
+    assert 0 < decision.max_calls_per_agent <= min(15.0, max(ceiling, 1.0))
+    assert 1 <= decision.outbound_line_count <= lines
+    assert 0 < decision.abandon_rate <= min(target, 3.0)
+    if current:
+        assert decision.abandon_rate <= current
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    buckets=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 5000), st.floats(0, 1)), max_size=7
+    ),
+    agents=team,
+)
+def test_plan_is_defined_for_any_history(buckets: list[tuple[int, int, float]], agents: int) -> None:
+    history = AnswerHistory(tuple(HistoryBucket(age, n, int(n * share)) for age, n, share in buckets))
+    plan = plan_pacing(history, _campaign(ratio_strategy="model", agents=agents, max_outbound_lines=10_000))
+    e = plan.estimate
+    assert 0 < e.lower <= e.rate <= e.upper <= 1
+    assert e.pacing_rate == e.upper  # the safe side for abandons
+    assert 0 < e.prior_weight <= 1
+    assert 1 <= plan.decision.max_calls_per_agent <= 15
+
+
+def test_empty_history_is_the_prior() -> None:
+    e = plan_pacing(AnswerHistory(), _campaign(ratio_strategy="model")).estimate
+    assert e.source == "fallback" and e.prior_weight == 1.0
+    assert e.rate == pytest.approx(0.15)
+    assert e.upper > 0.15
+
+
+@pytest.mark.parametrize("true_p", [0.03, 0.15, 0.5, 0.9])
+def test_estimate_converges_to_the_true_rate(true_p: float) -> None:
+    rng = random.Random(7)
+    widths = []
+    for n in (200, 5_000, 100_000):
+        answers = sum(rng.random() < true_p for _ in range(n))
+        e = estimate_answer_rate(AnswerHistory((HistoryBucket(0, n, answers),)), 0.15)
+        widths.append(e.upper - e.lower)
+    assert abs(e.rate - true_p) < 0.01
+    assert e.lower <= true_p <= e.upper
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_sparse_history_does_not_swing_the_estimate() -> None:
+    e = estimate_answer_rate(AnswerHistory((HistoryBucket(0, 5, 5),)), 0.15, prior_strength=30)
+    assert e.rate < 0.3
+
+
+def test_recency_weighting_follows_recent_days() -> None:
+    history = AnswerHistory((HistoryBucket(0, 2000, 600), HistoryBucket(6, 2000, 200)))
+    recent = estimate_answer_rate(history, 0.15, half_life_days=1.0)
+    flat = estimate_answer_rate(history, 0.15, half_life_days=None)
+    assert recent.rate > flat.rate
+
+
+def test_beta_quantile_inverts_cdf() -> None:
+    for a, b in [(0.5, 0.5), (4.5, 25.5), (300.0, 1700.0)]:
+        for q in (0.05, 0.5, 0.95):
+            assert beta_cdf(beta_quantile(q, a, b), a, b) == pytest.approx(q, abs=1e-9)
+
+
+def test_model_dials_more_lines_for_low_answer_rates_and_bigger_teams() -> None:
+    def ratio(p: float, agents: int) -> float:
+        return decide_pacing("model", _given(p), _limits(agents)).max_calls_per_agent
+
+    assert ratio(0.1, 20) > ratio(0.3, 20) > ratio(0.5, 20)
+    assert ratio(0.2, 50) > ratio(0.2, 10)
+    assert 4 < ratio(0.15, 20) < 15  # several lines per idle agent, where the seed gives 1
+
+
+def test_realized_abandons_back_the_ratio_off() -> None:
+    campaign = _campaign(ratio_strategy="model", agents=20)
+    history = AnswerHistory((HistoryBucket(0, 20_000, 3_000),))
+    calm = plan_pacing(history, campaign, realized=RealizedAbandons(10_000, 100)).decision
+    near = plan_pacing(history, campaign, realized=RealizedAbandons(10_000, 280)).decision
+    over = plan_pacing(history, campaign, realized=RealizedAbandons(10_000, 320)).decision
+    assert calm.max_calls_per_agent > near.max_calls_per_agent > over.max_calls_per_agent == 1.0
+    assert not any("back" in n or "approaching" in n for n in calm.notes)
+    assert any("approaching" in n for n in near.notes)
+    assert any("progressive" in n for n in over.notes)
+    assert near.abandon_rate == 3.0 and near.details["realized_abandon_percent"] == pytest.approx(2.8)
+    few = plan_pacing(history, campaign, realized=RealizedAbandons(50, 10)).decision
+    assert few.max_calls_per_agent == calm.max_calls_per_agent
+
+
+def test_current_target_is_never_loosened() -> None:
+    decision = plan_pacing(AnswerHistory(), _campaign(ratio_strategy="model"), current_abandon_rate=2.0).decision
+    assert decision.abandon_rate == 2.0
+    assert decision.patch_body()["abandonRate"] == 2.0
