@@ -22,7 +22,7 @@ def _apply_schema(args: argparse.Namespace) -> int:
             apply_schema(conn)
         finally:
             conn.close()
-    print(f"Schema applied ({args.dsn and 'dsn' or 'connection ' + args.conn_id}).")
+    print(f"Schema applied ({'the given DSN' if args.dsn else 'connection ' + args.conn_id}).")
     return 0
 
 
