@@ -4,15 +4,20 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench lock clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# requirements.lock pins what the suite was last run with (regenerate: make lock).
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	@touch $(STAMP)
+
+lock: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^airflow-genesys-dialer' > requirements.lock
 
 demo: install
 	$(BIN)/genesys-dialer demo
@@ -31,7 +36,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench_emulator.py
 	$(BIN)/python benchmarks/bench_pacing.py
 

@@ -68,6 +68,9 @@ def airflow_db(dialer_db: str) -> Iterator[str]:
     airflow("db", "migrate")
     airflow("pools", "set", "genesys_api", "5", "Genesys Cloud API calls (the seed's 5 workers)")
     yield AIRFLOW_URL
+    from airflow import settings
+
+    settings.dispose_orm()  # close this process's sessions and pooled connections before dropping the DB
     _admin_execute(f'DROP DATABASE IF EXISTS "{AIRFLOW_DB}" WITH (FORCE)')
 
 

@@ -221,3 +221,13 @@ def test_secrets_tokens_and_phone_numbers_stay_out_of_logs_xcoms_and_run_log(db,
         leaked = [value for value in forbidden if value and value in haystack]
         assert not leaked, f"{len(leaked)} secret/token/phone values found in {where}"
     assert "Run report" in logs  # the scan looked at the real task logs
+
+
+def test_batch_size_param_of_a_manual_trigger_limits_the_claim(db, emulator):
+    _seed(db, count=120)
+    dag_run = run_dag(conf={"batch_size": 30})
+    assert str(dag_run.state) == "success"
+    rows = ledger(db, dag_run.run_id)
+    assert len(rows) == 30
+    assert set(rows) == {cid for cid, _ in expected_claim(db, 30)}
+    assert {seg for _, _, seg, _ in rows.values()} == {0}

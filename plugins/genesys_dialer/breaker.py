@@ -1,35 +1,49 @@
 """A circuit breaker shared by every task using one Genesys connection, with its state in Variables.
 
-The seed's defaults: open after 3 consecutive transient failures, stay open 30 s, then let at most 3
-half-open probe requests through; their success closes it, a failure re-opens it.
+Defaults (the seed's): open after 3 consecutive transient failures, stay open 30 s, then let at most 3
+half-open probe requests through; their successes close it, a failure re-opens it.
 
 Airflow Variables have no locking and no compare-and-set (last writer wins), so the stored state is made
-of facts that any writer may set without corrupting it:
+of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys_breaker__<conn_id>``:
 
-* ``<prefix>`` holds ``{"opened_at": t, "reason": ...}`` or nothing. "Open" and "half-open" are derived
-  from the clock: open while ``now < opened_at + open_seconds``, half-open after. Two writers opening it at
-  once both write a recent ``opened_at``; either value is right.
-* ``<prefix>__fail__<writer>`` is one writer's own streak of consecutive transient failures. Only that
-  writer updates it, so no increment is ever lost; the streaks of writers that failed within the open
-  window are added up to decide whether to open. A writer's success deletes its own streak.
-* ``<prefix>__probe__<slot>`` is a probe lease ``{"holder", "expires_at", "ok"}``. A writer takes a free or
-  expired slot, writes it and reads it back. A writer that dies mid-probe leaves a lease that expires.
+* ``P`` = ``{"opened_at": t, "reason", "by"}``: written only when the breaker opens, never deleted.
+  ``opened_at`` is the *generation* of that opening. Open while ``now < opened_at + open_seconds``,
+  half-open after, until a close fact for that generation exists. Two writers opening at once both write a
+  recent ``opened_at``; either is right.
+* ``P__closed`` = ``{"gen": opened_at, "closed_at": t}``: written when the probes of generation ``gen``
+  succeeded. A close can never hide a newer opening (its ``gen`` would not match ``opened_at``), which a
+  ``Variable.delete(P)`` racing a re-open could. Checking the clock first means a closed breaker costs one
+  Variable read per request, two after its first incident.
+* ``P__probe__<slot>`` = ``{"gen", "holder", "expires_at", "ok"}``: a probe lease of one half-open
+  generation. A writer takes a free slot (absent, of an older generation, or expired and not ok), writes
+  it, waits ``probe_settle_seconds`` and reads it back: the last writer of a contended slot keeps it.
+  A writer that dies mid-probe leaves a lease that expires after ``probe_lease_seconds``. A success marks
+  the lease ok; once every slot of the generation is ok the breaker closes. A failure re-opens.
+  A probe that ends neither way (401/403: not an outage and not proof of health) releases its lease.
+* ``P__fail__<writer>`` = ``{"streak", "at"}``: one writer's own run of consecutive transient failures;
+  only that writer updates it, so no increment is lost. Facts newer than ``open_seconds`` and newer than
+  the last close are summed to decide whether to open. A writer's success deletes its own key; stale keys
+  of writers that died are garbage-collected by whoever lists them. The listing (``Variable.keys``) costs
+  an API round trip, so it only happens on a failure, never on the success path.
 
-Residual approximation (documented in the README): in a race two writers may both read a slot as free
-and both see their own write when they read it back, so up to twice ``half_open_max`` probes can go out
-in the worst case; and a success by one writer does not reset another writer's streak, so "consecutive"
-is per writer, summed over the open window.
+Residual approximations (see docs/resilience.md): in a race, two writers can both keep one probe slot
+(the settle delay makes it unlikely, not impossible), so up to ``2 * half_open_max`` probes can go out; a
+success by one writer does not reset another writer's streak, so "consecutive" is per writer, summed over
+the window; a garbage collection racing its owner's write can lose one failure fact; workers' clocks are
+assumed to agree to well under ``open_seconds``. If the Variables themselves cannot be read, the breaker
+fails open (lets requests through, logs a warning): the hook's own retries still bound the load.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from genesys_dialer import metrics
@@ -39,21 +53,56 @@ from genesys_dialer.state import StateStore, default_store
 log = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+KEY_PREFIX = "genesys_breaker__"
 
 
 @dataclass(frozen=True)
 class BreakerSettings:
+    """Tunable per connection through the connection's extra (``breaker_<field>``)."""
+
     failure_threshold: int = 3
     open_seconds: float = 30.0
     half_open_max: int = 3
-    probe_lease_seconds: float = 120.0
+    probe_lease_seconds: float = 60.0
+    probe_settle_seconds: float = 0.2
+    stale_fail_seconds: float = 600.0
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any], base: BreakerSettings | None = None) -> BreakerSettings:
+        """``breaker_failure_threshold``, ``breaker_open_seconds``... from a connection extra; bad values raise."""
+        base = base or cls()
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = extra.get(f"breaker_{f.name}")
+            if raw is None:
+                continue
+            cast = int if f.type in ("int", int) else float
+            try:
+                value = cast(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"connection extra breaker_{f.name} must be a number, got {raw!r}") from None
+            if value < 0 or (f.name in ("failure_threshold", "half_open_max") and value < 1):
+                raise ValueError(f"connection extra breaker_{f.name} is out of range: {raw!r}")
+            values[f.name] = value
+        return cls(**{**base.__dict__, **values})
 
 
 @dataclass(frozen=True)
 class Permit:
-    """Leave to send one request: a normal one, or a half-open probe holding ``slot``."""
+    """Leave to send one request: a normal one, or a half-open probe of generation ``gen`` holding ``slot``."""
 
     probe_slot: int | None = None
+    gen: float | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The derived state and the facts it came from (for logs, tests and the docs' figures)."""
+
+    state: str
+    opened_at: float | None = None
+    reason: str | None = None
+    closed_at: float | None = None
 
 
 class CircuitBreaker:
@@ -63,14 +112,16 @@ class CircuitBreaker:
         settings: BreakerSettings | None = None,
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = name
         self.settings = settings or BreakerSettings()
         self._store = store
         self._clock = clock
+        self._sleep = sleep
         self.writer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._streak = 0
-        self.key = f"genesys_breaker__{name}"
+        self.key = f"{KEY_PREFIX}{name}"
 
     @property
     def store(self) -> StateStore:
@@ -80,118 +131,187 @@ class CircuitBreaker:
         return self._store
 
     # -- reading -----------------------------------------------------------------------------------
-    def state(self) -> tuple[str, dict[str, Any] | None]:
-        record = self.store.get(self.key)
-        if not record or record.get("opened_at") is None:
-            return CLOSED, record
-        if self._clock() < record["opened_at"] + self.settings.open_seconds:
-            return OPEN, record
-        return HALF_OPEN, record
+    def snapshot(self) -> Snapshot:
+        record = self.store.get(self.key) or {}
+        opened_at = _number(record.get("opened_at"))
+        if opened_at is None:
+            return Snapshot(CLOSED)
+        reason = record.get("reason")
+        if self._clock() < opened_at + self.settings.open_seconds:
+            return Snapshot(OPEN, opened_at, reason)
+        closed = self.store.get(self._closed_key) or {}
+        if _number(closed.get("gen")) == opened_at:
+            return Snapshot(CLOSED, opened_at, reason, _number(closed.get("closed_at")))
+        return Snapshot(HALF_OPEN, opened_at, reason)
+
+    def state(self) -> str:
+        return self.snapshot().state
 
     def seconds_until_half_open(self) -> float:
-        state, record = self.state()
-        if state != OPEN or record is None:
+        snap = self.snapshot()
+        if snap.state != OPEN or snap.opened_at is None:
             return 0.0
-        return max(0.0, record["opened_at"] + self.settings.open_seconds - self._clock())
+        return max(0.0, snap.opened_at + self.settings.open_seconds - self._clock())
 
     # -- the request protocol ----------------------------------------------------------------------
     def acquire(self) -> Permit:
         """Leave to send, or GenesysCircuitOpenError (nothing was sent; the caller retries later)."""
-        state, record = self.state()
-        metrics.breaker_state(self.name, state)
-        if state == CLOSED:
+        try:
+            snap = self.snapshot()
+        except Exception as err:  # Variables unreachable: fail open, the hook's retries still bound the load
+            log.warning("Circuit breaker %s: state unreadable (%s); letting the request through",
+                        self.name, type(err).__name__)
             return Permit()
-        if state == OPEN:
-            wait = record["opened_at"] + self.settings.open_seconds - self._clock()  # type: ignore[index]
+        metrics.breaker_state(self.name, snap.state)
+        if snap.state == CLOSED:
+            return Permit()
+        assert snap.opened_at is not None
+        if snap.state == OPEN:
+            wait = snap.opened_at + self.settings.open_seconds - self._clock()
             raise GenesysCircuitOpenError(
-                f"circuit breaker for connection {self.name!r} is open ({record.get('reason')}); "
-                f"nothing sent, half-open in {wait:.0f} s",
-                retry_after=max(wait, 1.0),
+                f"circuit breaker for connection {self.name!r} is open ({snap.reason}); nothing sent, "
+                f"half-open in {wait:.0f} s",
+                retry_after=max(wait, 0.5),
             )
-        slot = self._take_probe_slot()
+        slot = self._take_probe_slot(snap.opened_at)
+        if slot == -1:
+            return Permit()
         if slot is None:
             raise GenesysCircuitOpenError(
                 f"circuit breaker for connection {self.name!r} is half-open and its "
-                f"{self.settings.half_open_max} probe requests are in flight; nothing sent",
-                retry_after=max(self.settings.open_seconds / 3, 1.0),
+                f"{self.settings.half_open_max} probe requests are taken; nothing sent",
+                retry_after=max(min(5.0, self.settings.open_seconds / 6), 0.5),
             )
-        log.info("Circuit breaker %s half-open: probe request %d", self.name, slot + 1)
-        return Permit(probe_slot=slot)
+        log.info("Circuit breaker %s half-open: sending probe request %d of %d",
+                 self.name, slot + 1, self.settings.half_open_max)
+        return Permit(probe_slot=slot, gen=snap.opened_at)
 
     def record_success(self, permit: Permit) -> None:
+        """Genesys answered (2xx, or a client error that proves it is up)."""
+        try:
+            self._record_success(permit)
+        except Exception as err:
+            log.warning("Circuit breaker %s: could not record a success (%s)", self.name, type(err).__name__)
+
+    def record_failure(self, permit: Permit, reason: str) -> None:
+        """A transient failure or a 500; auth and other client errors must not be recorded here."""
+        try:
+            self._record_failure(permit, reason)
+        except Exception as err:
+            log.warning("Circuit breaker %s: could not record a failure (%s)", self.name, type(err).__name__)
+
+    def release(self, permit: Permit) -> None:
+        """Neither success nor failure (401/403 during a probe): free the probe slot for another request."""
+        if permit.probe_slot is None:
+            return
+        try:
+            self.store.set(self._probe_key(permit.probe_slot),
+                           {"gen": permit.gen, "holder": self.writer, "expires_at": 0.0, "ok": False})
+        except Exception as err:
+            log.warning("Circuit breaker %s: could not release a probe (%s)", self.name, type(err).__name__)
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _record_success(self, permit: Permit) -> None:
         if self._streak:
             self._streak = 0
             self.store.delete(self._fail_key(self.writer))
         if permit.probe_slot is None:
             return
-        self.store.set(self._probe_key(permit.probe_slot), self._lease(ok=True))
-        probes = [self.store.get(self._probe_key(i)) for i in range(self.settings.half_open_max)]
-        if all(p and p.get("ok") for p in probes):
-            self._transition(HALF_OPEN, CLOSED, f"{self.settings.half_open_max} probe requests succeeded")
-            self.store.delete(self.key)
-            self._clear_probes()
+        lease = {"gen": permit.gen, "holder": self.writer, "expires_at": self._clock(), "ok": True}
+        self.store.set(self._probe_key(permit.probe_slot), lease)
+        probes = [self.store.get(self._probe_key(i)) or {} for i in range(self.settings.half_open_max)]
+        if not all(p.get("ok") and _number(p.get("gen")) == permit.gen for p in probes):
+            return
+        snap = self.snapshot()
+        if snap.state != HALF_OPEN or snap.opened_at != permit.gen:
+            return  # re-opened (a newer generation) or already closed by another writer
+        self._close(permit.gen)
 
-    def record_failure(self, permit: Permit, reason: str) -> None:
-        """A transient failure or a 500; auth and other client errors must not be recorded here."""
+    def _close(self, gen: float) -> None:
+        self.store.set(self._closed_key, {"gen": gen, "closed_at": self._clock(), "by": self.writer})
+        self._transition(HALF_OPEN, CLOSED, f"{self.settings.half_open_max} probe requests succeeded")
+
+    def _record_failure(self, permit: Permit, reason: str) -> None:
         now = self._clock()
         if permit.probe_slot is not None:
-            self._open(now, f"half-open probe failed: {reason}", from_state=HALF_OPEN)
+            snap = self.snapshot()
+            if snap.state == HALF_OPEN and snap.opened_at == permit.gen:
+                self._open(now, f"half-open probe failed: {reason}", from_state=HALF_OPEN)
             return
         self._streak += 1
         self.store.set(self._fail_key(self.writer), {"streak": self._streak, "at": now})
-        total = self._recent_failures(now)
+        snap = self.snapshot()
+        if snap.state != CLOSED:
+            return  # a request that was in flight when the breaker opened
+        total = self._streak if self._streak >= self.settings.failure_threshold else None
+        if total is None:
+            total = self._recent_failures(now, since=snap.closed_at or 0.0)
         if total >= self.settings.failure_threshold:
-            state, _ = self.state()
-            if state == CLOSED:
-                self._open(now, f"{total} consecutive failures, last: {reason}", from_state=CLOSED)
+            self._open(now, f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED)
 
-    # -- internals -----------------------------------------------------------------------------------
-    def _recent_failures(self, now: float) -> int:
+    def _recent_failures(self, now: float, *, since: float) -> int:
+        """Sum of the writers' streaks within the window and after the last close; collects stale keys."""
         total = 0
         for key in self.store.keys(f"{self.key}__fail__"):
-            fact = self.store.get(key)
-            if fact and now - fact.get("at", 0) <= self.settings.open_seconds:
-                total += int(fact.get("streak", 0))
+            fact = self.store.get(key) or {}
+            at = _number(fact.get("at")) or 0.0
+            if now - at > self.settings.stale_fail_seconds and key != self._fail_key(self.writer):
+                self.store.delete(key)  # a writer that failed and then died or gave up
+                continue
+            if now - at <= self.settings.open_seconds and at >= since:
+                total += int(_number(fact.get("streak")) or 0)
         return total
 
     def _open(self, now: float, reason: str, *, from_state: str) -> None:
         self.store.set(self.key, {"opened_at": now, "reason": reason, "by": self.writer})
-        self._clear_probes()
-        for key in self.store.keys(f"{self.key}__fail__"):
-            self.store.delete(key)
-        self._streak = 0
-        self._transition(from_state, OPEN, reason)
+        if self._streak:
+            self._streak = 0
+            self.store.delete(self._fail_key(self.writer))
+        self._transition(from_state, OPEN, f"{reason}; open for {self.settings.open_seconds:g} s")
 
     def _transition(self, from_state: str, to_state: str, reason: str) -> None:
         log.warning("Circuit breaker %s: %s -> %s (%s)", self.name, from_state, to_state, reason)
         metrics.breaker_transition(self.name, from_state, to_state)
         metrics.breaker_state(self.name, to_state)
 
-    def _take_probe_slot(self) -> int | None:
+    def _take_probe_slot(self, gen: float) -> int | None:
         now = self._clock()
-        for slot in range(self.settings.half_open_max):
-            lease = self.store.get(self._probe_key(slot))
-            if lease and (lease.get("ok") or lease.get("expires_at", 0) > now):
-                continue
-            self.store.set(self._probe_key(slot), self._lease(ok=False))
-            confirmed = self.store.get(self._probe_key(slot))
-            if confirmed and confirmed.get("holder") == self.writer:
+        leases = [self.store.get(self._probe_key(i)) or {} for i in range(self.settings.half_open_max)]
+        current = [_number(lease.get("gen")) == gen for lease in leases]
+        if all(current) and all(lease.get("ok") for lease in leases):
+            self._close(gen)  # the writer whose success completed the probes died before closing
+            return -1
+        if not any(current):
+            self._transition(OPEN, HALF_OPEN, f"open for {self.settings.open_seconds:g} s; probing")
+        free = [
+            slot for slot, lease in enumerate(leases)
+            if not current[slot] or (not lease.get("ok") and (_number(lease.get("expires_at")) or 0.0) <= now)
+        ]
+        random.shuffle(free)  # contending writers rarely pick the same slot
+        for slot in free:
+            key = self._probe_key(slot)
+            self.store.set(key, {"gen": gen, "holder": self.writer,
+                                 "expires_at": now + self.settings.probe_lease_seconds, "ok": False})
+            if self.settings.probe_settle_seconds:
+                self._sleep(self.settings.probe_settle_seconds)  # let a racing writer's set land first
+            confirmed = self.store.get(key) or {}
+            if confirmed.get("holder") == self.writer and _number(confirmed.get("gen")) == gen:
                 return slot
         return None
 
-    def _lease(self, *, ok: bool) -> dict[str, Any]:
-        return {
-            "holder": self.writer,
-            "expires_at": self._clock() + self.settings.probe_lease_seconds,
-            "ok": ok,
-        }
-
-    def _clear_probes(self) -> None:
-        for slot in range(self.settings.half_open_max):
-            self.store.delete(self._probe_key(slot))
+    @property
+    def _closed_key(self) -> str:
+        return f"{self.key}__closed"
 
     def _probe_key(self, slot: int) -> str:
         return f"{self.key}__probe__{slot}"
 
     def _fail_key(self, writer: str) -> str:
         return f"{self.key}__fail__{writer}"
+
+
+def _number(value: Any) -> float | None:
+    """A stored number, or None for anything else (a hand-edited Variable must not crash the breaker)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)

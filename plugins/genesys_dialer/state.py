@@ -3,6 +3,10 @@
 The design card keeps the OAuth token cache and the circuit breaker's state in Airflow Variables so every
 task instance of every campaign DAG using one Genesys connection shares them. Variables have no locking
 and no compare-and-set, so callers store facts any writer may set, never counters.
+
+Both stores behave the same on the edges the breaker relies on: ``get`` of a missing key is ``None``,
+``delete`` of a missing key is a no-op, and ``keys`` is a (costly, one API round trip per 1000 keys)
+listing by prefix that callers keep off their hot path.
 """
 
 from __future__ import annotations
@@ -35,11 +39,15 @@ class MemoryStateStore:
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             raw = self._data.get(key)
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else None
 
     def set(self, key: str, value: dict[str, Any]) -> None:
+        encoded = json.dumps(value)  # same constraint as Variables: JSON-able values only
         with self._lock:
-            self._data[key] = json.dumps(value)
+            self._data[key] = encoded
 
     def delete(self, key: str) -> None:
         with self._lock:
@@ -49,6 +57,10 @@ class MemoryStateStore:
         with self._lock:
             return [k for k in self._data if k.startswith(prefix)]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
 
 class VariableStateStore:
     """Airflow Variables through the Task SDK (the API server in real workers)."""
@@ -56,7 +68,11 @@ class VariableStateStore:
     def get(self, key: str) -> dict[str, Any] | None:
         from airflow.sdk import Variable
 
-        value = Variable.get(key, default=None, deserialize_json=True)
+        try:
+            value = Variable.get(key, default=None, deserialize_json=True)
+        except ValueError:  # not JSON (someone edited it in the UI): treat as absent, the next set repairs it
+            log.warning("Variable %s does not hold JSON; ignoring it", key)
+            return None
         return value if isinstance(value, dict) else None
 
     def set(self, key: str, value: dict[str, Any]) -> None:
@@ -65,9 +81,15 @@ class VariableStateStore:
         Variable.set(key, value, serialize_json=True)
 
     def delete(self, key: str) -> None:
+        """Delete ``key``; a key that is already gone (another writer deleted it) is not an error."""
         from airflow.sdk import Variable
+        from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
 
-        Variable.delete(key)
+        try:
+            Variable.delete(key)
+        except AirflowRuntimeError as err:
+            if getattr(err.error, "error", None) != ErrorType.VARIABLE_NOT_FOUND:
+                raise
 
     def keys(self, prefix: str) -> list[str]:
         from airflow.sdk import Variable

@@ -334,11 +334,21 @@ def create_segment(
     except GenesysApiError as err:
         metrics.segment_failed(campaign.campaign_id, error_type(err))
         metrics.contacts(campaign.campaign_id, "failed", segment.get("pending", 0) - sent - sum(skipped.values()))
-        log.error(
-            "Segment %s: %d contacts sent before the failure; the rest stay claimed by this run and are sent "
-            "by a retry of this task or a later run. %s",
-            label, sent, err,
-        )
+        if isinstance(err, GenesysCircuitOpenError):
+            # Nothing was sent: the breaker shared by every task of this connection is open. The segment
+            # is not dropped: its contacts stay claimed (marked failed = not yet sent) for the retry.
+            log.warning(
+                "Segment %s: circuit breaker open, nothing sent for the current batch (%d contacts sent "
+                "before it opened); the rest stay claimed by this run and are sent by a retry of this task "
+                "(in about %.0f s) or a later run. %s",
+                label, sent, err.retry_after or 0, err,
+            )
+        else:
+            log.error(
+                "Segment %s: %d contacts sent before the failure; the rest stay claimed by this run and are "
+                "sent by a retry of this task or a later run. %s",
+                label, sent, err,
+            )
         raise
     finally:
         conn.close()

@@ -8,7 +8,22 @@ adds what Genesys needs.
 
 Connection (type ``genesys_cloud``): ``host`` is a region (``mypurecloud.ie``) or a base URL
 (``http://127.0.0.1:8765``, for the emulator: token and API on one port); ``login`` is the OAuth client
-id, ``password`` the client secret. Nothing secret lives in ``extra``.
+id, ``password`` the client secret. Nothing secret lives in ``extra``; it holds optional tuning, never sent
+anywhere: ``timeout`` (seconds, or ``[connect, read]``), ``max_attempts``, ``max_breaker_wait``, and the
+breaker's ``breaker_failure_threshold``, ``breaker_open_seconds``, ``breaker_half_open_max``,
+``breaker_probe_lease_seconds``. Constructor arguments win over extras.
+
+What a call does (docs/resilience.md has the why and the measured behaviour):
+
+* transient failures (429, 502, 503, 504, connection errors, timeouts) are retried up to ``max_attempts``
+  with capped exponential backoff and jitter; a 429 (or a 503 that has one) waits its ``Retry-After``;
+  a ``Retry-After`` longer than ``max_retry_after`` ends the call with a GenesysTransientError carrying it,
+  so the task retry waits instead of holding a worker slot;
+* non-transient answers (400, 403, 404, 409, 413, 500...) raise a classified error at once;
+* a 401 refreshes the token once (re-using a token another worker already refreshed) and repeats the call
+  under the same breaker permit; a second 401 raises GenesysAuthError;
+* every attempt first asks the shared circuit breaker; while it is open nothing is sent and the call ends
+  with GenesysCircuitOpenError (or waits, up to ``max_breaker_wait``, for a half-open probe slot).
 """
 
 from __future__ import annotations
@@ -17,9 +32,10 @@ import base64
 import hashlib
 import logging
 import random
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -31,6 +47,7 @@ from airflow.sdk import BaseHook
 from genesys_dialer import metrics
 from genesys_dialer.breaker import BreakerSettings, CircuitBreaker, Permit
 from genesys_dialer.exceptions import (
+    ConfigError,
     GenesysApiError,
     GenesysAuthError,
     GenesysCircuitOpenError,
@@ -49,6 +66,12 @@ TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 # Genesys' .NET SDK waits 3 s when a 429/503 carries no Retry-After.
 DEFAULT_RETRY_AFTER_SECONDS = 3.0
 TOKEN_REFRESH_MARGIN_SECONDS = 60.0
+# Genesys' shortest configurable token lifetime: assumed when a token response has no usable expires_in.
+FALLBACK_TOKEN_LIFETIME_SECONDS = 300.0
+DEFAULT_TIMEOUT = (5.0, 30.0)
+# Something that looks like a phone number inside a message Genesys wrote (it may echo a cell value).
+_PHONE_IN_TEXT = re.compile(r"\+?\d[\d ().-]{5,}\d")
+_PERMISSION = re.compile(r"\b[a-zA-Z]+:[a-zA-Z]+:[a-zA-Z*]+\b")
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,15 @@ class RequestStats:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class _ConnectionInfo:
+    api_base: str
+    token_url: str
+    client_id: str
+    client_secret: str
+    extra: Mapping[str, Any]
+
+
 def _endpoints(host: str) -> tuple[str, str]:
     """(API base URL, token URL) for a region name or an explicit base URL."""
     host = host.strip().rstrip("/")
@@ -86,6 +118,34 @@ def _endpoints(host: str) -> tuple[str, str]:
         return host, f"{host}/oauth/token"
     region = host.removeprefix("api.").removeprefix("login.")
     return f"https://api.{region}", f"https://login.{region}/oauth/token"
+
+
+def _mask(secret: str) -> None:
+    """Register a secret with Airflow's log masker (task logs and the supervisor's)."""
+    try:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # masking is best effort outside a task
+        log.debug("could not register a secret with the log masker")
+
+
+def _timeout_from(value: Any, conn_id: str) -> tuple[float, float]:
+    """``5`` or ``[3, 30]`` (connect, read seconds) from a connection extra."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            pair = (float(value), float(value))
+        elif isinstance(value, (list, tuple)) and len(value) == 2:
+            pair = (float(value[0]), float(value[1]))
+        else:
+            raise ValueError
+        if min(pair) <= 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"connection {conn_id!r}: extra 'timeout' must be seconds or [connect, read] seconds, got {value!r}"
+        ) from None
+    return pair
 
 
 class GenesysHook(BaseHook):
@@ -100,24 +160,26 @@ class GenesysHook(BaseHook):
         self,
         genesys_conn_id: str = default_conn_name,
         *,
-        timeout: tuple[float, float] = (5.0, 30.0),
-        max_attempts: int = 5,
+        timeout: float | tuple[float, float] | None = None,
+        max_attempts: int | None = None,
         backoff_base: float = 1.0,
         backoff_cap: float = 30.0,
-        max_breaker_wait: float = 0.0,
+        max_retry_after: float = 60.0,
+        max_breaker_wait: float | None = None,
         breaker_settings: BreakerSettings | None = None,
         state_store: StateStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__()
         self.genesys_conn_id = genesys_conn_id
-        self.timeout = timeout
-        self.max_attempts = max_attempts
+        self._timeout_arg = timeout
+        self._max_attempts_arg = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.max_breaker_wait = max_breaker_wait
+        self.max_retry_after = max_retry_after
+        self._max_breaker_wait_arg = max_breaker_wait
+        self._breaker_settings_arg = breaker_settings
         self._state_store = state_store
-        self.breaker = CircuitBreaker(genesys_conn_id, breaker_settings, state_store)
         self.stats = RequestStats()
         self._sleep = sleep
         self._session: requests.Session | None = None
@@ -126,33 +188,90 @@ class GenesysHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {
-            "hidden-fields": ["schema", "port", "extra"],
+            "hidden-fields": ["schema", "port"],
             "relabeling": {"host": "Region or base URL", "login": "Client ID", "password": "Client Secret"},
             "placeholders": {
                 "host": "mypurecloud.ie (or http://genesys-emulator:8765)",
                 "login": "OAuth client id (client credentials grant)",
                 "password": "OAuth client secret",
+                "extra": '{"timeout": [5, 30], "breaker_open_seconds": 30} (tuning only, never secrets)',
             },
         }
 
     @cached_property
-    def _credentials(self) -> tuple[str, str, str, str]:
-        """(api base, token url, client id, client secret), looked up once per hook."""
+    def _connection(self) -> _ConnectionInfo:
+        """The connection, looked up once per hook."""
         conn = self.get_connection(self.genesys_conn_id)
         if not conn.host:
-            raise GenesysApiError(
+            raise ConfigError(
                 f"connection {self.genesys_conn_id!r} has no host: set a region (mypurecloud.ie) or base URL"
             )
         if not conn.login or not conn.password:
-            raise GenesysApiError(
+            raise ConfigError(
                 f"connection {self.genesys_conn_id!r} needs the OAuth client id (login) and secret (password)"
             )
+        try:
+            extra = conn.extra_dejson or {}
+        except Exception:
+            extra = {}
         api_base, token_url = _endpoints(conn.host)
-        return api_base, token_url, conn.login, conn.password
+        return _ConnectionInfo(api_base, token_url, conn.login, conn.password, extra if isinstance(extra, dict) else {})
+
+    @property
+    def _credentials(self) -> tuple[str, str, str, str]:
+        """(api base, token url, client id, client secret)."""
+        info = self._connection
+        return info.api_base, info.token_url, info.client_id, info.client_secret
 
     @property
     def api_base(self) -> str:
-        return self._credentials[0]
+        return self._connection.api_base
+
+    @cached_property
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds: the constructor's, else the connection extra's, else 5 / 30."""
+        if self._timeout_arg is not None:
+            return _timeout_from(self._timeout_arg, self.genesys_conn_id)
+        value = self._connection.extra.get("timeout")
+        return DEFAULT_TIMEOUT if value is None else _timeout_from(value, self.genesys_conn_id)
+
+    @cached_property
+    def max_attempts(self) -> int:
+        return self._int_setting(self._max_attempts_arg, "max_attempts", 5, minimum=1)
+
+    @cached_property
+    def max_breaker_wait(self) -> float:
+        """How long one call may wait in the task for the breaker (a half-open probe slot) before giving up."""
+        if self._max_breaker_wait_arg is not None:
+            return float(self._max_breaker_wait_arg)
+        return float(self._int_setting(None, "max_breaker_wait", 10, minimum=0))
+
+    def _int_setting(self, arg: int | None, key: str, default: int, *, minimum: int) -> int:
+        if arg is not None:
+            return int(arg)
+        raw = self._connection.extra.get(key, default)
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"connection {self.genesys_conn_id!r}: extra {key!r} must be an integer") from None
+        if value < minimum:
+            raise ConfigError(f"connection {self.genesys_conn_id!r}: extra {key!r} must be at least {minimum}")
+        return value
+
+    @cached_property
+    def breaker(self) -> CircuitBreaker:
+        """The connection's breaker; its probe lease outlives one request's connect + read timeout."""
+        if self._breaker_settings_arg is not None:
+            settings = self._breaker_settings_arg
+        else:
+            try:
+                settings = BreakerSettings.from_extra(
+                    self._connection.extra,
+                    BreakerSettings(probe_lease_seconds=sum(self.timeout) + 10.0),
+                )
+            except ValueError as err:
+                raise ConfigError(f"connection {self.genesys_conn_id!r}: {err}") from None
+        return CircuitBreaker(self.genesys_conn_id, settings, self._state_store, sleep=self._sleep)
 
     def get_conn(self) -> requests.Session:
         """A keep-alive session reused for every call of this hook (auth is added per request)."""
@@ -168,15 +287,15 @@ class GenesysHook(BaseHook):
         try:
             self.get_token(force_refresh=True)
             self.request("GET", f"{OUTBOUND}/campaigns", params={"pageSize": 1}, endpoint="campaign_list")
-        except GenesysApiError as err:
+        except (GenesysApiError, ConfigError) as err:
             return False, str(err)
         return True, "Token issued and outbound campaigns readable."
 
     # -- OAuth -------------------------------------------------------------------------------------
     @property
     def _fingerprint(self) -> str:
-        _, token_url, client_id, _ = self._credentials
-        return hashlib.sha256(f"{token_url}|{client_id}".encode()).hexdigest()[:16]
+        info = self._connection
+        return hashlib.sha256(f"{info.token_url}|{info.client_id}".encode()).hexdigest()[:16]
 
     @property
     def _token_variable(self) -> str:
@@ -189,17 +308,22 @@ class GenesysHook(BaseHook):
             self._state_store = default_store()
         return self._state_store
 
-    def get_token(self, *, force_refresh: bool = False) -> str:
-        """A bearer token: from this process, else the shared Variable, else a new one from OAuth."""
+    def get_token(self, *, force_refresh: bool = False, rejected: str | None = None) -> str:
+        """A bearer token: from this process, else the shared Variable, else a new one from OAuth.
+
+        ``rejected`` is a token Genesys just answered 401 to: a different, unexpired shared token (another
+        worker refreshed first) is used instead of fetching yet another one.
+        """
         now = time.time()
         fingerprint = self._fingerprint
         with _token_lock:
             cached = _token_cache.get(self.genesys_conn_id)
-            if not force_refresh and cached and cached.usable(now, fingerprint):
+            if not force_refresh and cached and cached.usable(now, fingerprint) and cached.access_token != rejected:
                 return cached.access_token
             if not force_refresh:
                 shared = self._read_shared_token()
-                if shared and shared.usable(now, fingerprint):
+                if shared and shared.usable(now, fingerprint) and shared.access_token != rejected:
+                    _mask(shared.access_token)
                     _token_cache[self.genesys_conn_id] = shared
                     return shared.access_token
             token = self._fetch_token(fingerprint)
@@ -220,23 +344,25 @@ class GenesysHook(BaseHook):
         if not record:
             return None
         try:
-            return CachedToken(record["access_token"], float(record["expires_at"]), record["fingerprint"])
+            return CachedToken(str(record["access_token"]), float(record["expires_at"]), str(record["fingerprint"]))
         except (KeyError, TypeError, ValueError):
             return None
 
     def _write_shared_token(self, token: CachedToken) -> None:
         try:
-            self.state_store.set(self._token_variable, token.__dict__)
+            self.state_store.set(self._token_variable, dict(token.__dict__))
         except Exception as err:
             log.warning("Could not write the shared token cache (%s)", type(err).__name__)
 
     def _fetch_token(self, fingerprint: str) -> CachedToken:
-        _, token_url, client_id, client_secret = self._credentials
-        basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        info = self._connection
+        _mask(info.client_secret)
+        basic = base64.b64encode(f"{info.client_id}:{info.client_secret}".encode()).decode()
+        _mask(basic)
         started = time.monotonic()
         try:
             response = self.get_conn().post(
-                token_url,
+                info.token_url,
                 data={"grant_type": "client_credentials"},
                 headers={"Authorization": f"Basic {basic}"},
                 timeout=self.timeout,
@@ -248,28 +374,44 @@ class GenesysHook(BaseHook):
             ) from None
         metrics.api_request("token", "POST", response.status_code, time.monotonic() - started)
         self.stats.requests += 1
+        context_id = response.headers.get("ININ-Correlation-Id")
         if response.status_code != 200:
             body = _json_or_none(response)
             description = ""
             if isinstance(body, dict):
-                description = f": {body.get('error')} {body.get('error_description') or ''}".rstrip()
-            error_cls = GenesysAuthError if response.status_code in (400, 401, 403) else GenesysTransientError
+                description = f": {_clean(body.get('error'))} {_clean(body.get('error_description'))}".rstrip()
+            elif response.content:
+                description = f": non-JSON answer ({_content_type(response)})"
+            status = response.status_code
+            if status in (400, 401, 403):
+                error_cls: type[GenesysApiError] = GenesysAuthError
+            elif status in TRANSIENT_STATUSES:
+                error_cls = GenesysTransientError
+            else:
+                error_cls = GenesysServerError if status >= 500 else GenesysClientError
             raise error_cls(
                 f"OAuth client-credentials grant refused for connection {self.genesys_conn_id!r}{description}",
-                status=response.status_code,
-                context_id=response.headers.get("ININ-Correlation-Id"),
+                status=status,
+                context_id=context_id,
                 method="POST",
                 endpoint="/oauth/token",
+                retry_after=_retry_after(response.headers.get("Retry-After"), status),
             )
         body = _json_or_none(response)
-        if not isinstance(body, dict) or not body.get("access_token"):
+        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) or not body["access_token"]:
             raise GenesysResponseError(
-                "OAuth token response has no access_token", status=200, method="POST", endpoint="/oauth/token"
+                f"OAuth token response has no access_token ({_content_type(response)})",
+                status=200, context_id=context_id, method="POST", endpoint="/oauth/token",
             )
+        _mask(body["access_token"])
         try:
-            expires_in = float(body.get("expires_in", 0))
+            expires_in = float(body.get("expires_in"))
+            if expires_in <= 0:
+                raise ValueError
         except (TypeError, ValueError):
-            expires_in = 0.0
+            log.warning("OAuth token response has no usable expires_in; assuming %.0f s",
+                        FALLBACK_TOKEN_LIFETIME_SECONDS)
+            expires_in = FALLBACK_TOKEN_LIFETIME_SECONDS
         # Refresh 60 s early; for very short lifetimes (test orgs) a quarter of the lifetime instead.
         margin = min(TOKEN_REFRESH_MARGIN_SECONDS, expires_in / 4)
         self.stats.token_refreshes += 1
@@ -294,9 +436,11 @@ class GenesysHook(BaseHook):
         url = f"{self.api_base}{path}"
         refreshed_after_401 = False
         attempt = 0
+        permit: Permit | None = None
         while True:
             attempt += 1
-            permit = self._acquire_permit()
+            if permit is None:
+                permit = self._acquire_permit()
             token = self.get_token()
             started = time.monotonic()
             try:
@@ -313,88 +457,112 @@ class GenesysHook(BaseHook):
                 self.stats.requests += 1
                 reason = "timeout" if isinstance(err, requests.Timeout) else "connection"
                 self.breaker.record_failure(permit, reason)
+                permit = None
                 error = GenesysTransientError(
                     f"Genesys Cloud request failed: {type(err).__name__}", method=method, endpoint=path
                 )
-                self._retry_or_raise(error, attempt, endpoint, reason, None)
+                self._retry_or_raise(error, attempt, method, endpoint, reason, None)
                 continue
             metrics.api_request(endpoint, method, response.status_code, time.monotonic() - started)
             self.stats.requests += 1
             status = response.status_code
             if status < 400:
+                try:
+                    body = self._parse(response, method, path)
+                except GenesysResponseError:
+                    self.breaker.record_failure(permit, "bad_response")  # something in between is broken
+                    raise
                 self.breaker.record_success(permit)
-                return self._parse(response, method, path)
+                return body
             error = _classify(response, method, path)
             if status == 401 and not refreshed_after_401:
-                # The cached token may have expired or been revoked: refresh once, then repeat.
+                # The token expired or was revoked: refresh once and repeat under the same permit (a
+                # half-open probe keeps its slot; a 401 says nothing about Genesys' health).
                 refreshed_after_401 = True
-                self.breaker.record_success(permit)  # the service answered; not an outage
-                log.info("401 from %s %s: refreshing the access token once", method, endpoint)
+                log.info("401 from %s %s (contextId=%s): refreshing the access token once",
+                         method, endpoint, error.context_id)
                 self.invalidate_token()
-                self.get_token(force_refresh=True)
+                self.get_token(rejected=token)
                 attempt -= 1
                 continue
-            if isinstance(error, (GenesysTransientError, GenesysServerError)):
+            if status in (401, 403, 429):
+                self.breaker.release(permit)  # neither an outage nor proof of health
+            elif isinstance(error, (GenesysTransientError, GenesysServerError)):
                 self.breaker.record_failure(permit, str(status))
             else:
-                self.breaker.record_success(permit)
+                self.breaker.record_success(permit)  # Genesys answered: it is up, the request is wrong
+            permit = None
             if status == 429:
                 self.stats.throttled += 1
             if isinstance(error, GenesysTransientError):
-                self._retry_or_raise(error, attempt, endpoint, str(status), error.retry_after)
+                self._retry_or_raise(error, attempt, method, endpoint, str(status), error.retry_after)
                 continue
             raise error
 
     def _acquire_permit(self) -> Permit:
-        try:
-            return self.breaker.acquire()
-        except GenesysCircuitOpenError as err:
-            wait = err.retry_after or 0.0
-            if wait > self.max_breaker_wait:
-                raise
-            log.info("Circuit breaker open: waiting %.1f s for it to half-open", wait)
-            self._sleep(wait)
-            return self.breaker.acquire()
+        """The breaker's leave to send; waits (bounded by max_breaker_wait) for a half-open probe slot."""
+        waited = 0.0
+        while True:
+            try:
+                return self.breaker.acquire()
+            except GenesysCircuitOpenError as err:
+                wait = (err.retry_after or 1.0) * random.uniform(1.0, 1.2)
+                if waited + wait > self.max_breaker_wait:
+                    raise
+                log.info("Circuit breaker not closed: waiting %.1f s before asking again (nothing sent)", wait)
+                self._sleep(wait)
+                waited += wait
 
     def _retry_or_raise(
-        self, error: GenesysTransientError, attempt: int, endpoint: str, reason: str, retry_after: float | None
+        self,
+        error: GenesysTransientError,
+        attempt: int,
+        method: str,
+        endpoint: str,
+        reason: str,
+        retry_after: float | None,
     ) -> None:
-        if attempt >= self.max_attempts:
+        give_up = attempt >= self.max_attempts
+        if retry_after is not None and retry_after > self.max_retry_after:
+            give_up = True  # the task retry waits Retry-After; no point holding a worker slot that long
+        if give_up:
             raise GenesysTransientError(
-                f"gave up after {attempt} attempts: {error.args[0]}",
+                f"gave up after {attempt} attempt{'s' if attempt > 1 else ''}: {error.args[0]}",
                 status=error.status,
                 code=error.code,
                 context_id=error.context_id,
+                method=error.method,
+                endpoint=error.endpoint,
                 retry_after=retry_after,
             ) from None
         delay = self._backoff(attempt, retry_after)
         self.stats.retries += 1
         metrics.api_retry(endpoint, reason)
         log.warning(
-            "Retrying %s after %s (attempt %d of %d, contextId=%s) in %.1f s",
-            endpoint, reason, attempt, self.max_attempts, error.context_id, delay,
+            "Retrying %s %s after %s (attempt %d of %d, contextId=%s) in %.1f s",
+            method, endpoint, reason, attempt, self.max_attempts, error.context_id, delay,
         )
         self._sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Retry-After when Genesys gives one; else capped exponential backoff with full jitter."""
+        """Retry-After (plus up to 10 % jitter) when Genesys gives one; else capped exponential backoff."""
         if retry_after is not None:
-            return min(retry_after, self.backoff_cap * 4)
+            return retry_after + random.uniform(0, min(1.0, retry_after * 0.1))
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
     @staticmethod
-    def _parse(response: requests.Response, method: str, path: str) -> Any:
+    def _parse(response: requests.Response, method: str, endpoint: str) -> Any:
         if response.status_code == 204 or not response.content:
             return None
         body = _json_or_none(response)
         if body is None:
             raise GenesysResponseError(
-                f"expected JSON, got {response.headers.get('Content-Type', 'no content type')}",
+                f"expected JSON, got {_content_type(response)} (a proxy or gateway page?)",
                 status=response.status_code,
                 context_id=response.headers.get("ININ-Correlation-Id"),
                 method=method,
-                endpoint=path,
+                endpoint=endpoint,
             )
         return body
 
@@ -457,8 +625,15 @@ class GenesysHook(BaseHook):
                 ),
                 "contact listing",
             )
-            yield from body.get("entities") or []
-            if page >= int(body.get("pageCount") or 0):
+            entities = body.get("entities") or []
+            page_count = body.get("pageCount") or 0
+            if not isinstance(entities, list) or not isinstance(page_count, int):
+                raise GenesysResponseError(
+                    "contact listing without an entities list and an integer pageCount",
+                    method="POST", endpoint="contacts_search",
+                )
+            yield from (e for e in entities if isinstance(e, dict))
+            if page >= page_count:
                 return
             page += 1
 
@@ -476,37 +651,79 @@ def _json_or_none(response: requests.Response) -> Any:
         return None
 
 
+def _content_type(response: requests.Response) -> str:
+    return (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()[:60]
+
+
+def _clean(value: Any, limit: int = 300) -> str:
+    """Text Genesys (or a proxy) wrote, fit for a log line: bounded, one line, no phone-number-like runs."""
+    if value is None:
+        return ""
+    text = " ".join(str(value).split())[:limit]
+    return _PHONE_IN_TEXT.sub("<number>", text)
+
+
+def _missing_permissions(body: dict[str, Any]) -> list[str]:
+    """Permission names (``outbound:contact:add``) Genesys named in a 403 body, if any."""
+    found: list[str] = []
+    params = body.get("messageParams")
+    candidates = [body.get("message"), body.get("messageWithParams")]
+    if isinstance(params, dict):
+        candidates += [v for v in params.values() if isinstance(v, (str, list))]
+    for candidate in candidates:
+        items = candidate if isinstance(candidate, list) else [candidate]
+        for item in items:
+            if isinstance(item, str):
+                found += [p for p in _PERMISSION.findall(item) if p not in found]
+    return found
+
+
 def _classify(response: requests.Response, method: str, path: str) -> GenesysApiError:
     """Turn an error response into the exception class that tells callers what to do about it."""
     status = response.status_code
-    body = _json_or_none(response)
-    body = body if isinstance(body, dict) else {}
-    context_id = body.get("contextId") or response.headers.get("ININ-Correlation-Id")
-    code = body.get("code")
-    message = str(body.get("message") or response.reason or "no message")[:300]
-    if not body and response.content:
-        message = f"non-JSON error body ({response.headers.get('Content-Type', 'unknown type')})"
-    details = body.get("details") or []
-    fields = [d.get("fieldName") for d in details if isinstance(d, dict) and d.get("fieldName")]
+    raw = _json_or_none(response)
+    body: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    context_id = str(body.get("contextId") or response.headers.get("ININ-Correlation-Id") or "")[:80] or None
+    code = _clean(body.get("code"), 80) or None
+    if body:
+        message = _clean(body.get("message") or response.reason or "no message")
+    elif response.content:
+        message = f"non-JSON error body ({_content_type(response)}; a proxy or gateway page?)"
+    else:
+        message = _clean(response.reason) or "no message"
+    details = body.get("details") if isinstance(body.get("details"), list) else []
+    fields = [_clean(d.get("fieldName"), 80) for d in details if isinstance(d, dict) and d.get("fieldName")]
     if fields:
-        message += f" [fields: {', '.join(map(str, fields))}]"
-    retry_after = None
-    if status in (429, 503):
-        retry_after = _retry_after(response.headers.get("Retry-After"), status)
-    kwargs = dict(status=status, code=code, context_id=context_id, method=method, endpoint=path)
+        message += f" [fields: {', '.join(fields)}]"
+    retry_after = _retry_after(response.headers.get("Retry-After"), status)
+    kwargs: dict[str, Any] = dict(status=status, code=code, context_id=context_id, method=method, endpoint=path)
     if status in TRANSIENT_STATUSES:
         return GenesysTransientError(message, retry_after=retry_after, **kwargs)
-    if status in (401, 403):
-        hint = "check the OAuth client's credentials" if status == 401 else "the OAuth client's role lacks a permission"
+    if status == 401:
+        return GenesysAuthError(
+            f"{message} (401 again after a token refresh: check the OAuth client's id and secret, and that "
+            "the client is not disabled)", **kwargs,
+        )
+    if status == 403:
+        missing = _missing_permissions(body)
+        hint = (f"the OAuth client's role is missing permission {', '.join(missing)}" if missing
+                else "the OAuth client's role lacks a permission (outbound:contact:add, outbound:campaign:edit...)")
         return GenesysAuthError(f"{message} ({hint})", **kwargs)
     if status == 404:
         return GenesysNotFoundError(message, **kwargs)
     if status >= 500:
-        return GenesysServerError(message, **kwargs)
+        return GenesysServerError(f"{message} (Genesys advises no blind retry of a 500)", **kwargs)
+    if status == 409:
+        message += " (a conflicting change; re-read the resource before changing it again)"
+    elif status == 413:
+        message += " (request body too large; send fewer contacts per request)"
     return GenesysClientError(message, **kwargs)
 
 
 def _retry_after(value: str | None, status: int) -> float | None:
+    """Seconds to wait: the header on 429/503; 3 s for a 429 without one (Genesys' own SDK default)."""
+    if status not in (429, 503):
+        return None
     if value is None:
         return DEFAULT_RETRY_AFTER_SECONDS if status == 429 else None
     try:

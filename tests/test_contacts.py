@@ -1,0 +1,136 @@
+"""Claiming in the dispatch ledger on a real PostgreSQL: no double claims, adoption, idempotent schema."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from genesys_dialer.contacts import (
+    SKIP_INVALID_PHONE,
+    SKIP_MISSING_PHONE,
+    ClaimRequest,
+    claim_batch,
+    normalize_phone,
+)
+from genesys_dialer.demo_data import contact_rows, insert_contacts
+from genesys_dialer.schema import apply_schema
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("(415) 555-2671", "US", ("+14155552671", None)),
+        ("+1 212 736 5000", "US", ("+12127365000", None)),
+        ("020 7946 0018", "GB", ("+442079460018", None)),
+        ("+44 20 7946 0018", "US", ("+442079460018", None)),
+        (None, "US", (None, SKIP_MISSING_PHONE)),
+        ("   ", "US", (None, SKIP_MISSING_PHONE)),
+        ("n/a", "US", (None, SKIP_INVALID_PHONE)),
+        ("12345", "US", (None, SKIP_INVALID_PHONE)),
+        ("+1 (000) 000-0000", "US", (None, SKIP_INVALID_PHONE)),
+    ],
+)
+def test_numbers_are_validated_and_formatted_by_libphonenumber(raw, region, expected):
+    assert normalize_phone(raw, region) == expected
+
+
+def _request(run_id: str, batch: int = 100, *, lease: int = 60, created_before=None) -> ClaimRequest:
+    return ClaimRequest(
+        campaign_id="camp-1", campaign_key="k", run_id=run_id, batch_size=batch, segment_size=30,
+        created_before=created_before or datetime.now(timezone.utc), lease_minutes=lease, contact_id_prefix="",
+        phone_region="US", label_prefix="20260101T0000",
+    )
+
+
+def test_overlapping_claims_never_take_the_same_contact(db, dialer_db):
+    insert_contacts(db, contact_rows(1000, seed=5))
+    results: dict[str, object] = {}
+    barrier = threading.Barrier(4)
+
+    def claim(run_id: str) -> None:
+        with psycopg.connect(dialer_db) as conn:
+            barrier.wait()
+            results[run_id] = claim_batch(conn, _request(run_id, 150), dry_run=False)
+
+    threads = [threading.Thread(target=claim, args=(f"run-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    rows = db.execute("SELECT run_id, contact_id FROM dispatch_ledger").fetchall()
+    by_run: dict[str, set[int]] = {}
+    for run_id, contact_id in rows:
+        by_run.setdefault(run_id, set()).add(contact_id)
+    assert sorted(len(ids) for ids in by_run.values()) == [150, 150, 150, 150]
+    all_ids = [cid for ids in by_run.values() for cid in ids]
+    assert len(all_ids) == len(set(all_ids)) == 600
+    eligible = [r[0] for r in db.execute(
+        "SELECT id FROM contacts WHERE status = 'active' AND suppression_status <> 'do_not_call' ORDER BY id LIMIT 600"
+    ).fetchall()]
+    assert sorted(all_ids) == eligible
+
+
+def test_a_rerun_finds_its_own_claim_and_a_dry_run_writes_nothing(db, dialer_db):
+    insert_contacts(db, contact_rows(200, seed=6))
+    with psycopg.connect(dialer_db) as conn:
+        preview = claim_batch(conn, _request("dry", 70), dry_run=True)
+        assert preview.contacts == 70 and [s.contacts for s in preview.segments] == [30, 30, 10]
+        assert db.execute("SELECT count(*) FROM dispatch_ledger").fetchone()[0] == 0
+        first = claim_batch(conn, _request("run-a", 70), dry_run=False)
+        again = claim_batch(conn, _request("run-a", 70), dry_run=False)
+    assert not first.reused and again.reused
+    assert [s.to_xcom() for s in first.segments] == [s.to_xcom() for s in again.segments]
+    phones = [r[0] for r in db.execute(
+        "SELECT phone_number FROM contacts WHERE status = 'active' AND suppression_status <> 'do_not_call' "
+        "ORDER BY id LIMIT 70").fetchall()]
+    expected_skips = [normalize_phone(p, "US")[1] for p in phones]
+    would_skip = sum(sum(s.would_skip.values()) for s in preview.segments)
+    assert would_skip == sum(1 for reason in expected_skips if reason) > 0
+    assert db.execute("SELECT count(*) FROM dispatch_ledger").fetchone()[0] == 70
+
+
+def test_undelivered_claims_of_an_abandoned_run_are_adopted_after_their_lease(db, dialer_db):
+    insert_contacts(db, contact_rows(100, seed=8))
+    with psycopg.connect(dialer_db) as conn:
+        claim_batch(conn, _request("crashed", 20), dry_run=False)
+        db.execute("UPDATE dispatch_ledger SET status = 'dispatched' WHERE contact_id IN "
+                   "(SELECT contact_id FROM dispatch_ledger ORDER BY contact_id LIMIT 5)")
+        db.commit()
+        fresh = claim_batch(conn, _request("next", 20), dry_run=False)  # lease not expired: nothing adopted
+        assert fresh.adopted == 0
+        db.execute("UPDATE dispatch_ledger SET claimed_at = now() - interval '2 hours' WHERE run_id = 'crashed'")
+        db.commit()
+        later = claim_batch(conn, _request("later", 20), dry_run=False)
+    assert later.adopted == 15
+    statuses = dict(db.execute("SELECT run_id, count(*) FROM dispatch_ledger GROUP BY run_id").fetchall())
+    assert statuses == {"crashed": 5, "next": 20, "later": 20}
+    assert db.execute("SELECT count(*) FROM dispatch_ledger WHERE run_id = 'crashed' AND status <> 'dispatched'"
+                      ).fetchone()[0] == 0
+
+
+def test_contacts_created_after_the_interval_end_are_not_claimed(db, dialer_db):
+    cutoff = datetime.now(timezone.utc) - timedelta(days=3)
+    insert_contacts(db, contact_rows(40, seed=9, created_at=cutoff - timedelta(hours=1)))
+    insert_contacts(db, contact_rows(40, seed=10, created_at=cutoff + timedelta(hours=1)))
+    with psycopg.connect(dialer_db) as conn:
+        result = claim_batch(conn, _request("past", 100, created_before=cutoff), dry_run=False)
+    created = db.execute(
+        "SELECT c.created_at FROM dispatch_ledger l JOIN contacts c ON c.id = l.contact_id").fetchall()
+    assert result.contacts == len(created) > 0
+    assert all(at < cutoff for (at,) in created)
+
+
+def test_applying_the_schema_twice_keeps_every_row(db, dialer_db):
+    insert_contacts(db, contact_rows(10, seed=12))
+    db.execute("INSERT INTO dial_history (campaign_id, answered) VALUES ('c', true)")
+    db.commit()
+    with psycopg.connect(dialer_db) as conn:
+        apply_schema(conn)
+        apply_schema(conn)
+    assert db.execute("SELECT count(*) FROM contacts").fetchone()[0] == 10
+    assert db.execute("SELECT count(*) FROM dial_history").fetchone()[0] == 1
+    indexes = {r[0] for r in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'").fetchall()}
+    assert {"contacts_status_id_idx", "dial_history_campaign_id_created_at_idx"} <= indexes
