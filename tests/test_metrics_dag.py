@@ -22,7 +22,7 @@ from genesys_dialer import metrics
 from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
 from genesys_dialer.hooks import genesys
 from pipeline_helpers import ledger, run_dag, task_states, valid_e164
-from support import CAMPAIGN_ID, EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN, Emulator
+from support import CAMPAIGN_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN, Emulator
 from test_metrics import CATALOGUE, OURS, PREFIX, STATSD_TYPE, Line, load_rules, map_line, parse_line
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -281,7 +281,8 @@ def test_successful_run_emits_every_metric_with_counts_from_the_ledger(
     ).fetchone()
     db.commit()
     assert recorded is not None and recorded[4] is True
-    for name, value in zip(("answer_rate", "dial_ratio", "max_calls_per_agent", "outbound_line_count"), recorded):
+    gauges = ("answer_rate", "dial_ratio", "max_calls_per_agent", "outbound_line_count")
+    for name, value in zip(gauges, recorded[:4], strict=True):
         assert _values(lines, f"genesys.pacing.{name}", "g") == {C: [pytest.approx(float(value), rel=1e-9)]}, name
 
     # The run: duration as the report computed it, timestamps of now, the cron's interval.
@@ -337,7 +338,7 @@ def test_failing_run_emits_segment_failures_and_the_breaker_opening_at_its_thres
 
     # The API metrics agree with the emulator: the one 2xx POST, then exactly `threshold` 500s, nothing retried.
     responses, latencies, api_calls = _api_expectations(emulator)
-    assert responses[f"endpoint=contacts_add,method=POST,status_class=5xx"] == threshold
+    assert responses["endpoint=contacts_add,method=POST,status_class=5xx"] == threshold
     assert _counts(lines, "genesys.api.responses") == responses
     assert Counter({k: len(v) for k, v in _values(lines, "genesys.api.latency", "ms").items()}) == latencies
     assert _counts(lines, "genesys.api.retries") == {} and _counts(lines, "genesys.api.throttled") == {}

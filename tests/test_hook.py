@@ -1,0 +1,330 @@
+"""GenesysHook against the in-process emulator: retries, Retry-After, token refresh, classification.
+
+Fast: the hook's sleep is a recorder (no real waiting) and its state lives in a fresh in-memory store, so
+no Variables and no Airflow stack are involved. What is asserted comes from the emulator's request log and
+contact list, not from the hook's own word.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import pytest
+import requests
+from genesys_dialer.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings
+from genesys_dialer.exceptions import (
+    ConfigError,
+    GenesysAuthError,
+    GenesysCircuitOpenError,
+    GenesysClientError,
+    GenesysNotFoundError,
+    GenesysResponseError,
+    GenesysServerError,
+    GenesysTransientError,
+)
+from genesys_dialer.hooks.genesys import GenesysHook, _classify
+from genesys_dialer.state import MemoryStateStore
+from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, Emulator
+
+CONTACTS_ROUTE = "POST /api/v2/outbound/contactlists/{contactListId}/contacts"
+PHONE = "+13175550123"
+
+
+class Clock:
+    """A fake clock for the breaker; ``sleep`` advances it, so waiting is instant and exact."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_token() -> None:
+    """Tokens are cached per process and connection id: start every test without one."""
+    from genesys_dialer.hooks import genesys
+
+    genesys._token_cache.clear()
+
+
+def make_hook(clock: Clock, conn_id: str = "genesys_default", **kwargs: Any) -> GenesysHook:
+    kwargs.setdefault("breaker_settings", BreakerSettings(probe_settle_seconds=0))
+    hook = GenesysHook(conn_id, state_store=MemoryStateStore(), sleep=clock.sleep, **kwargs)
+    hook.breaker._clock = clock
+    return hook
+
+
+def contacts(n: int, start: int = 1) -> list[dict[str, Any]]:
+    return [{"id": f"c{i}", "contactListId": CONTACT_LIST_ID, "data": {"phone": PHONE, "segment": "s"},
+             "callable": True} for i in range(start, start + n)]
+
+
+def api_log(emulator: Emulator, route: str = CONTACTS_ROUTE) -> list[dict[str, Any]]:
+    return [r for r in emulator.requests_log() if r["route"] == route]
+
+
+def test_429_storm_waits_retry_after_and_logs_status_attempt_and_context_id(emulator, clock, caplog):
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[429, 429, 429], retryAfter=2)
+    hook = make_hook(clock)
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.hooks.genesys"):
+        stored = hook.add_contacts(CONTACT_LIST_ID, contacts(5))
+    assert len(stored) == 5
+    posts = api_log(emulator)
+    assert [p["status"] for p in posts] == [429, 429, 429, 200]
+    assert len(clock.sleeps) == 3 and all(2.0 <= s <= 2.2 for s in clock.sleeps)  # Retry-After + jitter
+    assert hook.stats.as_dict() == {"requests": 5, "retries": 3, "token_refreshes": 1, "throttled": 3}
+    retries = [r.getMessage() for r in caplog.records if "Retrying" in r.getMessage()]
+    assert len(retries) == 3
+    for attempt, (line, post) in enumerate(zip(retries, posts), start=1):
+        assert f"attempt {attempt} of 5" in line and "429" in line and post["correlationId"] in line
+    assert hook.breaker.state() == CLOSED  # throttling is not an outage
+
+
+def test_503_honours_retry_after_when_present_and_backs_off_exponentially_otherwise(emulator, clock):
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[503], retryAfter=4)
+    hook = make_hook(clock)
+    hook.add_contacts(CONTACT_LIST_ID, contacts(1))
+    assert 4.0 <= clock.sleeps[0] <= 4.4
+
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[502, 504])
+    clock.sleeps.clear()
+    hook = make_hook(clock, backoff_base=1.0, breaker_settings=BreakerSettings(failure_threshold=10))
+    hook.add_contacts(CONTACT_LIST_ID, contacts(1))
+    assert 0.5 <= clock.sleeps[0] <= 1.0 and 1.0 <= clock.sleeps[1] <= 2.0
+
+
+def test_transient_errors_give_up_after_max_attempts_with_a_classified_error(emulator, clock):
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[503] * 3)
+    hook = make_hook(clock, max_attempts=3, breaker_settings=BreakerSettings(failure_threshold=10))
+    with pytest.raises(GenesysTransientError, match=r"gave up after 3 attempts.*HTTP 503.*contextId=") as info:
+        hook.add_contacts(CONTACT_LIST_ID, contacts(1))
+    assert info.value.status == 503 and info.value.transient
+    assert len(api_log(emulator)) == 3 and emulator.contacts() == []
+
+
+def test_a_long_retry_after_ends_the_call_so_the_task_retry_waits_instead(emulator, clock):
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[429], retryAfter=120)
+    hook = make_hook(clock, max_retry_after=60)
+    with pytest.raises(GenesysTransientError) as info:
+        hook.add_contacts(CONTACT_LIST_ID, contacts(1))
+    assert info.value.retry_after == 120 and clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "method"),
+    [(500, GenesysServerError, "POST"), (400, GenesysClientError, "POST"), (413, GenesysClientError, "POST"),
+     (404, GenesysNotFoundError, "POST"), (403, GenesysAuthError, "POST"), (409, GenesysClientError, "PATCH")],
+)
+def test_non_transient_errors_are_not_retried(emulator, clock, status, error, method):
+    route = CONTACTS_ROUTE if method == "POST" else "PATCH /api/v2/outbound/campaigns/{campaignId}"
+    emulator.fault(route=route, sequence=[status])
+    hook = make_hook(clock)
+    with pytest.raises(error, match=f"HTTP {status}") as info:
+        if method == "POST":
+            hook.add_contacts(CONTACT_LIST_ID, contacts(1))
+        else:
+            hook.patch_campaign(CAMPAIGN_ID, {"outboundLineCount": 12})
+    assert not info.value.transient and info.value.context_id
+    assert len(api_log(emulator, route)) == 1 and clock.sleeps == []
+    # A 500 counts towards the breaker (Genesys' advice); a client error proves Genesys is up.
+    assert hook.breaker._streak == (1 if status == 500 else 0)
+
+
+def test_401_refreshes_the_token_once_and_repeats_the_call(emulator, clock):
+    hook = make_hook(clock)
+    hook.get_campaign(CAMPAIGN_ID)
+    assert emulator.admin("POST", "tokens/expire")["expired"] >= 1
+    assert hook.get_campaign(CAMPAIGN_ID)["id"] == CAMPAIGN_ID
+    routes = [(r["route"], r["status"]) for r in emulator.requests_log()]
+    assert routes[-3:] == [("GET /api/v2/outbound/campaigns/{campaignId}", 401), ("POST /oauth/token", 200),
+                           ("GET /api/v2/outbound/campaigns/{campaignId}", 200)]
+    assert hook.stats.token_refreshes == 2 and hook.stats.retries == 0
+
+
+def test_a_second_401_fails_clearly_and_a_403_names_the_missing_permission(emulator, clock):
+    emulator.fault(route="GET /api/v2/outbound/campaigns/{campaignId}", sequence=[401, 401])
+    hook = make_hook(clock)
+    with pytest.raises(GenesysAuthError, match="401 again after a token refresh: check the OAuth client"):
+        hook.get_campaign(CAMPAIGN_ID)
+    assert [r["status"] for r in emulator.requests_log() if r["route"] != "POST /oauth/token"] == [401, 401]
+
+    response = fake_response(403, {"message": "Unable to perform the requested action. You are missing the "
+                                               "following permission(s): [outbound:contact:add]",
+                                    "code": "missing.permissions", "status": 403, "contextId": "ctx-403",
+                                    "messageParams": {"permissions": "outbound:contact:add"}})
+    error = _classify(response, "POST", "/api/v2/outbound/contactlists/x/contacts")
+    assert isinstance(error, GenesysAuthError)
+    assert "missing permission outbound:contact:add" in str(error) and "contextId=ctx-403" in str(error)
+
+
+def test_a_wrong_secret_is_an_auth_error_without_the_secret(emulator, clock, monkeypatch):
+    conn = json.loads(os.environ["AIRFLOW_CONN_GENESYS_DEFAULT"])
+    wrong = "wrong-secret-value-123"
+    monkeypatch.setenv("AIRFLOW_CONN_GENESYS_WRONG", json.dumps({**conn, "password": wrong}))
+    with pytest.raises(GenesysAuthError) as info:
+        make_hook(clock, "genesys_wrong").get_campaign(CAMPAIGN_ID)
+    assert "invalid_client" in str(info.value) and wrong not in str(info.value)
+
+
+def test_a_post_applied_but_dropped_is_retried_without_duplicates(emulator, clock):
+    """The emulator stores the contacts, then closes the connection: the retry upserts the same ids."""
+    emulator.fault(route=CONTACTS_ROUTE, dropAfterApply=1)
+    hook = make_hook(clock)
+    hook.add_contacts(CONTACT_LIST_ID, contacts(10))
+    posts = api_log(emulator)
+    assert [(p["dropped"], p["contactCount"]) for p in posts] == [(True, 10), (False, 10)]
+    stored = [c["id"] for c in emulator.contacts()]
+    assert sorted(stored) == sorted(f"c{i}" for i in range(1, 11))
+    assert hook.stats.retries == 1
+
+
+def test_latency_past_the_read_timeout_is_a_retried_timeout_and_stays_idempotent(emulator, clock, monkeypatch):
+    conn = json.loads(os.environ["AIRFLOW_CONN_GENESYS_DEFAULT"])
+    monkeypatch.setenv("AIRFLOW_CONN_GENESYS_FAST", json.dumps({**conn, "extra": {"timeout": [2, 0.3]}}))
+    emulator.fault(route=CONTACTS_ROUTE, latencyMs=700)
+    hook = make_hook(clock, "genesys_fast", max_attempts=2, breaker_settings=BreakerSettings(failure_threshold=5))
+    assert hook.timeout == (2.0, 0.3)
+    with pytest.raises(GenesysTransientError, match="gave up after 2 attempts: .*ReadTimeout"):
+        hook.add_contacts(CONTACT_LIST_ID, contacts(4))
+    emulator.admin("DELETE", "faults")
+    hook.add_contacts(CONTACT_LIST_ID, contacts(4))  # what the task retry does
+    assert sorted(c["id"] for c in emulator.contacts()) == ["c1", "c2", "c3", "c4"]
+
+
+@pytest.mark.parametrize("extra", [{"timeout": "soon"}, {"timeout": [1, 2, 3]}, {"breaker_open_seconds": "x"},
+                                   {"max_attempts": 0}])
+def test_bad_connection_extras_fail_clearly(clock, monkeypatch, extra):
+    monkeypatch.setenv("AIRFLOW_CONN_GENESYS_ODD", json.dumps(
+        {"conn_type": "genesys_cloud", "host": "http://127.0.0.1:9", "login": "a", "password": "b", "extra": extra}))
+    hook = GenesysHook("genesys_odd", state_store=MemoryStateStore())
+    with pytest.raises(ConfigError, match="genesys_odd"):
+        _ = hook.timeout, hook.max_attempts, hook.breaker
+
+
+def test_breaker_opens_after_three_failures_and_then_sends_nothing_until_half_open(emulator, clock):
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[503, 503, 503])
+    hook = make_hook(clock, max_breaker_wait=0)
+    with pytest.raises(GenesysCircuitOpenError) as info:
+        hook.add_contacts(CONTACT_LIST_ID, contacts(3))
+    assert hook.breaker.state() == OPEN and 25 <= info.value.retry_after <= 30
+    sent = len(emulator.requests_log())
+    other = GenesysHook(state_store=hook.breaker.store, sleep=clock.sleep,
+                        breaker_settings=BreakerSettings(probe_settle_seconds=0))
+    other.breaker._clock = clock
+    with pytest.raises(GenesysCircuitOpenError, match="is open"):
+        other.add_contacts(CONTACT_LIST_ID, contacts(3))
+    assert len(emulator.requests_log()) == sent  # nothing went out while open
+
+    clock.now += 30
+    for start in (1, 4, 7):  # three probes close it
+        other.add_contacts(CONTACT_LIST_ID, contacts(3, start))
+    assert other.breaker.state() == CLOSED
+    assert len(emulator.contacts()) == 9
+
+
+def test_waits_in_the_task_for_an_almost_half_open_breaker(emulator, clock):
+    hook = make_hook(clock, max_breaker_wait=10)
+    hook.breaker.store.set(hook.breaker.key, {"opened_at": clock.now - 25, "reason": "test"})
+    hook.add_contacts(CONTACT_LIST_ID, contacts(1))  # waits ~5 s, then probes
+    assert 5 <= sum(clock.sleeps) <= 6.5
+    assert hook.breaker.state() == HALF_OPEN  # one of three probes succeeded
+
+
+def test_a_401_during_a_probe_keeps_its_slot(emulator, clock):
+    hook = make_hook(clock)
+    hook.get_campaign(CAMPAIGN_ID)
+    hook.breaker.store.set(hook.breaker.key, {"opened_at": clock.now - 31, "reason": "test"})
+    emulator.admin("POST", "tokens/expire")
+    hook.get_campaign(CAMPAIGN_ID)
+    probes = [hook.breaker.store.get(hook.breaker._probe_key(i)) for i in range(3)]
+    assert [bool(p and p["ok"]) for p in probes].count(True) == 1
+    assert sum(1 for p in probes if p) == 1  # the repeated call did not take a second probe slot
+
+
+# -- malformed responses ----------------------------------------------------------------------------------
+def fake_response(status: int, body: Any = None, *, raw: bytes | None = None, content_type: str = "application/json",
+                  headers: dict[str, str] | None = None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    response.headers.update({"Content-Type": content_type, **(headers or {})})
+    response.reason = "Reason"
+    return response
+
+
+class FakeSession:
+    """Stands in for requests.Session: a token, then the scripted API responses."""
+
+    def __init__(self, responses: list[requests.Response]) -> None:
+        self.responses = responses
+        self.headers: dict[str, str] = {}
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        return fake_response(200, {"access_token": "tok-secret-xyz", "expires_in": 3600})
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        return self.responses.pop(0)
+
+
+HTML = b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("responses", "error", "message"),
+    [
+        ([fake_response(200, raw=HTML, content_type="text/html")], GenesysResponseError, "expected JSON, got text/html"),
+        ([fake_response(200, raw=b'{"id": "trunc')], GenesysResponseError, "expected JSON"),
+        ([fake_response(200, ["not", "a", "campaign"])], GenesysResponseError, "expected a campaign object"),
+        ([fake_response(502, raw=HTML, content_type="text/html")] * 2, GenesysTransientError,
+         r"non-JSON error body \(text/html; a proxy"),
+        ([fake_response(403, raw=HTML, content_type="text/html")], GenesysAuthError, "non-JSON error body"),
+        ([fake_response(400, {"message": f"Invalid number {PHONE}", "details": "oops"})], GenesysClientError,
+         "Invalid number <number>"),
+    ],
+)
+def test_malformed_responses_give_a_clear_error(clock, responses, error, message):
+    hook = make_hook(clock, "genesys_default", max_attempts=2)
+    hook.__dict__["_connection"] = type(hook._connection)("http://x", "http://x/oauth/token", "id", "s", {})
+    hook._session = FakeSession(list(responses))  # type: ignore[assignment]
+    with pytest.raises(error, match=message) as info:
+        hook.get_campaign(CAMPAIGN_ID)
+    assert PHONE not in str(info.value) and "tok-secret-xyz" not in str(info.value)
+
+
+def test_malformed_token_and_listing_responses(clock):
+    hook = make_hook(clock)
+    hook.__dict__["_connection"] = type(hook._connection)("http://x", "http://x/oauth/token", "id", "s", {})
+    session = FakeSession([fake_response(200, {"entities": [], "pageCount": "many"})])
+    session.post = lambda *a, **k: fake_response(200, {"token_type": "bearer"})  # type: ignore[method-assign]
+    hook._session = session  # type: ignore[assignment]
+    with pytest.raises(GenesysResponseError, match="no access_token"):
+        hook.get_campaign(CAMPAIGN_ID)
+    session.post = FakeSession([]).post  # type: ignore[method-assign]
+    with pytest.raises(GenesysResponseError, match="integer pageCount"):
+        list(hook.search_contacts(CONTACT_LIST_ID))
+
+
+def test_errors_never_carry_the_token_or_the_secret(emulator, clock):
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[400, 500])
+    hook = make_hook(clock)
+    token = hook.get_token()
+    messages = []
+    for _ in range(2):
+        with pytest.raises(Exception) as info:
+            hook.add_contacts(CONTACT_LIST_ID, contacts(2))
+        messages.append(str(info.value))
+    assert all(token not in m and EMULATOR_CLIENT_SECRET not in m and PHONE not in m for m in messages)
