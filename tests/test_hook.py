@@ -89,7 +89,7 @@ def test_429_storm_waits_retry_after_and_logs_status_attempt_and_context_id(emul
     assert hook.stats.as_dict() == {"requests": 5, "retries": 3, "token_refreshes": 1, "throttled": 3}
     retries = [r.getMessage() for r in caplog.records if "Retrying" in r.getMessage()]
     assert len(retries) == 3
-    for attempt, (line, post) in enumerate(zip(retries, posts), start=1):
+    for attempt, (line, post) in enumerate(zip(retries, posts[:3], strict=True), start=1):
         assert f"attempt {attempt} of 5" in line and "429" in line and post["correlationId"] in line
     assert hook.breaker.state() == CLOSED  # throttling is not an outage
 
@@ -198,7 +198,7 @@ def test_latency_past_the_read_timeout_is_a_retried_timeout_and_stays_idempotent
     emulator.fault(route=CONTACTS_ROUTE, latencyMs=700)
     hook = make_hook(clock, "genesys_fast", max_attempts=2, breaker_settings=BreakerSettings(failure_threshold=5))
     assert hook.timeout == (2.0, 0.3)
-    with pytest.raises(GenesysTransientError, match="gave up after 2 attempts: .*ReadTimeout"):
+    with pytest.raises(GenesysTransientError, match=r"gave up after 2 attempts: .*ReadTimeout"):
         hook.add_contacts(CONTACT_LIST_ID, contacts(4))
     emulator.admin("DELETE", "faults")
     hook.add_contacts(CONTACT_LIST_ID, contacts(4))  # what the task retry does
@@ -286,7 +286,8 @@ HTML = b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
 @pytest.mark.parametrize(
     ("responses", "error", "message"),
     [
-        ([fake_response(200, raw=HTML, content_type="text/html")], GenesysResponseError, "expected JSON, got text/html"),
+        ([fake_response(200, raw=HTML, content_type="text/html")], GenesysResponseError,
+         "expected JSON, got text/html"),
         ([fake_response(200, raw=b'{"id": "trunc')], GenesysResponseError, "expected JSON"),
         ([fake_response(200, ["not", "a", "campaign"])], GenesysResponseError, "expected a campaign object"),
         ([fake_response(502, raw=HTML, content_type="text/html")] * 2, GenesysTransientError,

@@ -381,3 +381,34 @@ def test_failing_run_emits_segment_failures_and_the_breaker_opening_at_its_thres
             f"tasks.py create_segment: a failed segment emits neither the contacts it sent nor those it skipped "
             f"(ledger dispatched={dispatched} skipped={skipped}, metrics {counted}); a retry never revisits them"
         )
+
+
+@pytest.mark.usefixtures("shared_state")
+def test_503s_are_retried_until_the_breaker_opens(db: Any, emulator: Emulator, statsd: UdpSink) -> None:
+    """A 503 is retried (Retry-After: 0 keeps this fast); the third consecutive one opens the breaker, which
+    stops the retries before the hook's max_attempts (5) would: every segment fails as circuit_open."""
+    _seed(db)
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[503] * 20, retryAfter=0)
+    dag_run, datagrams, _, _ = _run(statsd)
+    assert str(dag_run.state) == "failed"
+    lines = _ours(datagrams)
+    _assert_clean(datagrams, _forbidden(db))
+    _assert_mapped(lines)
+
+    threshold = 3
+    responses, _, api_calls = _api_expectations(emulator)
+    assert responses["endpoint=contacts_add,method=POST,status_class=5xx"] == threshold
+    assert _counts(lines, "genesys.api.responses") == responses
+    # Each 503 schedules a retry; the third retry is refused by the breaker that response just opened.
+    assert _counts(lines, "genesys.api.retries") == {"endpoint=contacts_add,reason=503": threshold}
+    assert _counts(lines, "genesys.api.throttled") == {}
+    assert _counts(lines, "genesys.circuit_breaker.transitions") == {
+        f"conn_id={CONN},from_state=closed,to_state=open": 1}
+    assert _counts(lines, "genesys.segment.failed") == {f"{C},error_type=circuit_open": 5}
+    assert _counts(lines, "genesys.segment.created") == {}
+    rows = ledger(db, dag_run.run_id)
+    undelivered = sum(1 for status, *_ in rows.values() if status in ("claimed", "failed"))
+    assert _counts(lines, "genesys.contacts")[f"{C},outcome=failed,reason=none"] == undelivered > 0
+    refused = 5 + (task_states(dag_run)[("apply_pacing", -1)] == "failed")
+    gauge = _values(lines, "genesys.circuit_breaker.state", "g")[f"conn_id={CONN}"]
+    assert gauge == [0.0] * api_calls + [1.0] * (2 + refused)

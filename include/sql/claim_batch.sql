@@ -32,17 +32,21 @@ picked AS (
     FROM (SELECT * FROM adopted UNION ALL SELECT * FROM fresh) AS candidates
     ORDER BY source, id
     LIMIT %(batch_size)s
+),
+claimed AS (
+    INSERT INTO dispatch_ledger AS l (
+        campaign_id, contact_id, genesys_contact_id, campaign_key, run_id, segment_index, status, claimed_at
+    )
+    SELECT %(campaign_id)s, p.id, %(contact_id_prefix)s || p.id::text, %(campaign_key)s, %(run_id)s,
+           (p.position / %(segment_size)s)::int, 'claimed', now()
+    FROM picked p
+    ON CONFLICT (campaign_id, contact_id) DO UPDATE
+        SET run_id = EXCLUDED.run_id,
+            segment_index = EXCLUDED.segment_index,
+            claimed_at = now(),
+            updated_at = now()
+        WHERE l.status IN ('claimed', 'failed')
+    RETURNING (xmax <> 0) AS adopted  -- xmax is set on rows the upsert updated: the adopted ones
 )
-INSERT INTO dispatch_ledger AS l (
-    campaign_id, contact_id, genesys_contact_id, campaign_key, run_id, segment_index, status, claimed_at
-)
-SELECT %(campaign_id)s, p.id, %(contact_id_prefix)s || p.id::text, %(campaign_key)s, %(run_id)s,
-       (p.position / %(segment_size)s)::int, 'claimed', now()
-FROM picked p
-ON CONFLICT (campaign_id, contact_id) DO UPDATE
-    SET run_id = EXCLUDED.run_id,
-        segment_index = EXCLUDED.segment_index,
-        claimed_at = now(),
-        updated_at = now()
-    WHERE l.status IN ('claimed', 'failed')
-RETURNING (xmax <> 0) AS adopted;
+-- One row back, whatever the batch size: the task's memory does not grow with the batch.
+SELECT count(*), count(*) FILTER (WHERE adopted) FROM claimed;

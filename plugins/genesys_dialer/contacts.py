@@ -97,18 +97,19 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResu
         reused = bool(rows)
         if not reused:
             cur.execute(load_sql("claim_batch"), params)
-            flags = [r[0] for r in cur.fetchall()]
-            claimed_now, adopted = len(flags), sum(1 for f in flags if f)
+            claimed_now, adopted = cur.fetchone()
             cur.execute(load_sql("run_segments"), params)
             rows = cur.fetchall()
-        would_skip: dict[int, Counter[str]] = {}
-        if dry_run:
-            cur.execute(load_sql("preview_phones"), params)
-            while page := cur.fetchmany(1000):
-                for segment_index, phone in page:
-                    _, reason = normalize_phone(phone, request.phone_region)
-                    if reason:
-                        would_skip.setdefault(segment_index, Counter())[reason] += 1
+    would_skip: dict[int, Counter[str]] = {}
+    if dry_run:
+        # A server-side cursor streams the (uncommitted) claim's numbers: memory stays flat with the batch.
+        with conn.cursor(name="genesys_dialer_preview") as stream:
+            stream.itersize = 1000
+            stream.execute(load_sql("preview_phones"), params)
+            for segment_index, phone in stream:
+                _, reason = normalize_phone(phone, request.phone_region)
+                if reason:
+                    would_skip.setdefault(segment_index, Counter())[reason] += 1
     if dry_run:
         conn.rollback()
     else:
