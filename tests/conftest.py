@@ -39,6 +39,7 @@ from support import (
 def dialer_db() -> Iterator[str]:
     """The session's contacts database with the project's schema applied."""
     import psycopg
+
     from genesys_dialer.schema import apply_schema
 
     _admin_execute(f'CREATE DATABASE "{DIALER_DB}"')

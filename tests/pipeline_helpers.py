@@ -6,8 +6,9 @@ import math
 from datetime import datetime
 from typing import Any
 
-from genesys_dialer.contacts import normalize_phone
 from support import CAMPAIGN_ID, CONFIG_PATH
+
+from genesys_dialer.contacts import normalize_phone
 
 
 def campaign_config(key: str = "itest") -> Any:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from genesys_dialer.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
 from pipeline_helpers import contact_posts, valid_e164
 from support import (
     BACKFILL_CAMPAIGN_ID,
@@ -24,6 +23,8 @@ from support import (
     airflow,
     wait_for,
 )
+
+from genesys_dialer.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
 
 pytestmark = [pytest.mark.executor, pytest.mark.usefixtures("airflow_db")]
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from genesys_dialer import metrics
 
 REPO = Path(__file__).resolve().parents[1]

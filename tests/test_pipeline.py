@@ -8,8 +8,6 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
-from genesys_dialer.pacing import AnswerHistory, HistoryBucket, plan_pacing
 from pipeline_helpers import (
     contact_posts,
     expected_claim,
@@ -20,6 +18,9 @@ from pipeline_helpers import (
     valid_e164,
 )
 from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN
+
+from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
+from genesys_dialer.pacing import AnswerHistory, HistoryBucket, RealizedAbandons, plan_pacing
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -80,18 +81,26 @@ def test_one_run_loads_exactly_the_eligible_contacts_and_applies_pacing(db, emul
     per_segment = Counter(seg for cid, (_, _, seg, _) in rows.items() if cid in sendable)
     assert len(posts) == sum(math.ceil(n / PER_REQUEST) for n in per_segment.values())
 
-    # The campaign's pacing equals what the model computes from the same 7-day window.
-    attempts, answers = db.execute(
-        "SELECT count(*), count(*) FILTER (WHERE answered) FROM dial_history "
-        "WHERE created_at >= %s - interval '7 days'",
-        [dag_run.data_interval_end],
-    ).fetchone()
+    # The campaign's pacing equals what the strategy computes from the same 7-day window, day by day.
+    end = dag_run.data_interval_end
+    days = db.execute(
+        "SELECT floor(extract(epoch FROM (%s - created_at)) / 86400)::int, count(*), "
+        "count(*) FILTER (WHERE answered), count(*) FILTER (WHERE abandoned) FROM dial_history "
+        "WHERE created_at >= %s - interval '7 days' AND created_at < %s GROUP BY 1 ORDER BY 1",
+        [end, end, end],
+    ).fetchall()
+    attempts, answers = sum(d[1] for d in days), sum(d[2] for d in days)
     from pipeline_helpers import campaign_config
 
+    realized = db.execute(
+        "SELECT count(*) FILTER (WHERE answered), count(*) FILTER (WHERE abandoned) FROM dial_history "
+        "WHERE created_at >= %s - interval '30 days' AND created_at < %s", [end, end]).fetchone()
     plan = plan_pacing(
-        AnswerHistory((HistoryBucket(0, attempts, answers),)), campaign_config(), current_abandon_rate=3.0
+        AnswerHistory(tuple(HistoryBucket(*d) for d in days)), campaign_config(), current_abandon_rate=3.0,
+        realized=RealizedAbandons(*realized),
     )
     campaign = emulator.campaign()
+    assert campaign["maxCallsPerAgentDecimal"] == plan.decision.max_calls_per_agent
     assert campaign["maxCallsPerAgent"] == int(plan.decision.max_calls_per_agent)
     assert campaign["outboundLineCount"] == plan.decision.outbound_line_count
     assert campaign["abandonRate"] == plan.decision.abandon_rate
