@@ -18,12 +18,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from genesys_dialer import metrics
-from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
-from genesys_dialer.hooks import genesys
 from pipeline_helpers import ledger, run_dag, task_states, valid_e164
 from support import CAMPAIGN_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN, Emulator
 from test_metrics import CATALOGUE, OURS, PREFIX, STATSD_TYPE, Line, load_rules, map_line, parse_line
+
+from genesys_dialer import metrics
+from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
+from genesys_dialer.hooks import genesys
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

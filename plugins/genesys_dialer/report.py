@@ -66,8 +66,8 @@ class RunReport:
         succeeded = sum(1 for r in segment_results if r)
         if run.dry_run:
             outcome = "dry_run"
-        elif resolved is None or claim is None:
-            outcome = "failed"
+        elif resolved is None or claim is None or (ledger["pending"] and not ledger["dispatched"]):
+            outcome = "failed"  # nothing got through (a partial run delivered at least something)
         elif ledger["pending"] or succeeded < len(segments) or (pacing_result is None and ratio is not None):
             outcome = "partial"
         else:

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import PureCloudPlatformClientV2 as gc
 import pytest
 import requests
+
 from genesys_dialer.breaker import BreakerSettings
 from genesys_dialer.contacts import PendingContact, genesys_contact, normalize_phone
 from genesys_dialer.demo_data import emulator_seed
@@ -33,7 +34,6 @@ from genesys_dialer.hooks.genesys import GenesysHook
 from genesys_dialer.pacing import STRATEGIES, AnswerHistory, HistoryBucket, PacingDecision, plan_pacing
 from genesys_dialer.state import MemoryStateStore
 from genesys_dialer.tasks import CONTACT_POST_FLAGS
-
 from genesys_emulator import EmulatorServer
 
 CONN_ID = "genesys_bodies"
