@@ -16,6 +16,7 @@ Targets: model abandons <= cap, and model utilization >= oracle utilization - 3 
 
     python benchmarks/bench_pacing.py            # the full grid, 2 workers, a few minutes
     python benchmarks/bench_pacing.py --quick    # a smaller, faster run
+    python benchmarks/bench_pacing.py --calibrate  # refit the model's small-team correction (off-grid cells)
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from genesys_dialer.config import CampaignConfig
-from genesys_dialer.pacing import AnswerHistory, HistoryBucket, plan_pacing
+from genesys_dialer.pacing import (
+    SMALL_TEAM_REFERENCE_AGENTS,
+    AnswerHistory,
+    HistoryBucket,
+    answers_per_idle_agent,
+    plan_pacing,
+    rounding_cap,
+)
 from genesys_dialer.simulator import CampaignParams, SimResult, history_from_simulation, simulate
 
 P_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
@@ -108,6 +116,81 @@ def run_cell(cell: Cell) -> dict[str, object]:
     return row
 
 
+# Calibration cells of the small-team correction: no (p, N) of the benchmark grid.
+CALIBRATION_P = (0.04, 0.07, 0.12, 0.25, 0.4, 0.7)
+CALIBRATION_AGENTS = (2, 3, 4, 6, 7, 8, 12, 15, 30)
+CALIBRATION_TARGETS = (2.0, 3.0)
+
+
+def _breakpoints(agents: int) -> list[float]:
+    """Ratios where round(r x idle) gains a line for some idle count: the dialer's steps."""
+    return sorted({(j + 0.5) / i for i in range(1, agents + 1) for j in range(i, 15 * i + 1)
+                   if 1.0 < (j + 0.5) / i < 15.0})
+
+
+def calibrate_cell(args: tuple[float, int, float, int, int]) -> dict[str, object]:
+    """The highest dialer step (lo, hi) whose abandon rate is <= the target (bisection over the steps)."""
+    p, agents, target, answers, seed = args
+    params = CampaignParams(agents=agents, answer_rate=p)
+    hours = _hours_for(agents, answers)
+
+    def ok(ratio: float) -> bool:
+        return simulate(params, ratio, hours=hours, seed=seed).abandon_rate <= target / 100.0
+
+    steps = [1.0, *_breakpoints(agents), 15.0]  # step k is [steps[k], steps[k + 1])
+    lo, hi = 0, len(steps) - 2
+    if ok(0.5 * (steps[hi] + steps[hi + 1])):
+        return {"p": p, "agents": agents, "target": target, "lo": steps[hi], "hi": 15.0, "capped": True}
+    while hi - lo > 1:  # step lo is feasible (progressive never abandons), step hi is not
+        mid = (lo + hi) // 2
+        if ok(0.5 * (steps[mid] + steps[mid + 1])):
+            lo = mid
+        else:
+            hi = mid
+    return {"p": p, "agents": agents, "target": target, "lo": steps[lo], "hi": steps[lo + 1], "capped": False}
+
+
+def fit_small_team(cells: list[dict]) -> None:
+    """Least squares of ln(step midpoint x p / surface) on h, h^2, p h, p h^2; prints the leave-one-out sd."""
+    import numpy as np
+
+    xs, ys = [], []
+    for c in cells:
+        p, n, target = c["p"], c["agents"], c["target"]
+        if c["capped"] or c["hi"] >= rounding_cap(p, n, target) - 1e-9:
+            continue  # the rounding cap decides these cells
+        h = np.log(SMALL_TEAM_REFERENCE_AGENTS / min(max(n, 2), SMALL_TEAM_REFERENCE_AGENTS))
+        xs.append([h, h * h, p * h, p * h * h])
+        ys.append(np.log(np.sqrt(c["lo"] * c["hi"]) * p / answers_per_idle_agent_uncorrected(p, n, target)))
+    x, y = np.array(xs), np.array(ys)
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    loo = [y[j] - x[j] @ np.linalg.lstsq(np.delete(x, j, 0), np.delete(y, j), rcond=None)[0] for j in range(len(y))]
+    print(f"SMALL_TEAM_COEFFICIENTS = {tuple(round(float(c), 4) for c in coef)}  "
+          f"(cells {len(y)}, leave-one-out sd {float(np.std(loo)):.3f} = MODEL_FIT_ERROR)")
+
+
+def answers_per_idle_agent_uncorrected(p: float, agents: int, target: float) -> float:
+    """The surface without the small-team correction (evaluated at 20+ agents' h = 0)."""
+    from genesys_dialer import pacing
+
+    saved = pacing.SMALL_TEAM_COEFFICIENTS
+    pacing.SMALL_TEAM_COEFFICIENTS = (0.0, 0.0, 0.0, 0.0)
+    try:
+        return answers_per_idle_agent(p, agents, target)
+    finally:
+        pacing.SMALL_TEAM_COEFFICIENTS = saved
+
+
+def run_calibration(out: Path, workers: int, answers: int = 20000) -> None:
+    jobs = [(p, n, t, answers, 5000 + i) for i, (p, n, t) in enumerate(
+        (p, n, t) for p in CALIBRATION_P for n in CALIBRATION_AGENTS for t in CALIBRATION_TARGETS)]
+    with Pool(max(1, min(workers, 2))) as pool:
+        cells = list(pool.imap_unordered(calibrate_cell, jobs))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration.json").write_text(json.dumps(cells, indent=1) + "\n", encoding="utf-8")
+    fit_small_team(cells)
+
+
 def _table(rows: list[dict]) -> str:
     lines = [
         "| p | agents | tutorial util % / aband % (ratio) | model util % / aband % (ratio) | "
@@ -174,7 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="at most 2")
     parser.add_argument("--quick", action="store_true", help="fewer answers, p in {0.1, 0.3}, agents {5, 20}")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--calibrate", action="store_true", help="refit the small-team correction (~5 min)")
+    parser.add_argument("--fit-only", type=Path, help="refit from a calibration.json written by --calibrate")
     args = parser.parse_args(argv)
+    if args.fit_only:
+        fit_small_team(json.loads(args.fit_only.read_text(encoding="utf-8")))
+        return 0
+    if args.calibrate:
+        run_calibration(args.out, args.workers)
+        return 0
     ps, agent_grid, answers = P_GRID, AGENT_GRID, args.answers
     if args.quick:
         ps, agent_grid, answers = (0.1, 0.3), (5, 20), min(answers, 8000)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from genesys_dialer.config import CampaignConfig
 from genesys_dialer.pacing import (
     STRATEGIES,
@@ -18,9 +21,8 @@ from genesys_dialer.pacing import (
     decide_pacing,
     estimate_answer_rate,
     plan_pacing,
+    rounding_cap,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 rates = st.floats(min_value=1e-4, max_value=1.0, allow_nan=False)
 team = st.integers(min_value=1, max_value=500)
@@ -165,3 +167,21 @@ def test_current_target_is_never_loosened() -> None:
     decision = plan_pacing(AnswerHistory(), _campaign(ratio_strategy="model"), current_abandon_rate=2.0).decision
     assert decision.abandon_rate == 2.0
     assert decision.patch_body()["abandonRate"] == 2.0
+
+
+def test_rounding_cap_keeps_small_teams_off_the_big_step() -> None:
+    # r >= 1.5 dials 2 lines for a single free agent: at p = 0.3 with 5 agents that step breaks the cap.
+    assert rounding_cap(0.3, 5, 3.0) == 1.5
+    assert decide_pacing("model", _given(0.3), _limits(5)).max_calls_per_agent < 1.5
+    assert rounding_cap(0.05, 5, 3.0) == 15.0  # many lines: the smooth model decides
+    assert rounding_cap(0.3, 200, 3.0) == 15.0  # large teams: agents come free while calls ring
+
+
+def test_margin_shrinks_as_the_history_grows() -> None:
+    campaign = _campaign(ratio_strategy="model", agents=20)
+    ratios = []
+    for dials in (500, 5_000, 50_000):
+        plan = plan_pacing(AnswerHistory((HistoryBucket(0, dials, dials // 5),)), campaign)
+        assert plan.estimate.rate_sd is not None and plan.decision.details["paced_answer_rate"] > plan.estimate.rate
+        ratios.append(plan.decision.max_calls_per_agent)
+    assert ratios[0] < ratios[1] <= ratios[2]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from genesys_dialer.simulator import CampaignParams, history_from_simulation, main, simulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from genesys_dialer.simulator import CampaignParams, history_from_simulation, main, simulate
 
 
 @settings(max_examples=25, deadline=None)
@@ -77,3 +78,10 @@ def test_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--answer-rate", "0.2", "--agents", "10", "--strategy", "model", "--hours", "1"]) == 0
     assert "strategy model" in capsys.readouterr().out
     assert main(["--answer-rate", "0", "--hours", "1"]) == 2
+
+
+def test_talk_split_at_a_batch_boundary_terminates() -> None:
+    """Regression: a talk interval starting on a batch boundary (after float rounding) looped forever."""
+    params = CampaignParams(agents=3, answer_rate=0.07)
+    result = simulate(params, (14.8333 + 15.0) / 2.0, hours=150.0, seed=5000)
+    assert 0.0 < result.utilization <= 1.0

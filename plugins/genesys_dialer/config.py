@@ -73,7 +73,7 @@ class CampaignConfig(BaseModel):
     )
     contact_id_prefix: str = Field(default="", max_length=32)
 
-    ratio_strategy: str = "tutorial"
+    ratio_strategy: str = "model"
     history_days: int = Field(default=7, ge=1, le=90)
     fallback_answer_rate: float = Field(default=0.15, gt=0, le=1)
     abandon_rate_target: float = Field(default=COMPLIANCE_ABANDON_CAP_PERCENT, gt=0)
@@ -90,7 +90,12 @@ class CampaignConfig(BaseModel):
         default=0.9, gt=0.5, lt=1, description="Central credible interval of p; pacing uses its upper end."
     )
     model_safety_factor: float = Field(
-        default=0.92, gt=0, le=1, description="Share of the model's calibrated lines per idle agent dialed."
+        default=1.0, gt=0, le=1, description="Extra share of the model's lines per idle agent dialed (1: "
+        "none; the model's margin is model_margin_z)."
+    )
+    model_margin_z: float = Field(
+        default=1.645, ge=0, le=5, description="One-sided z of the model's margin on p, combining the "
+        "estimate's posterior sd and the model's fit error."
     )
     abandon_backoff_start: float = Field(
         default=0.8, gt=0, le=1, description="Back the ratio off once the realized 30-day rate passes "

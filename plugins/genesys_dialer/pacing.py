@@ -59,6 +59,9 @@ class AnswerRateEstimate:
     source: str  # "history" or "fallback"
     # The seed's point estimate (answers / attempts, or the fallback): what the ``tutorial`` strategy paces on.
     raw_rate: float | None = None
+    # Posterior standard deviation of p (``None``: not known, e.g. a p given by hand). The ``model`` strategy
+    # combines it with its own fit error into one margin (see :func:`model_paced_rate`).
+    rate_sd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,9 @@ class PacingLimits:
     # The abandon target (percent) the model paces for: the configured one, tightened by the campaign's
     # current target and by the realized-abandon back-off. ``None`` means ``abandon_rate_target``.
     pacing_abandon_target: float | None = None
-    safety_factor: float = 0.92
+    safety_factor: float = 1.0
+    # One-sided z of the model's margin on p (estimate and fit errors combined, see model_paced_rate).
+    margin_z: float = 1.645
 
 
 @dataclass(frozen=True)
@@ -174,8 +179,11 @@ def estimate_answer_rate(
     tail = (1.0 - credible_level) / 2.0
     if beta <= 1e-9:  # p = 1 prior with no misses: nothing to be uncertain about
         rate = lower = upper = 1.0
+        sd = 0.0
     else:
         rate = alpha / (alpha + beta)
+        total = alpha + beta
+        sd = math.sqrt(alpha * beta / (total * total * (total + 1.0)))
         lower, upper = beta_quantile(tail, alpha, beta), beta_quantile(1.0 - tail, alpha, beta)
         lower, upper = min(lower, rate), max(upper, rate)
     return AnswerRateEstimate(
@@ -188,6 +196,7 @@ def estimate_answer_rate(
         prior_weight=prior_strength / (prior_strength + weighted_attempts),
         source="history" if history.attempts else "fallback",
         raw_rate=seed_estimate(history, fallback),
+        rate_sd=sd,
     )
 
 
@@ -215,11 +224,35 @@ def tutorial_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pac
     )
 
 
-# The model's response surface, calibrated on genesys_dialer.simulator (benchmarks/bench_pacing.py
-# --calibrate; p in {0.04, 0.07, 0.12, 0.25, 0.4, 0.7}, agents in {2, 4, 7, 10, 15, 30, 70, 100, 150},
-# targets 2 and 3 %, disjoint in p from the benchmark grid):
+# The model's response surface, calibrated on genesys_dialer.simulator (p in {0.04, 0.07, 0.12, 0.25, 0.4,
+# 0.7}, agents in {2, 4, 7, 10, 15, 30, 70, 100, 150}, targets 2 and 3 %, disjoint in p from the benchmark grid):
 #   ln(live answers in flight per idle agent) = A + B ln N + C ln^2 N + D p + E ln(target / 3 %).
 MODEL_COEFFICIENTS: tuple[float, float, float, float, float] = (-2.4513, 0.882, -0.0516, 0.2715, 0.2548)
+
+# Small-team correction of that surface, with h = ln(20 / N) for N < 20 (0 from 20 agents up):
+#   + F1 h + F2 h^2 + G1 p h + G2 p h^2.
+# Fitted (benchmarks/bench_pacing.py --calibrate) on the step each searched ratio falls in, for p in
+# {0.04, 0.07, 0.12, 0.25, 0.4, 0.7} x agents {2, 3, 4, 6, 7, 8, 12, 15, 30} x targets {2, 3} %, leaving out
+# the cells where the rounding cap below decides; none of these (p, N) is a benchmark cell.
+SMALL_TEAM_REFERENCE_AGENTS = 20.0
+SMALL_TEAM_COEFFICIENTS: tuple[float, float, float, float] = (-0.1158, 0.0086, 0.6168, 0.3378)
+# Relative error (sd, log scale) of the corrected surface in leave-one-out on those cells.
+MODEL_FIT_ERROR = 0.047
+# Rounding cap (see rounding_cap): the share of busy agents that come free while a call rings and in the
+# 2-second grace ((10 s + 2 s) / (120 s talk + 10 s wrap-up), the simulator's assumptions), and the
+# abandon share per live answer tolerated in the state with 1 and with 2 free agents, as multiples of the
+# target. Calibrated on the searched steps of off-grid cells (p 0.07 to 0.7, 4 to 12 agents; for 2 free
+# agents p in {0.4, 0.45, 0.55, 0.6, 0.7}, 4 to 8 agents): the largest factors that still exclude every
+# step the search rejected.
+RING_FREE_SHARE = 0.09
+STATE_ABANDON_FACTORS: tuple[float, float] = (2.43, 1.6)
+_CAP_MAX_LINES = 3
+
+
+def _small_team_h(agents: int) -> float:
+    # Clamped at 2 agents, the smallest team calibrated.
+    n = min(max(agents, 2), SMALL_TEAM_REFERENCE_AGENTS)
+    return math.log(SMALL_TEAM_REFERENCE_AGENTS / n)
 
 
 def answers_per_idle_agent(p: float, agents: int, abandon_target_percent: float) -> float:
@@ -228,30 +261,102 @@ def answers_per_idle_agent(p: float, agents: int, abandon_target_percent: float)
     Why this shape: by flow balance r·p is the expected number of live answers heading for each idle agent;
     it may exceed 1 because busy agents come free while calls ring, and it grows sub-linearly with the team
     (pooling: the relative spread of answers and of agents coming free shrinks as ~1/sqrt(N)); a tighter
-    target lowers it. The constants are fitted on the simulator (within about +/-7 % for 4 to 150 agents).
+    target lowers it. Below 20 agents a correction fitted on small teams lets it rise faster with p (a small
+    team's ratio is mostly decided by whole lines, see :func:`rounding_cap`). The constants are fitted on the
+    simulator. Beyond p = 1 / (d ln a / dp) a stops rising with p (the small-team term would otherwise
+    make a / p rise again at high p): the ratio a / p never rises with p.
     """
     a, b, c, d, e = MODEL_COEFFICIENTS
+    f1, f2, g1, g2 = SMALL_TEAM_COEFFICIENTS
     log_n = math.log(max(agents, 1))
+    h = _small_team_h(agents)
+    slope = d + g1 * h + g2 * h * h  # d ln(a) / dp
+    if slope > 0:  # ln(a / p) = const + slope p - ln p is smallest at p = 1 / slope: hold it flat beyond
+        p = min(p, 1.0 / slope)
     target = max(abandon_target_percent, 1e-3) / COMPLIANCE_ABANDON_CAP_PERCENT
-    return math.exp(a + b * log_n + c * log_n * log_n + d * p + e * math.log(target))
+    return math.exp(
+        a + b * log_n + c * log_n * log_n + f1 * h + f2 * h * h + slope * p + e * math.log(target)
+    )
 
 
-def model_ratio(p: float, agents: int, abandon_target_percent: float, safety_factor: float = 0.92) -> float:
-    """Lines per idle agent: ``safety_factor x answers_per_idle_agent / p``, at least 1 (progressive).
+def one_shot_abandon_share(idle: int, lines: int, p: float, agents: int) -> float:
+    """Binomial one-shot model of one dialing state: abandons per live answer.
 
-    Non-increasing in p for p in (0, 1] (d ln r / dp = D - 1/p < 0), increasing with the team size.
+    ``lines`` calls ring for ``idle`` free agents; X ~ Binomial(lines, p) live answers; F ~ Binomial(busy,
+    RING_FREE_SHARE) busy agents come free in time to take one. Returns E[max(0, X - idle - F)] / (lines p).
+    """
+    if lines <= 0 or p <= 0:
+        return 0.0
+    busy = max(agents - idle, 0)
+    theta = RING_FREE_SHARE
+    expected = 0.0
+    for x in range(idle + 1, lines + 1):
+        px = math.comb(lines, x) * p**x * (1.0 - p) ** (lines - x)
+        for f in range(min(busy, x - idle - 1) + 1):
+            pf = math.comb(busy, f) * theta**f * (1.0 - theta) ** (busy - f)
+            expected += px * pf * (x - idle - f)
+    return expected / (lines * p)
+
+
+def rounding_cap(p: float, agents: int, abandon_target_percent: float) -> float:
+    """The ratio the dialer's whole lines must stay below (exclusive), 15 when nothing binds.
+
+    Why: the dialer keeps round(r x idle) lines, so for a small team a ratio is a set of whole line counts,
+    and one step can jump the abandon rate (r >= 1.5 dials 2 lines for a single free agent: at p = 0.3 with
+    5 agents the abandon rate goes from about 1.3 % to over 6 %). A smooth fit cannot see that step. For the
+    states with 1 and 2 free agents and at most 3 lines, the cap excludes the first line count k whose
+    one-shot abandon share (:func:`one_shot_abandon_share`) exceeds STATE_ABANDON_FACTORS[i - 1] x target:
+    r < (k - 0.5) / i.
+    A few lines dialed at once are where the one-shot model holds (they all ring in the same few seconds).
+    """
+    cap = GENESYS_MAX_CALLS_PER_AGENT
+    for idle, factor in enumerate(STATE_ABANDON_FACTORS[: min(agents, _CAP_MAX_LINES - 1)], start=1):
+        limit = factor * max(abandon_target_percent, 0.0) / 100.0
+        for lines in range(idle + 1, _CAP_MAX_LINES + 1):
+            if one_shot_abandon_share(idle, lines, p, agents) > limit:
+                cap = min(cap, (lines - 0.5) / idle)
+                break
+    return cap
+
+
+def model_paced_rate(estimate: AnswerRateEstimate, margin_z: float = 1.645) -> float:
+    """The p the model paces on: the posterior mean raised by one margin for both of its errors.
+
+    Why: the ratio goes as 1/p, so a relative error in p and a relative error of the fitted surface act alike;
+    independent, they add in quadrature: p_mean x exp(z sqrt(sd_p^2 / p_mean^2 + MODEL_FIT_ERROR^2)). The
+    margin shrinks as the history grows (sd_p ~ 1/sqrt(dials)) down to the fit error alone, instead of
+    stacking a fixed factor on the credible bound (which under-dialed small teams by a whole line).
+    Without a posterior sd (a p given by hand) only the fit error counts.
+    """
+    rate = min(max(estimate.rate, 1e-6), 1.0)
+    rel_sd = (estimate.rate_sd / rate) if estimate.rate_sd else 0.0
+    return min(1.0, rate * math.exp(margin_z * math.sqrt(rel_sd * rel_sd + MODEL_FIT_ERROR * MODEL_FIT_ERROR)))
+
+
+def model_ratio(
+    p: float, agents: int, abandon_target_percent: float, safety_factor: float = 1.0, cap_p: float | None = None
+) -> float:
+    """Lines per idle agent: ``safety_factor x answers_per_idle_agent / p``, below the rounding cap, >= 1.
+
+    ``cap_p`` is the p the rounding cap is evaluated at (default ``p``): the model passes the posterior mean,
+    because the cap's factors are themselves the calibrated boundary between accepted and rejected steps,
+    while ``p`` carries the margin for the smooth surface's fit error. Non-increasing in p for p in (0, 1]
+    (the surface's a / p is, and the cap is), increasing with the team.
     """
     p = min(max(p, 1e-6), 1.0)
-    return max(1.0, safety_factor * answers_per_idle_agent(p, agents, abandon_target_percent) / p)
+    smooth = safety_factor * answers_per_idle_agent(p, agents, abandon_target_percent) / p
+    cap = rounding_cap(min(max(cap_p if cap_p is not None else p, 1e-6), 1.0), agents, abandon_target_percent)
+    # Just below the cap: maxCallsPerAgent is written to 0.01, so 0.005 below keeps it a whole step under.
+    return max(1.0, min(smooth, cap - 0.005))
 
 
 def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> PacingDecision:
-    """This project's pacing: the calibrated fixed-ratio model, paced on the safe (upper) bound of p.
+    """This project's pacing: the calibrated fixed-ratio model, paced on a safe p (:func:`model_paced_rate`).
 
     ``maxCallsPerAgent`` is the ratio rounded down to 0.01 (power mode reads it as the ratio; in predictive
     mode it is a ceiling, see docs/pacing.md), and ``outboundLineCount`` = ceil(agents x ratio).
     """
-    p = min(max(estimate.pacing_rate, 1e-6), 1.0)
+    p = model_paced_rate(estimate, limits.margin_z)
     target = limits.pacing_abandon_target if limits.pacing_abandon_target is not None else (
         limits.abandon_rate_target
     )
@@ -262,7 +367,7 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
         ratio = 1.0
         notes.append("abandon back-off: dialing progressive (1 line per idle agent)")
     else:
-        ratio = model_ratio(p, limits.agents, target, limits.safety_factor)
+        ratio = model_ratio(p, limits.agents, target, limits.safety_factor, cap_p=estimate.rate)
     if ratio > ceiling:
         notes.append(f"model ratio {ratio:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
         ratio = ceiling
@@ -278,6 +383,8 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
             "paced_answer_rate": p,
             "paced_abandon_target": target,
             "answers_per_idle_agent": calls * p,
+            "rounding_cap": rounding_cap(min(max(estimate.rate, 1e-6), 1.0), limits.agents, target)
+            if target > 0 else None,
             # Predictive mode: a ceiling that should not bind (docs/pacing.md).
             "predictive_ceiling": min(ceiling, float(math.ceil(1.5 / p))),
         },
@@ -397,7 +504,8 @@ def plan_pacing(
         max_outbound_lines=campaign.max_outbound_lines,
         abandon_rate_target=campaign.abandon_rate_target,
         pacing_abandon_target=paced_target,
-        safety_factor=getattr(campaign, "model_safety_factor", 0.92),
+        safety_factor=getattr(campaign, "model_safety_factor", 1.0),
+        margin_z=getattr(campaign, "model_margin_z", 1.645),
     )
     decision = decide_pacing(campaign.ratio_strategy, estimate, limits, current_abandon_rate)
     details = {**decision.details}

@@ -177,11 +177,15 @@ def simulate(
         lo, hi = max(t, start), min(t + talk, end)
         if hi > lo:
             talk_total += hi - lo
-            while hi > lo:  # split the talk over the batches it spans (usually one)
-                b = min(int((lo - start) / batch_len), batches - 1)
+            # Split the talk over the batches it spans (usually one). The batch index advances by itself:
+            # recomputing it from ``lo`` can land on the batch just finished when ``lo`` sits on a batch
+            # boundary after float rounding, and then the loop would never end.
+            b = min(int((lo - start) / batch_len), batches - 1)
+            while hi > lo:
                 upto = min(hi, start + (b + 1) * batch_len) if b < batches - 1 else hi
                 b_talk[b] += upto - lo
                 lo = upto
+                b += 1
 
     while True:
         # Dial up to the target: round(ratio x idle agents), within the line cap.
