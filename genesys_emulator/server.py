@@ -68,6 +68,10 @@ class Request:
         return value == "true"
 
 
+def _utc_stamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class Route:
     __slots__ = ("api", "handler", "method", "name", "regex", "template")
 
@@ -370,6 +374,7 @@ class EmulatorServer:
     # --------------------------------------------------------------------------------------------- dispatch
     def dispatch(self, h: _RequestHandler) -> None:
         """Handle one request end to end; never raises (errors become Genesys error bodies)."""
+        received = _utc_stamp()
         context_id = str(uuid.uuid4())
         split = urlsplit(h.path)
         path = split.path.rstrip("/") or "/"
@@ -441,7 +446,8 @@ class EmulatorServer:
                     "status": status,
                     "contactCount": contact_count,
                     "queryString": split.query,
-                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "time": _utc_stamp(),  # when the answer went out (after any injected latency)
+                    "receivedAt": received,  # when the request arrived
                     "correlationId": context_id,
                     "dropped": dropped,
                 }

@@ -88,6 +88,8 @@ def emulator_server() -> Iterator[Any]:
                 "host": server.base_url,
                 "login": EMULATOR_CLIENT_ID,
                 "password": EMULATOR_CLIENT_SECRET,
+                # Short timeouts (connect, read) so latency-past-timeout cases cost seconds, not minutes.
+                "extra": {"timeout": [3, 5]},
             }
         )
         yield server
@@ -127,6 +129,9 @@ def airflow_stack(airflow_db: str, emulator_server: Any) -> Iterator[dict[str, A
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__API__WORKERS": "1",
+            # A killed worker's task instance is failed (and retried) after this, not after 5 minutes.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         }
     )
     logs = TMP / "stack_logs"
@@ -169,4 +174,7 @@ def airflow_stack(airflow_db: str, emulator_server: Any) -> Iterator[dict[str, A
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("KEEP_TEST_TMP"):  # keep AIRFLOW_HOME, task logs and the stack's logs for a post-mortem
+        print(f"\ntest files kept in {TMP}")
+        return
     shutil.rmtree(TMP, ignore_errors=True)

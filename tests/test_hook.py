@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import requests
+from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, Emulator
+
 from genesys_dialer.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings
 from genesys_dialer.exceptions import (
     ConfigError,
@@ -27,7 +29,6 @@ from genesys_dialer.exceptions import (
 )
 from genesys_dialer.hooks.genesys import GenesysHook, _classify
 from genesys_dialer.state import MemoryStateStore
-from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, Emulator
 
 CONTACTS_ROUTE = "POST /api/v2/outbound/contactlists/{contactListId}/contacts"
 PHONE = "+13175550123"

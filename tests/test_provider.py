@@ -22,7 +22,8 @@ def test_connection_type_is_registered_with_its_form():
     assert info.connection_testable
     behaviour = manager.field_behaviours["genesys_cloud"]
     assert behaviour["relabeling"] == {"host": "Region or base URL", "login": "Client ID", "password": "Client Secret"}
-    assert GenesysHook.get_ui_field_behaviour()["relabeling"] == behaviour["relabeling"]
+    hook_behaviour = GenesysHook.get_ui_field_behaviour()
+    assert behaviour == {key.replace("-", "_"): value for key, value in hook_behaviour.items()}
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def get_provider_info() -> dict:
                 "hook-name": "Genesys Cloud",
                 "connection-type": "genesys_cloud",
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "extra"],
+                    "hidden-fields": ["schema", "port"],
                     "relabeling": {
                         "host": "Region or base URL",
                         "login": "Client ID",
@@ -36,6 +36,7 @@ def get_provider_info() -> dict:
                         "host": "mypurecloud.ie (or http://genesys-emulator:8765)",
                         "login": "OAuth client id (client credentials grant)",
                         "password": "OAuth client secret",
+                        "extra": '{"timeout": [5, 30], "breaker_open_seconds": 30} (tuning only, never secrets)',
                     },
                 },
             }

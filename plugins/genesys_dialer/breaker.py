@@ -121,6 +121,7 @@ class CircuitBreaker:
         self._sleep = sleep
         self.writer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._streak = 0
+        self._last_failure_at = 0.0
         self.key = f"{KEY_PREFIX}{name}"
 
     @property
@@ -238,7 +239,10 @@ class CircuitBreaker:
             if snap.state == HALF_OPEN and snap.opened_at == permit.gen:
                 self._open(now, f"half-open probe failed: {reason}", from_state=HALF_OPEN)
             return
+        if now - self._last_failure_at > self.settings.open_seconds:
+            self._streak = 0  # this writer's earlier failures are out of the window: a new run starts
         self._streak += 1
+        self._last_failure_at = now
         self.store.set(self._fail_key(self.writer), {"streak": self._streak, "at": now})
         snap = self.snapshot()
         if snap.state != CLOSED:
@@ -258,7 +262,7 @@ class CircuitBreaker:
             if now - at > self.settings.stale_fail_seconds and key != self._fail_key(self.writer):
                 self.store.delete(key)  # a writer that failed and then died or gave up
                 continue
-            if now - at <= self.settings.open_seconds and at >= since:
+            if now - at <= self.settings.open_seconds and at > since:
                 total += int(_number(fact.get("streak")) or 0)
         return total
 
@@ -288,8 +292,13 @@ class CircuitBreaker:
             if not current[slot] or (not lease.get("ok") and (_number(lease.get("expires_at")) or 0.0) <= now)
         ]
         random.shuffle(free)  # contending writers rarely pick the same slot
-        for slot in free:
+        for index, slot in enumerate(free):
             key = self._probe_key(slot)
+            if index:  # the list is stale after a lost race: re-read before taking another slot
+                lease = self.store.get(key) or {}
+                taken = lease.get("ok") or (_number(lease.get("expires_at")) or 0.0) > self._clock()
+                if _number(lease.get("gen")) == gen and taken:
+                    continue
             self.store.set(key, {"gen": gen, "holder": self.writer,
                                  "expires_at": now + self.settings.probe_lease_seconds, "ok": False})
             if self.settings.probe_settle_seconds:

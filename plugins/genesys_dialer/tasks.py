@@ -295,12 +295,15 @@ def create_segment(
                 conn, "mark_failed", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids,
                 error=str(err)[:500],
             )
+            metrics.contacts(campaign.campaign_id, "failed", len(ids))
             raise
         if len(stored) != len(ids):
             log.warning("Genesys returned %d contacts for %d sent", len(stored), len(ids))
         contacts_mod.mark(
             conn, "mark_dispatched", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids
         )
+        # Counted as the ledger changes, so a segment that fails half-way still reports what it delivered.
+        metrics.contacts(campaign.campaign_id, "dispatched", len(ids))
         sent += len(ids)
         buffer.clear()
 
@@ -329,11 +332,11 @@ def create_segment(
                     conn, "mark_skipped", campaign_id=campaign.campaign_id, run_id=run.run_id,
                     contact_ids=ids, reason=reason,
                 )
+                metrics.contacts(campaign.campaign_id, "skipped", len(ids), reason)
                 skipped[reason] = skipped.get(reason, 0) + len(ids)
         flush()
     except GenesysApiError as err:
         metrics.segment_failed(campaign.campaign_id, error_type(err))
-        metrics.contacts(campaign.campaign_id, "failed", segment.get("pending", 0) - sent - sum(skipped.values()))
         if isinstance(err, GenesysCircuitOpenError):
             # Nothing was sent: the breaker shared by every task of this connection is open. The segment
             # is not dropped: its contacts stay claimed (marked failed = not yet sent) for the retry.
@@ -353,9 +356,6 @@ def create_segment(
     finally:
         conn.close()
 
-    for reason, count in skipped.items():
-        metrics.contacts(campaign.campaign_id, "skipped", count, reason)
-    metrics.contacts(campaign.campaign_id, "dispatched", sent)
     metrics.segment_created(campaign.campaign_id)
     stats = hook.stats.as_dict()
     log.info(

@@ -1,0 +1,261 @@
+"""The circuit breaker's stored-facts design under concurrency, with the in-memory store and threads.
+
+Each ``CircuitBreaker`` instance is one writer (one task process in production). The store is wrapped to
+behave like Variables through the API server: every call takes a little time and the last writer wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from genesys_dialer.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker, Permit
+from genesys_dialer.exceptions import GenesysCircuitOpenError
+from genesys_dialer.state import MemoryStateStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 5_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowStore(MemoryStateStore):
+    """Variables over HTTP: each call takes 0..``jitter`` s, so concurrent writers interleave."""
+
+    def __init__(self, jitter: float = 0.002) -> None:
+        super().__init__()
+        self.jitter = jitter
+        self.calls: dict[str, int] = {"get": 0, "set": 0, "delete": 0, "keys": 0}
+
+    def _pause(self, op: str) -> None:
+        self.calls[op] += 1
+        if self.jitter:
+            time.sleep(random.uniform(0, self.jitter))
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self._pause("get")
+        return super().get(key)
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        self._pause("set")
+        super().set(key, value)
+
+    def delete(self, key: str) -> None:
+        self._pause("delete")
+        super().delete(key)
+
+    def keys(self, prefix: str) -> list[str]:
+        self._pause("keys")
+        return super().keys(prefix)
+
+
+SETTINGS = BreakerSettings(probe_settle_seconds=0)
+
+
+def writers(
+    n: int, store: MemoryStateStore, clock: Clock, settings: BreakerSettings = SETTINGS
+) -> list[CircuitBreaker]:
+    return [CircuitBreaker("conn", settings, store, clock=clock, sleep=time.sleep) for _ in range(n)]
+
+
+def in_threads(fns: list[Callable[[], Any]]) -> list[Any]:
+    barrier = threading.Barrier(len(fns))
+
+    def run(fn: Callable[[], Any]) -> Any:
+        barrier.wait()
+        return fn()
+
+    with ThreadPoolExecutor(len(fns)) as pool:
+        return list(pool.map(run, fns))
+
+
+def test_opens_after_three_consecutive_failures_of_one_writer_and_a_success_resets_the_streak():
+    clock, store = Clock(), MemoryStateStore()
+    (breaker,) = writers(1, store, clock)
+    breaker.record_failure(breaker.acquire(), "503")
+    breaker.record_failure(breaker.acquire(), "503")
+    breaker.record_success(breaker.acquire())
+    breaker.record_failure(breaker.acquire(), "503")
+    breaker.record_failure(breaker.acquire(), "503")
+    assert breaker.state() == CLOSED
+    breaker.record_failure(breaker.acquire(), "timeout")
+    assert breaker.state() == OPEN
+    with pytest.raises(GenesysCircuitOpenError, match="3 consecutive transient failures, last: timeout") as info:
+        breaker.acquire()
+    assert info.value.retry_after == pytest.approx(30)
+
+
+def test_parallel_writers_failures_add_up_with_no_lost_increment():
+    """30 writers fail once each at the same moment: per-writer keys lose nothing, a shared counter would."""
+    clock, store = Clock(), SlowStore()
+    breakers = writers(30, store, clock, BreakerSettings(failure_threshold=30, probe_settle_seconds=0))
+    in_threads([lambda b=b: b.record_failure(Permit(), "503") for b in breakers])
+    assert breakers[0].state() == OPEN
+
+    naive = MemoryStateStore()
+    naive.set("n", {"count": 0})
+
+    def increment() -> None:
+        value = naive.get("n")["count"]  # type: ignore[index]
+        time.sleep(random.uniform(0, 0.002))
+        naive.set("n", {"count": value + 1})
+
+    in_threads([increment] * 30)
+    assert naive.get("n")["count"] < 30  # type: ignore[index]  # why the design stores facts, not counters
+
+
+def test_failures_older_than_the_window_or_before_the_last_close_do_not_count():
+    clock, store = Clock(), MemoryStateStore()
+    a, b, c = writers(3, store, clock)
+    a.record_failure(Permit(), "503")
+    clock.now += 31
+    b.record_failure(Permit(), "503")
+    c.record_failure(Permit(), "503")
+    assert a.state() == CLOSED  # a's failure is out of the 30 s window
+    store.set(a.key, {"opened_at": clock.now - 40, "reason": "old"})
+    store.set(a._closed_key, {"gen": clock.now - 40, "closed_at": clock.now})
+    clock.now += 1
+    a.record_failure(Permit(), "503")
+    assert a.state() == CLOSED  # b's and c's failures predate the close
+
+
+def test_stale_fail_keys_of_dead_writers_are_collected():
+    clock, store = Clock(), MemoryStateStore()
+    dead, alive = writers(2, store, clock)
+    dead.record_failure(Permit(), "503")
+    clock.now += 601
+    alive.record_failure(Permit(), "503")
+    assert store.keys(f"{alive.key}__fail__") == [alive._fail_key(alive.writer)]
+    alive.record_success(Permit())
+    assert store.keys(f"{alive.key}__fail__") == []
+
+
+def test_half_open_lets_at_most_the_probes_through_across_many_writers():
+    """40 writers ask at once, 20 times: each round grants at most 3 probes (6 in the documented worst case)."""
+    granted_per_round = []
+    for _ in range(20):
+        clock, store = Clock(), SlowStore(jitter=0.003)
+        settings = BreakerSettings(probe_settle_seconds=0.02)
+        breakers = writers(40, store, clock, settings)
+        store.set(breakers[0].key, {"opened_at": clock.now - 31, "reason": "test"})
+
+        def ask(b: CircuitBreaker) -> Permit | None:
+            try:
+                return b.acquire()
+            except GenesysCircuitOpenError:
+                return None
+
+        permits = in_threads([lambda b=b: ask(b) for b in breakers])
+        granted = [p for p in permits if p is not None]
+        assert all(p.probe_slot is not None for p in granted)
+        granted_per_round.append(len(granted))
+    print("probes granted per round:", granted_per_round)
+    assert max(granted_per_round) <= 2 * settings.half_open_max, granted_per_round
+    assert sum(granted_per_round) / len(granted_per_round) <= 3.5, granted_per_round
+
+
+def test_probe_successes_close_and_a_probe_failure_reopens_with_a_new_generation(caplog):
+    clock, store = Clock(), MemoryStateStore()
+    a, b = writers(2, store, clock)
+    store.set(a.key, {"opened_at": clock.now - 31, "reason": "test"})
+    first = a.acquire()
+    assert a.state() == HALF_OPEN
+    failing = b.acquire()
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.breaker"):
+        b.record_failure(failing, "503")
+    assert a.state() == OPEN
+    assert "half_open -> open (half-open probe failed: 503" in caplog.text
+    a.record_success(first)  # a probe of the old generation: it must not close the new opening
+    assert a.state() == OPEN
+
+    clock.now += 31
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.breaker"):
+        for _ in range(3):
+            a.record_success(a.acquire())
+    assert a.state() == CLOSED
+    assert "half_open -> closed (3 probe requests succeeded)" in caplog.text
+    assert a.acquire() == Permit()
+
+
+def test_a_close_written_after_a_reopen_does_not_hide_it():
+    """The race a Variable.delete-based close loses: writer A closes generation 1 after B re-opened."""
+    clock, store = Clock(), MemoryStateStore()
+    a, b = writers(2, store, clock)
+    store.set(a.key, {"opened_at": clock.now - 31, "reason": "test"})
+    gen1 = a.acquire().gen
+    clock.now += 1
+    b._open(clock.now, "probe failed", from_state=HALF_OPEN)
+    store.set(a._closed_key, {"gen": gen1, "closed_at": clock.now})  # A's late close of generation 1
+    assert a.state() == OPEN
+
+
+def test_a_dead_probe_lease_expires_and_a_released_one_is_free_at_once():
+    clock, store = Clock(), MemoryStateStore()
+    settings = BreakerSettings(half_open_max=1, probe_lease_seconds=40, probe_settle_seconds=0)
+    dead, other = writers(2, store, clock, settings)
+    store.set(dead.key, {"opened_at": clock.now - 31, "reason": "test"})
+    dead.acquire()  # and never reports back
+    with pytest.raises(GenesysCircuitOpenError, match="probe requests are taken"):
+        other.acquire()
+    clock.now += 41
+    permit = other.acquire()
+    other.release(permit)  # e.g. a 401 during the probe
+    assert dead.acquire().probe_slot == 0
+
+
+def test_all_probes_ok_but_the_closer_died_closes_on_the_next_acquire():
+    clock, store = Clock(), MemoryStateStore()
+    (a,) = writers(1, store, clock)
+    gen = clock.now - 31
+    store.set(a.key, {"opened_at": gen, "reason": "test"})
+    for slot in range(3):
+        store.set(a._probe_key(slot), {"gen": gen, "holder": "x", "expires_at": 0, "ok": True})
+    assert a.acquire() == Permit()
+    assert a.state() == CLOSED
+
+
+def test_unreadable_state_fails_open_and_unwritable_state_does_not_raise(caplog):
+    class Broken(MemoryStateStore):
+        def get(self, key: str) -> dict[str, Any] | None:
+            raise ConnectionError("api server down")
+
+        def set(self, key: str, value: dict[str, Any]) -> None:
+            raise ConnectionError("api server down")
+
+    breaker = CircuitBreaker("conn", SETTINGS, Broken())
+    with caplog.at_level(logging.WARNING):
+        permit = breaker.acquire()
+        breaker.record_failure(permit, "503")
+        breaker.record_success(permit)
+    assert permit == Permit() and "letting the request through" in caplog.text
+
+
+def test_hand_edited_state_does_not_crash_it():
+    clock, store = Clock(), MemoryStateStore()
+    (a,) = writers(1, store, clock)
+    store.set(a.key, {"opened_at": "yesterday"})
+    assert a.state() == CLOSED
+    store.set(a.key, {"opened_at": clock.now - 31})
+    store.set(a._probe_key(0), {"gen": "x", "expires_at": "never"})
+    assert a.acquire().probe_slot is not None
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({}, BreakerSettings()),
+    ({"breaker_open_seconds": "5", "breaker_failure_threshold": 2},
+     BreakerSettings(failure_threshold=2, open_seconds=5)),
+])
+def test_settings_from_a_connection_extra(extra, expected):
+    assert BreakerSettings.from_extra(extra) == expected
+    with pytest.raises(ValueError, match="breaker_half_open_max"):
+        BreakerSettings.from_extra({"breaker_half_open_max": 0})
