@@ -12,6 +12,7 @@ pay nothing.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -70,6 +71,9 @@ os.environ.update(
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": AIRFLOW_URL.replace("postgresql://", "postgresql+psycopg://", 1),
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        # One Fernet key for every process of the session (tests, api-server, workers): Variables written
+        # encrypted by one process must decrypt in the others, whatever airflow.cfg says later.
+        "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_DIALER_POSTGRES": DIALER_URL,
         "GENESYS_DIALER_CONFIG": str(CONFIG_PATH),
