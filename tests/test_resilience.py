@@ -346,6 +346,11 @@ def test_full_outage_opens_the_breaker_and_the_run_recovers(db, emulator, airflo
     logs = _task_log_text(airflow_stack, run_id, "create_segment")
     assert "closed -> open" in logs and "half_open -> closed" in logs
     assert "circuit breaker open, nothing sent" in logs
+    # ...and so does the run report: every segment was delivered, on a task retry.
+    report = db.execute("SELECT report FROM run_log WHERE run_id = %s", [run_id]).fetchone()[0]
+    db.commit()
+    assert report["segments_retried"] == sum(1 for t in tries if t >= 2) > 0
+    assert "on a task retry (circuit breaker open" in _task_log_text(airflow_stack, run_id, "summarize")
 
 
 def test_a_failing_run_leaks_no_token_secret_or_phone_number(db, emulator, airflow_stack):

@@ -156,8 +156,10 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
 
         @task(pool=campaign.pool, map_index_template="{{ segment_label }}")
         def create_segment(segment: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
-            get_current_context()["segment_label"] = segment["label"]  # type: ignore[typeddict-unknown-key]
-            return tasks.create_segment(campaign, run_info(campaign), resolved, segment)
+            context = get_current_context()
+            context["segment_label"] = segment["label"]  # type: ignore[typeddict-unknown-key]
+            result = tasks.create_segment(campaign, run_info(campaign), resolved, segment)
+            return {**result, "try_number": context["ti"].try_number}
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def summarize() -> dict[str, Any]:

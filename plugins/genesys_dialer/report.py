@@ -29,6 +29,7 @@ class RunReport:
     ledger: dict[str, Any]
     segments_total: int
     segments_succeeded: int
+    segments_retried: int
     would_send: int
     would_skip: dict[str, int]
     requests: dict[str, int]
@@ -87,6 +88,8 @@ class RunReport:
             ledger=ledger,
             segments_total=len(segments),
             segments_succeeded=succeeded,
+            # Delivered by a task retry: the circuit breaker was open or Genesys kept failing on the first try.
+            segments_retried=sum(1 for r in segment_results if r and r.get("try_number", 1) > 1),
             would_send=sum(r.get("would_send", 0) for r in segment_results if r),
             would_skip=dict(would_skip),
             requests=dict(requests),
@@ -125,7 +128,9 @@ class RunReport:
                 f"claimed {ledger['claimed']} contacts ({source}) in {self.segments_total} segments",
                 f"dispatched {ledger['dispatched']}, skipped {ledger['skipped']} {self._fmt(ledger['skip_reasons'])}, "
                 f"failed {ledger['failed']}, not yet sent {ledger['pending']}",
-                f"segments: {self.segments_succeeded} of {self.segments_total} succeeded",
+                f"segments: {self.segments_succeeded} of {self.segments_total} succeeded"
+                + (f", {self.segments_retried} of them on a task retry (circuit breaker open or transient "
+                   "Genesys errors on the first try: see those segments' logs)" if self.segments_retried else ""),
             ]
         req = self.requests
         out.append(
