@@ -8,6 +8,7 @@ temporary AIRFLOW_HOME with a SQLite metadata database; the run goes through ``d
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -56,6 +57,7 @@ def run_demo(*, contacts: int, batch_size: int) -> int:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         if embedded is not None:
+            logging.getLogger("pgserver").setLevel(logging.WARNING)  # keep the summary the last thing printed
             embedded.cleanup()  # type: ignore[attr-defined]
         shutil.rmtree(workdir, ignore_errors=True)
 
