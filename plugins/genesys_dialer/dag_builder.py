@@ -7,48 +7,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
-from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 from genesys_dialer import tasks
 from genesys_dialer.config import MAX_SEGMENTS_PER_RUN, CampaignConfig
-from genesys_dialer.exceptions import ConfigError, GenesysRetryPolicy
-
-_EXC = "genesys_dialer.exceptions."
-
-# Errors a retry of the same task cannot fix fail at once; throttling, outages and an open breaker retry
-# (the claim stays in the ledger, so nothing is dropped while they wait). GenesysRetryPolicy waits what the
-# error says when it says it: the seconds until the breaker half-opens, or a long 429 Retry-After.
-RETRY_POLICY: ExceptionRetryPolicy = GenesysRetryPolicy(
-    rules=[
-        RetryRule(
-            exception=f"{_EXC}GenesysCircuitOpenError",
-            action=RetryAction.RETRY,
-            reason="circuit breaker open: nothing was sent; the segment is retried once it half-opens",
-        ),
-        RetryRule(
-            exception=f"{_EXC}GenesysTransientError",
-            action=RetryAction.RETRY,
-            reason="Genesys throttled or was unavailable after the hook's own retries",
-        ),
-        RetryRule(
-            exception=f"{_EXC}GenesysServerError",
-            action=RetryAction.RETRY,
-            reason="HTTP 500: not retried blindly by the hook; the idempotent segment is re-sent after the "
-            "task's retry delay (the breaker counts 500s)",
-        ),
-        RetryRule(
-            exception=[
-                f"{_EXC}GenesysAuthError",
-                f"{_EXC}GenesysNotFoundError",
-                f"{_EXC}GenesysClientError",
-                f"{_EXC}GenesysResponseError",
-                f"{_EXC}ConfigError",
-            ],
-            action=RetryAction.FAIL,
-            reason="the request itself is wrong: retrying cannot help",
-        ),
-    ]
-)
+from genesys_dialer.exceptions import ConfigError
+from genesys_dialer.retry import RETRY_POLICY
 
 DOC_MD = """
 ### Genesys Cloud predictive feed: `{key}`

@@ -65,42 +65,9 @@ class GenesysClientError(GenesysApiError):
 
 
 class GenesysServerError(GenesysApiError):
-    """500: Genesys advises against blind retries; the breaker counts it and the task fails."""
+    """500: Genesys advises against blind retries: the hook does not repeat it, the breaker counts it, and the
+    task is retried after its normal (exponential) delay."""
 
 
 class GenesysResponseError(GenesysApiError):
     """A response that is not the JSON Genesys documents (a proxy's HTML page, a truncated body...)."""
-
-
-def _retry_policy_base() -> type:
-    from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy
-
-    return ExceptionRetryPolicy
-
-
-class GenesysRetryPolicy(_retry_policy_base()):  # type: ignore[misc]
-    """An ExceptionRetryPolicy whose retry delay honours what the error says about the future.
-
-    A GenesysTransientError carrying ``retry_after`` (a long 429 Retry-After, or the seconds until the
-    circuit breaker half-opens) retries after that long (plus up to 10 % jitter) instead of the rule's or
-    the task's delay: retrying sooner would only find the breaker still open and burn a try.
-    """
-
-    def evaluate(self, exception: BaseException, try_number: int, max_tries: int, context: object = None) -> object:
-        from datetime import timedelta
-        from random import uniform
-
-        from airflow.sdk.definitions.retry_policy import RetryAction, RetryDecision
-
-        decision = super().evaluate(exception, try_number, max_tries, context)
-        retry_after = getattr(exception, "retry_after", None)
-        if decision.action != RetryAction.RETRY or not isinstance(exception, GenesysTransientError) or not retry_after:
-            return decision
-        seconds = float(retry_after) * uniform(1.0, 1.1) + 0.5
-        if decision.retry_delay is not None:
-            seconds = max(seconds, decision.retry_delay.total_seconds()) if not isinstance(
-                exception, GenesysCircuitOpenError) else seconds
-        return RetryDecision(
-            action=RetryAction.RETRY, retry_delay=timedelta(seconds=seconds),
-            reason=f"{decision.reason} (retry in {seconds:.0f} s, as Genesys / the breaker said)",
-        )
