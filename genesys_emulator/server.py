@@ -402,7 +402,7 @@ class EmulatorServer:
             token = self._check_token(h.headers.get("Authorization"))
             decision = self.faults.decide(route.name, route.api)
             if decision is not None:
-                self._apply_injected(decision, route.name)
+                self._apply_injected(decision)
             headers.update(self.rate_limiter.hit(token, self.config.rate_limit_per_minute))
             if too_large:
                 raise ApiError(
@@ -453,7 +453,7 @@ class EmulatorServer:
                 }
             )
 
-    def _apply_injected(self, decision: FaultDecision, route_name: str) -> None:
+    def _apply_injected(self, decision: FaultDecision) -> None:
         if decision.latency_s:
             time.sleep(decision.latency_s)
         status = decision.status
@@ -476,7 +476,7 @@ class EmulatorServer:
         """``POST /oauth/token`` (client credentials, Basic auth); OAuth-shaped errors, not Genesys ones."""
         decision = self.faults.decide(route.name, api=False)
         if decision is not None:
-            self._apply_injected(decision, route.name)
+            self._apply_injected(decision)
         auth = h.headers.get("Authorization", "")
         client_ok = False
         if auth[:6].lower() == "basic ":

@@ -148,12 +148,6 @@ class CircuitBreaker:
     def state(self) -> str:
         return self.snapshot().state
 
-    def seconds_until_half_open(self) -> float:
-        snap = self.snapshot()
-        if snap.state != OPEN or snap.opened_at is None:
-            return 0.0
-        return max(0.0, snap.opened_at + self.settings.open_seconds - self._clock())
-
     # -- the request protocol ----------------------------------------------------------------------
     def acquire(self) -> Permit:
         """Leave to send, or GenesysCircuitOpenError (nothing was sent; the caller retries later)."""

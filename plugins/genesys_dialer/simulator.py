@@ -99,15 +99,6 @@ class SimResult:
     def dials_per_agent_hour(self) -> float:
         return self.dials / (self.params.agents * self.hours)
 
-    def summary(self) -> str:
-        return (
-            f"agents={self.params.agents} p={self.params.answer_rate:g} ratio={self.ratio:g} "
-            f"hours={self.hours:g}: utilization {100 * self.utilization:.1f} % "
-            f"(+/-{100 * self.utilization_ci:.1f}), abandon rate {100 * self.abandon_rate:.2f} % "
-            f"(+/-{100 * self.abandon_rate_ci:.2f}) of {self.live_answers} live answers, "
-            f"{self.dials_per_agent_hour:.1f} dials per agent-hour"
-        )
-
 
 def _lognormal_params(mean: float, cv: float) -> tuple[float, float]:
     sigma2 = math.log1p(cv * cv)

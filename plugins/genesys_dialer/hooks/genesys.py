@@ -218,12 +218,6 @@ class GenesysHook(BaseHook):
         return _ConnectionInfo(api_base, token_url, conn.login, conn.password, extra if isinstance(extra, dict) else {})
 
     @property
-    def _credentials(self) -> tuple[str, str, str, str]:
-        """(api base, token url, client id, client secret)."""
-        info = self._connection
-        return info.api_base, info.token_url, info.client_id, info.client_secret
-
-    @property
     def api_base(self) -> str:
         return self._connection.api_base
 
