@@ -231,7 +231,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return b"", True
         return b"".join(parts), False
 
+    # Called once, just before a response (or a dropped connection) goes out: the request log is written
+    # first, so a client that reads the log after its answer always finds its own request there.
+    before_answer: Callable[[int, bool], None] | None = None
+
+    def _answering(self, status: int, dropped: bool) -> None:
+        callback, self.before_answer = self.before_answer, None
+        if callback is not None:
+            callback(status, dropped)
+
     def send(self, status: int, body: bytes, headers: dict[str, str], content_type: str = "application/json") -> None:
+        self._answering(status, False)
         reason = self.responses.get(status, ("Error",))[0]
         lines = [f"HTTP/1.1 {status} {reason}", f"Server: {self.server_version}"]
         if status != 204:
@@ -243,8 +253,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.wfile.write(head + body if status != 204 else head)
 
-    def drop(self) -> None:
-        """Close the connection without sending anything (simulates a lost response)."""
+    def drop(self, status: int) -> None:
+        """Close the connection without sending anything (simulates a lost response; ``status`` is what
+        would have been sent)."""
+        self._answering(status, True)
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -387,8 +399,24 @@ class EmulatorServer:
         raw_body, too_large = h.read_body(limit)
         headers = {"ININ-Correlation-Id": context_id}
         contact_count = 0
-        status = 500
-        dropped = False
+
+        def record(status: int, dropped: bool) -> None:
+            self._record(
+                {
+                    "method": method,
+                    "path": path,
+                    "route": route.name if route else None,
+                    "status": status,
+                    "contactCount": contact_count,
+                    "queryString": split.query,
+                    "time": _utc_stamp(),  # when the answer went out (after any injected latency)
+                    "receivedAt": received,  # when the request arrived
+                    "correlationId": context_id,
+                    "dropped": dropped,
+                }
+            )
+
+        h.before_answer = record
         try:
             if route is None:
                 if path_known:
@@ -420,38 +448,20 @@ class EmulatorServer:
                 contact_count = len(parsed) if isinstance(parsed, list) else 0
             result = route.handler(request)
             if decision is not None and decision.drop:
-                status, dropped = 200 if result is not NO_BODY else 204, True
-                h.drop()
+                h.drop(200 if result is not NO_BODY else 204)
                 return
             if result is NO_BODY:
-                status = 204
                 h.send(204, b"", headers)
             else:
-                status = 200
                 h.send(200, _dumps(result), headers)
         except ApiError as err:
-            status = err.status
             headers.update(err.headers)
-            h.send(status, _dumps(err.body(context_id)), headers)
+            h.send(err.status, _dumps(err.body(context_id)), headers)
         except Exception as exc:  # an emulator bug must still produce a Genesys-shaped 500
-            status = 500
             print(f"genesys-emulator: internal error on {method} {path}: {exc!r}", file=sys.stderr)
             h.send(500, _dumps(ApiError(500, f"Emulator error: {exc!r}").body(context_id)), headers)
         finally:
-            self._record(
-                {
-                    "method": method,
-                    "path": path,
-                    "route": route.name if route else None,
-                    "status": status,
-                    "contactCount": contact_count,
-                    "queryString": split.query,
-                    "time": _utc_stamp(),  # when the answer went out (after any injected latency)
-                    "receivedAt": received,  # when the request arrived
-                    "correlationId": context_id,
-                    "dropped": dropped,
-                }
-            )
+            h.before_answer = None  # admin calls on this keep-alive connection are not logged
 
     def _apply_injected(self, decision: FaultDecision) -> None:
         if decision.latency_s:
