@@ -16,7 +16,7 @@ from typing import Any
 
 import phonenumbers
 
-from genesys_dialer.sql import load_sql
+from genesys_dialer.sql import load_sql, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,7 @@ def mark(conn: Any, sql_name: str, *, campaign_id: str, run_id: str, contact_ids
     """Update ledger rows (mark_dispatched / mark_skipped / mark_failed) and commit."""
     if not contact_ids:
         return 0
-    with conn.cursor() as cur:
-        cur.execute(
-            load_sql(sql_name),
-            {"campaign_id": campaign_id, "run_id": run_id, "contact_ids": contact_ids, **extra},
-        )
-        count = cur.rowcount
-    conn.commit()
-    return count
+    return run_sql(conn, sql_name, {"campaign_id": campaign_id, "run_id": run_id, "contact_ids": contact_ids, **extra})
 
 
 def genesys_contact(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,7 +30,7 @@ from genesys_dialer.exceptions import (
 )
 from genesys_dialer.hooks.genesys import GenesysHook
 from genesys_dialer.report import RunReport
-from genesys_dialer.sql import load_sql
+from genesys_dialer.sql import load_sql, run_sql
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,18 @@ class RunInfo:
         return self.data_interval_end.strftime("%Y%m%dT%H%M")
 
 
-def postgres_connection(campaign: CampaignConfig) -> Any:
+def open_dialer_db(campaign: CampaignConfig) -> Any:
+    """A DB-API connection to the campaign's contacts database (the caller closes it)."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     return PostgresHook(postgres_conn_id=campaign.postgres_conn_id).get_conn()
+
+
+@contextmanager
+def dialer_db(campaign: CampaignConfig) -> Iterator[Any]:
+    """A connection to the campaign's contacts database, closed when the block ends."""
+    with closing(open_dialer_db(campaign)) as conn:
+        yield conn
 
 
 def genesys_hook(campaign: CampaignConfig) -> GenesysHook:
@@ -148,11 +158,8 @@ def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[di
         phone_region=campaign.phone_region,
         label_prefix=run.label_prefix,
     )
-    conn = postgres_connection(campaign)
-    try:
+    with dialer_db(campaign) as conn:
         result = contacts_mod.claim_batch(conn, request, dry_run=run.dry_run)
-    finally:
-        conn.close()
     claim = {
         "contacts": result.contacts,
         "claimed_now": result.claimed_now,
@@ -185,8 +192,7 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
     window_end = run.data_interval_end
     window_start = window_end - timedelta(days=campaign.history_days)
     params = {"campaign_id": campaign.campaign_id, "window_end": window_end, "history_days": campaign.history_days}
-    conn = postgres_connection(campaign)
-    try:
+    with dialer_db(campaign) as conn:
         with conn.cursor() as cur:
             cur.execute(load_sql("answer_history"), params)
             buckets = tuple(pacing.HistoryBucket(*map(int, row)) for row in cur.fetchall())
@@ -198,6 +204,7 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
             history, campaign, current_abandon_rate=resolved.get("abandon_rate"), realized=realized
         )
         estimate, decision = plan.estimate, plan.decision
+        details = {**decision.details, "notes": list(decision.notes), "realized_abandon_percent": realized.rate_percent}
         row = {
             "campaign_id": campaign.campaign_id, "run_id": run.run_id, "campaign_key": campaign.key,
             "window_start": window_start, "window_end": window_end,
@@ -207,14 +214,10 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
             "estimate_source": estimate.source, "strategy": decision.strategy, "dial_ratio": decision.ratio,
             "max_calls_per_agent": decision.max_calls_per_agent,
             "outbound_line_count": decision.outbound_line_count, "abandon_rate": decision.abandon_rate,
-            "details": json.dumps({"notes": list(decision.notes), "realized_abandon_percent": realized.rate_percent}),
+            "details": json.dumps(details, default=str),
             "dry_run": run.dry_run,
         }
-        with conn.cursor() as cur:
-            cur.execute(load_sql("record_pacing"), row)
-        conn.commit()
-    finally:
-        conn.close()
+        run_sql(conn, "record_pacing", row)
     log.info(
         "Answer rate over %s .. %s: %d answers / %d attempts -> estimate %.4f (bounds %.4f..%.4f, %s), "
         "pacing on %.4f",
@@ -249,13 +252,8 @@ def apply_pacing(campaign: CampaignConfig, run: RunInfo, ratio: dict[str, Any]) 
         return {"applied": False, "patch": body, "requests": {}}
     hook = genesys_hook(campaign)
     hook.patch_campaign(campaign.campaign_id, body)
-    conn = postgres_connection(campaign)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(load_sql("mark_pacing_applied"), {"campaign_id": campaign.campaign_id, "run_id": run.run_id})
-        conn.commit()
-    finally:
-        conn.close()
+    with dialer_db(campaign) as conn:
+        run_sql(conn, "mark_pacing_applied", {"campaign_id": campaign.campaign_id, "run_id": run.run_id})
     log.info("Applied pacing to campaign %s: %s", campaign.campaign_id, body)
     return {"applied": True, "patch": body, "requests": hook.stats.as_dict()}
 
@@ -278,7 +276,7 @@ def create_segment(
                 "requests": {}, "dry_run": True}
 
     hook = genesys_hook(campaign)
-    conn = postgres_connection(campaign)
+    conn = open_dialer_db(campaign)
     sent = 0
     skipped: dict[str, int] = {}
     buffer: list[tuple[int, dict[str, Any]]] = []
@@ -393,8 +391,7 @@ def summarize(
     pacing_result: dict[str, Any] | None,
 ) -> RunReport:
     """Build the run report from the ledger (the truth) and the tasks' XComs; log and record it."""
-    conn = postgres_connection(campaign)
-    try:
+    with dialer_db(campaign) as conn:
         ledger = contacts_mod.ledger_summary(conn, campaign_id=campaign.campaign_id, run_id=run.run_id)
         finished = datetime.now(timezone.utc)
         report = RunReport.build(
@@ -402,11 +399,7 @@ def summarize(
             segment_results=segment_results, ratio=ratio, pacing_result=pacing_result, ledger=ledger,
             finished_at=finished,
         )
-        with conn.cursor() as cur:
-            cur.execute(load_sql("record_run"), report.run_log_row())
-        conn.commit()
-    finally:
-        conn.close()
+        run_sql(conn, "record_run", report.run_log_row())
     for line in report.lines():
         log.info("%s", line)
     metrics.run_finished(campaign.campaign_id, report.outcome, report.duration_seconds or 0.0)
