@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genesys_dialer.config import CampaignConfig
+from genesys_dialer.dialing_model import predicted_abandon_rate, ratio_steps, solve_chain
 from genesys_dialer.pacing import (
     STRATEGIES,
     AnswerHistory,
@@ -21,8 +23,8 @@ from genesys_dialer.pacing import (
     decide_pacing,
     estimate_answer_rate,
     plan_pacing,
-    rounding_cap,
 )
+from genesys_dialer.simulator import CampaignParams, simulate
 
 rates = st.floats(min_value=1e-4, max_value=1.0, allow_nan=False)
 team = st.integers(min_value=1, max_value=500)
@@ -169,12 +171,47 @@ def test_current_target_is_never_loosened() -> None:
     assert decision.patch_body()["abandonRate"] == 2.0
 
 
-def test_rounding_cap_keeps_small_teams_off_the_big_step() -> None:
-    # r >= 1.5 dials 2 lines for a single free agent: at p = 0.3 with 5 agents that step breaks the cap.
-    assert rounding_cap(0.3, 5, 3.0) == 1.5
+def test_small_teams_stay_off_the_step_that_breaks_the_cap() -> None:
+    # r >= 1.5 dials 2 lines for a single free agent: at p = 0.3 with 5 agents that step takes the abandon rate
+    # from about 1.3 % to over 6 % (simulator). The Markov model sees the jump; the decision stays below it.
+    params = CampaignParams(agents=5, answer_rate=0.3)
+    assert predicted_abandon_rate(params, 1.49) < 0.02 < 0.05 < predicted_abandon_rate(params, 1.5)
     assert decide_pacing("model", _given(0.3), _limits(5)).max_calls_per_agent < 1.5
-    assert rounding_cap(0.05, 5, 3.0) == 15.0  # many lines: the smooth model decides
-    assert rounding_cap(0.3, 200, 3.0) == 15.0  # large teams: agents come free while calls ring
+
+
+@pytest.mark.parametrize(("agents", "p"), [(4, 0.07), (7, 0.12), (12, 0.25), (14, 0.06)])
+def test_markov_model_agrees_with_the_simulator(agents: int, p: float) -> None:
+    """At the ratio the model picks (cells off the benchmark grid), it predicts what the simulator measures."""
+    ratio = decide_pacing("model", _given(p), _limits(agents)).max_calls_per_agent
+    params = CampaignParams(agents=agents, answer_rate=p)
+    simulated = simulate(params, ratio, hours=12_000 / (agents * 22), seed=11)
+    predicted = predicted_abandon_rate(params, ratio)
+    assert 0.01 < simulated.abandon_rate <= 0.03  # near the cap, and under it
+    assert predicted == pytest.approx(simulated.abandon_rate, rel=0.3)
+    assert solve_chain(params, ratio).utilization == pytest.approx(simulated.utilization, abs=0.01)
+
+
+@settings(max_examples=40, deadline=None)
+@given(agents=st.integers(1, 19), p=rates, ceiling=st.floats(1.0, 15.0))
+def test_markov_model_abandons_rise_with_the_ratio(agents: int, p: float, ceiling: float) -> None:
+    steps = ratio_steps(agents, ceiling)
+    assert steps[0] == 1.0 and steps == sorted(set(steps)) and steps[-1] <= ceiling
+    params = CampaignParams(agents=agents, answer_rate=p)
+    assert solve_chain(params, 1.0).abandon_rate < 1e-12  # one line per idle agent never abandons
+    rates_ = [solve_chain(params, r) for r in steps[:: max(1, len(steps) // 12)]]
+    assert all(0.0 <= r.abandon_rate <= 1.0 and 0.0 <= r.utilization <= params.utilization_ceiling + 1e-9
+               for r in rates_)
+    assert all(b.abandon_rate >= a.abandon_rate - 1e-12 for a, b in itertools.pairwise(rates_))
+
+
+def test_ratio_steps_are_the_dialers_line_counts() -> None:
+    # 2 agents: a line is gained at r = 1.5 (1 idle), 1.25 and 1.75 (2 idle), ...
+    assert ratio_steps(2)[:5] == [1.0, 1.38, 1.62, 2.0, 2.38]
+    for agents in (1, 5, 19):
+        steps = ratio_steps(agents)
+        assert steps[0] == 1.0 and steps[-1] == 15.0
+        lines = [tuple(int(r * idle + 0.5) for idle in range(1, agents + 1)) for r in steps]
+        assert len(set(lines)) == len(lines)  # one representative per step
 
 
 def test_margin_shrinks_as_the_history_grows() -> None:

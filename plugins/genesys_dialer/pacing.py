@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from genesys_dialer.config import COMPLIANCE_ABANDON_CAP_PERCENT, GENESYS_MAX_CALLS_PER_AGENT
+from genesys_dialer.dialing_model import CHAIN_FIT_ERROR, predicted_abandon_rate, ratio_steps
+from genesys_dialer.simulator import CampaignParams
 
 if TYPE_CHECKING:
     from genesys_dialer.config import CampaignConfig
@@ -224,35 +226,19 @@ def tutorial_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pac
     )
 
 
-# The model's response surface, calibrated on genesys_dialer.simulator (p in {0.04, 0.07, 0.12, 0.25, 0.4,
-# 0.7}, agents in {2, 4, 7, 10, 15, 30, 70, 100, 150}, targets 2 and 3 %, disjoint in p from the benchmark grid):
+# Teams of fewer agents than this are paced on the Markov model of the dialer (genesys_dialer.dialing_model),
+# step by step; larger teams on the response surface below (their steps are too fine to matter).
+SMALL_TEAM_AGENTS = 20
+
+# The model's response surface for 20+ agents, calibrated on genesys_dialer.simulator (p in {0.04, 0.07, 0.12,
+# 0.25, 0.4, 0.7}, agents in {2, 4, 7, 10, 15, 30, 70, 100, 150}, targets 2 and 3 %, disjoint in p from the
+# benchmark grid):
 #   ln(live answers in flight per idle agent) = A + B ln N + C ln^2 N + D p + E ln(target / 3 %).
 MODEL_COEFFICIENTS: tuple[float, float, float, float, float] = (-2.4513, 0.882, -0.0516, 0.2715, 0.2548)
-
-# Small-team correction of that surface, with h = ln(20 / N) for N < 20 (0 from 20 agents up):
-#   + F1 h + F2 h^2 + G1 p h + G2 p h^2.
-# Fitted (benchmarks/bench_pacing.py --calibrate) on the step each searched ratio falls in, for p in
-# {0.04, 0.07, 0.12, 0.25, 0.4, 0.7} x agents {2, 3, 4, 6, 7, 8, 12, 15, 30} x targets {2, 3} %, leaving out
-# the cells where the rounding cap below decides; none of these (p, N) is a benchmark cell.
-SMALL_TEAM_REFERENCE_AGENTS = 20.0
-SMALL_TEAM_COEFFICIENTS: tuple[float, float, float, float] = (-0.1158, 0.0086, 0.6168, 0.3378)
-# Relative error (sd, log scale) of the corrected surface in leave-one-out on those cells.
+# Relative error (sd, log scale) of that surface against the searched ratio. Measured rms 0.028 for 30 to 150
+# agents (benchmarks/bench_pacing.py --calibrate); 0.047 is kept, the error measured when the surface also
+# served small teams, because between 20 and 30 agents it interpolates (no calibration cell there).
 MODEL_FIT_ERROR = 0.047
-# Rounding cap (see rounding_cap): the share of busy agents that come free while a call rings and in the
-# 2-second grace ((10 s + 2 s) / (120 s talk + 10 s wrap-up), the simulator's assumptions), and the
-# abandon share per live answer tolerated in the state with 1 and with 2 free agents, as multiples of the
-# target. Calibrated on the searched steps of off-grid cells (p 0.07 to 0.7, 4 to 12 agents; for 2 free
-# agents p in {0.4, 0.45, 0.55, 0.6, 0.7}, 4 to 8 agents): the largest factors that still exclude every
-# step the search rejected.
-RING_FREE_SHARE = 0.09
-STATE_ABANDON_FACTORS: tuple[float, float] = (2.43, 1.6)
-_CAP_MAX_LINES = 3
-
-
-def _small_team_h(agents: int) -> float:
-    # Clamped at 2 agents, the smallest team calibrated.
-    n = min(max(agents, 2), SMALL_TEAM_REFERENCE_AGENTS)
-    return math.log(SMALL_TEAM_REFERENCE_AGENTS / n)
 
 
 def answers_per_idle_agent(p: float, agents: int, abandon_target_percent: float) -> float:
@@ -261,117 +247,119 @@ def answers_per_idle_agent(p: float, agents: int, abandon_target_percent: float)
     Why this shape: by flow balance r·p is the expected number of live answers heading for each idle agent;
     it may exceed 1 because busy agents come free while calls ring, and it grows sub-linearly with the team
     (pooling: the relative spread of answers and of agents coming free shrinks as ~1/sqrt(N)); a tighter
-    target lowers it. Below 20 agents a correction fitted on small teams lets it rise faster with p (a small
-    team's ratio is mostly decided by whole lines, see :func:`rounding_cap`). The constants are fitted on the
-    simulator. Beyond p = 1 / (d ln a / dp) a stops rising with p (the small-team term would otherwise
-    make a / p rise again at high p): the ratio a / p never rises with p.
+    target lowers it. The constants are fitted on the simulator, for 20 agents and more. Beyond
+    p = 1 / D, a stops rising with p, so the ratio a / p never rises with p.
     """
     a, b, c, d, e = MODEL_COEFFICIENTS
-    f1, f2, g1, g2 = SMALL_TEAM_COEFFICIENTS
     log_n = math.log(max(agents, 1))
-    h = _small_team_h(agents)
-    slope = d + g1 * h + g2 * h * h  # d ln(a) / dp
-    if slope > 0:  # ln(a / p) = const + slope p - ln p is smallest at p = 1 / slope: hold it flat beyond
-        p = min(p, 1.0 / slope)
+    p = min(p, 1.0 / d)
     target = max(abandon_target_percent, 1e-3) / COMPLIANCE_ABANDON_CAP_PERCENT
-    return math.exp(
-        a + b * log_n + c * log_n * log_n + f1 * h + f2 * h * h + slope * p + e * math.log(target)
-    )
+    return math.exp(a + b * log_n + c * log_n * log_n + d * p + e * math.log(target))
 
 
-def one_shot_abandon_share(idle: int, lines: int, p: float, agents: int) -> float:
-    """Binomial one-shot model of one dialing state: abandons per live answer.
-
-    ``lines`` calls ring for ``idle`` free agents; X ~ Binomial(lines, p) live answers; F ~ Binomial(busy,
-    RING_FREE_SHARE) busy agents come free in time to take one. Returns E[max(0, X - idle - F)] / (lines p).
-    """
-    if lines <= 0 or p <= 0:
-        return 0.0
-    busy = max(agents - idle, 0)
-    theta = RING_FREE_SHARE
-    expected = 0.0
-    for x in range(idle + 1, lines + 1):
-        px = math.comb(lines, x) * p**x * (1.0 - p) ** (lines - x)
-        for f in range(min(busy, x - idle - 1) + 1):
-            pf = math.comb(busy, f) * theta**f * (1.0 - theta) ** (busy - f)
-            expected += px * pf * (x - idle - f)
-    return expected / (lines * p)
-
-
-def rounding_cap(p: float, agents: int, abandon_target_percent: float) -> float:
-    """The ratio the dialer's whole lines must stay below (exclusive), 15 when nothing binds.
-
-    Why: the dialer keeps round(r x idle) lines, so for a small team a ratio is a set of whole line counts,
-    and one step can jump the abandon rate (r >= 1.5 dials 2 lines for a single free agent: at p = 0.3 with
-    5 agents the abandon rate goes from about 1.3 % to over 6 %). A smooth fit cannot see that step. For the
-    states with 1 and 2 free agents and at most 3 lines, the cap excludes the first line count k whose
-    one-shot abandon share (:func:`one_shot_abandon_share`) exceeds STATE_ABANDON_FACTORS[i - 1] x target:
-    r < (k - 0.5) / i.
-    A few lines dialed at once are where the one-shot model holds (they all ring in the same few seconds).
-    """
-    cap = GENESYS_MAX_CALLS_PER_AGENT
-    for idle, factor in enumerate(STATE_ABANDON_FACTORS[: min(agents, _CAP_MAX_LINES - 1)], start=1):
-        limit = factor * max(abandon_target_percent, 0.0) / 100.0
-        for lines in range(idle + 1, _CAP_MAX_LINES + 1):
-            if one_shot_abandon_share(idle, lines, p, agents) > limit:
-                cap = min(cap, (lines - 0.5) / idle)
-                break
-    return cap
+def _relative_sd(estimate: AnswerRateEstimate) -> float:
+    rate = min(max(estimate.rate, 1e-6), 1.0)
+    return (estimate.rate_sd / rate) if estimate.rate_sd else 0.0
 
 
 def model_paced_rate(estimate: AnswerRateEstimate, margin_z: float = 1.645) -> float:
-    """The p the model paces on: the posterior mean raised by one margin for both of its errors.
+    """The p the surface paces on: the posterior mean raised by one margin for both of its errors.
 
     Why: the ratio goes as 1/p, so a relative error in p and a relative error of the fitted surface act alike;
     independent, they add in quadrature: p_mean x exp(z sqrt(sd_p^2 / p_mean^2 + MODEL_FIT_ERROR^2)). The
-    margin shrinks as the history grows (sd_p ~ 1/sqrt(dials)) down to the fit error alone, instead of
-    stacking a fixed factor on the credible bound (which under-dialed small teams by a whole line).
+    margin shrinks as the history grows (sd_p ~ 1/sqrt(dials)) down to the fit error alone.
     Without a posterior sd (a p given by hand) only the fit error counts.
     """
     rate = min(max(estimate.rate, 1e-6), 1.0)
-    rel_sd = (estimate.rate_sd / rate) if estimate.rate_sd else 0.0
+    rel_sd = _relative_sd(estimate)
     return min(1.0, rate * math.exp(margin_z * math.sqrt(rel_sd * rel_sd + MODEL_FIT_ERROR * MODEL_FIT_ERROR)))
 
 
-def model_ratio(
-    p: float, agents: int, abandon_target_percent: float, safety_factor: float = 1.0, cap_p: float | None = None
-) -> float:
-    """Lines per idle agent: ``safety_factor x answers_per_idle_agent / p``, below the rounding cap, >= 1.
+def surface_ratio(p: float, agents: int, abandon_target_percent: float) -> float:
+    """Lines per idle agent from the response surface: answers_per_idle_agent / p, at least 1."""
+    p = min(max(p, 1e-6), 1.0)
+    return max(1.0, answers_per_idle_agent(p, agents, abandon_target_percent) / p)
 
-    ``cap_p`` is the p the rounding cap is evaluated at (default ``p``): the model passes the posterior mean,
-    because the cap's factors are themselves the calibrated boundary between accepted and rejected steps,
-    while ``p`` carries the margin for the smooth surface's fit error. Non-increasing in p for p in (0, 1]
-    (the surface's a / p is, and the cap is), increasing with the team.
+
+def chain_ratio(
+    p: float,
+    agents: int,
+    abandon_target_percent: float,
+    *,
+    rel_sd: float = 0.0,
+    margin_z: float = 1.645,
+    ceiling: float = GENESYS_MAX_CALLS_PER_AGENT,
+) -> tuple[float, float]:
+    """The highest dialer step whose predicted abandon rate, plus its margin, stays within the target.
+
+    Returns (ratio, predicted abandon rate in percent at the posterior mean). For each step the Markov model
+    (:func:`genesys_dialer.dialing_model.predicted_abandon_rate`) is evaluated at the posterior mean p and at
+    p raised by ``margin_z`` posterior sds; the margin on the log abandon rate combines that shift and the
+    model's own error (CHAIN_FIT_ERROR) in quadrature, as :func:`model_paced_rate` does for the surface.
+    Abandons rise with the ratio, so the highest admissible step is found by bisection over the steps.
     """
     p = min(max(p, 1e-6), 1.0)
-    smooth = safety_factor * answers_per_idle_agent(p, agents, abandon_target_percent) / p
-    cap = rounding_cap(min(max(cap_p if cap_p is not None else p, 1e-6), 1.0), agents, abandon_target_percent)
-    # Just below the cap: maxCallsPerAgent is written to 0.01, so 0.005 below keeps it a whole step under.
-    return max(1.0, min(smooth, cap - 0.005))
+    p_high = min(1.0, p * math.exp(margin_z * rel_sd))
+    limit = math.log(abandon_target_percent / 100.0)
+    steps = ratio_steps(agents, ceiling)
+
+    def predicted(ratio: float) -> tuple[float, bool]:
+        at_mean = predicted_abandon_rate(CampaignParams(agents=agents, answer_rate=p), ratio)
+        at_high = predicted_abandon_rate(CampaignParams(agents=agents, answer_rate=p_high), ratio)
+        if at_high <= 0.0:
+            return at_mean, True
+        shift = math.log(at_high) - math.log(at_mean) if at_mean > 0 else math.inf
+        margin = math.hypot(shift, margin_z * CHAIN_FIT_ERROR)
+        return at_mean, (math.log(at_mean) + margin <= limit) if at_mean > 0 else margin <= limit
+
+    low, high = 0, len(steps) - 1  # steps[0] is progressive: no abandons
+    top_rate, top_ok = predicted(steps[high])
+    if top_ok:
+        return steps[high], 100.0 * top_rate
+    while high - low > 1:
+        mid = (low + high) // 2
+        if predicted(steps[mid])[1]:
+            low = mid
+        else:
+            high = mid
+    return steps[low], 100.0 * predicted(steps[low])[0]
 
 
 def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> PacingDecision:
-    """This project's pacing: the calibrated fixed-ratio model, paced on a safe p (:func:`model_paced_rate`).
+    """This project's pacing: below 20 agents the Markov model step by step, from 20 the response surface.
 
     ``maxCallsPerAgent`` is the ratio rounded down to 0.01 (power mode reads it as the ratio; in predictive
     mode it is a ceiling, see docs/pacing.md), and ``outboundLineCount`` = ceil(agents x ratio).
     """
-    p = model_paced_rate(estimate, limits.margin_z)
     target = limits.pacing_abandon_target if limits.pacing_abandon_target is not None else (
         limits.abandon_rate_target
     )
     target = min(target, limits.abandon_rate_target, COMPLIANCE_ABANDON_CAP_PERCENT)
-    ceiling = min(GENESYS_MAX_CALLS_PER_AGENT, limits.max_calls_per_agent_ceiling)
+    ceiling = max(1.0, min(GENESYS_MAX_CALLS_PER_AGENT, limits.max_calls_per_agent_ceiling))
+    rate = min(max(estimate.rate, 1e-6), 1.0)
     notes: list[str] = []
+    details: dict[str, Any] = {"paced_abandon_target": target}
     if target <= 0:
         ratio = 1.0
         notes.append("abandon back-off: dialing progressive (1 line per idle agent)")
+    elif limits.agents < SMALL_TEAM_AGENTS:
+        ratio, predicted = chain_ratio(
+            rate, limits.agents, target, rel_sd=_relative_sd(estimate), margin_z=limits.margin_z,
+            ceiling=ceiling,
+        )
+        if limits.safety_factor < 1.0:
+            ratio = max(s for s in ratio_steps(limits.agents, ceiling) if s <= max(1.0, ratio * limits.safety_factor))
+        details.update(model="markov", predicted_abandon_percent=round(predicted, 3))
     else:
-        ratio = model_ratio(p, limits.agents, target, limits.safety_factor, cap_p=estimate.rate)
-    if ratio > ceiling:
-        notes.append(f"model ratio {ratio:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
-        ratio = ceiling
+        paced = model_paced_rate(estimate, limits.margin_z)
+        ratio = limits.safety_factor * surface_ratio(paced, limits.agents, target)
+        details.update(model="surface", paced_answer_rate=paced, answers_per_idle_agent=ratio * paced)
+        if ratio > ceiling:
+            notes.append(f"model ratio {ratio:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
+            ratio = ceiling
     calls = max(1.0, math.floor(ratio * 100.0 + 1e-9) / 100.0)
+    # Predictive mode: a ceiling that should not bind (docs/pacing.md).
+    details["predictive_ceiling"] = min(ceiling, float(math.ceil(1.5 / rate)))
     return PacingDecision(
         strategy="model",
         ratio=calls,
@@ -379,15 +367,7 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
         outbound_line_count=math.ceil(limits.agents * calls - 1e-9),
         abandon_rate=limits.abandon_rate_target,
         notes=tuple(notes),
-        details={
-            "paced_answer_rate": p,
-            "paced_abandon_target": target,
-            "answers_per_idle_agent": calls * p,
-            "rounding_cap": rounding_cap(min(max(estimate.rate, 1e-6), 1.0), limits.agents, target)
-            if target > 0 else None,
-            # Predictive mode: a ceiling that should not bind (docs/pacing.md).
-            "predictive_ceiling": min(ceiling, float(math.ceil(1.5 / p))),
-        },
+        details=details,
     )
 
 
