@@ -94,7 +94,7 @@ class CampaignConfig(BaseModel):
         "none; the model's margin is model_margin_z)."
     )
     model_margin_z: float = Field(
-        default=1.645, ge=0, le=5, description="One-sided z of the model's margin on p, combining the "
+        default=1.645, ge=0, le=5, description="One-sided z of the model's margin, combining the "
         "estimate's posterior sd and the model's fit error."
     )
     abandon_backoff_start: float = Field(

@@ -76,7 +76,7 @@ class PacingLimits:
     # current target and by the realized-abandon back-off. ``None`` means ``abandon_rate_target``.
     pacing_abandon_target: float | None = None
     safety_factor: float = 1.0
-    # One-sided z of the model's margin on p (estimate and fit errors combined, see model_paced_rate).
+    # One-sided z of the model's margin (estimate and fit errors combined: model_paced_rate, chain_ratio).
     margin_z: float = 1.645
 
 
@@ -304,13 +304,15 @@ def chain_ratio(
     steps = ratio_steps(agents, ceiling)
 
     def predicted(ratio: float) -> tuple[float, bool]:
+        """(abandon rate at the posterior mean, whether the step is admissible)."""
         at_mean = predicted_abandon_rate(CampaignParams(agents=agents, answer_rate=p), ratio)
         at_high = predicted_abandon_rate(CampaignParams(agents=agents, answer_rate=p_high), ratio)
         if at_high <= 0.0:
             return at_mean, True
-        shift = math.log(at_high) - math.log(at_mean) if at_mean > 0 else math.inf
-        margin = math.hypot(shift, margin_z * CHAIN_FIT_ERROR)
-        return at_mean, (math.log(at_mean) + margin <= limit) if at_mean > 0 else margin <= limit
+        if at_mean <= 0.0:  # no abandons at the mean: judge the raised p alone
+            return at_mean, math.log(at_high) + margin_z * CHAIN_FIT_ERROR <= limit
+        margin = math.hypot(math.log(at_high) - math.log(at_mean), margin_z * CHAIN_FIT_ERROR)
+        return at_mean, math.log(at_mean) + margin <= limit
 
     low, high = 0, len(steps) - 1  # steps[0] is progressive: no abandons
     top_rate, top_ok = predicted(steps[high])
