@@ -150,8 +150,9 @@ def test_model_dials_more_lines_for_low_answer_rates_and_bigger_teams() -> None:
     assert 4 < ratio(0.15, 20) < 15  # several lines per idle agent, where the seed gives 1
 
 
-def test_realized_abandons_back_the_ratio_off() -> None:
-    campaign = _campaign(ratio_strategy="model", agents=20)
+@pytest.mark.parametrize("agents", [5, 20])  # the Markov model and the surface
+def test_realized_abandons_back_the_ratio_off(agents: int) -> None:
+    campaign = _campaign(ratio_strategy="model", agents=agents)
     history = AnswerHistory((HistoryBucket(0, 20_000, 3_000),))
     calm = plan_pacing(history, campaign, realized=RealizedAbandons(10_000, 100)).decision
     near = plan_pacing(history, campaign, realized=RealizedAbandons(10_000, 280)).decision
