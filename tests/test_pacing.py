@@ -6,7 +6,7 @@ import itertools
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from genesys_dialer.config import CampaignConfig
@@ -194,6 +194,7 @@ def test_markov_model_agrees_with_the_simulator(agents: int, p: float) -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(agents=st.integers(1, 19), p=rates, ceiling=st.floats(1.0, 15.0))
+@example(agents=1, p=1.0, ceiling=1.9999999999999982)  # a ceiling just under a multiple of 0.01
 def test_markov_model_abandons_rise_with_the_ratio(agents: int, p: float, ceiling: float) -> None:
     steps = ratio_steps(agents, ceiling)
     assert steps[0] == 1.0 and steps == sorted(set(steps)) and steps[-1] <= ceiling

@@ -159,7 +159,7 @@ def ratio_steps(agents: int, ceiling: float = 15.0) -> list[float]:
         if k == 0:  # the first step is progressive dialing: write it as 1
             steps.append(1.0)
         elif last_step:  # the open top step: write the ceiling itself
-            steps.append(last / 100.0)
+            steps.append(min(last / 100.0, ceiling))
         else:
             steps.append(min(max(round((lo + hi) * 50), first), last) / 100.0)
     return steps or [1.0]
