@@ -24,6 +24,7 @@ Targets: model abandons <= cap, and model utilization >= oracle utilization - 3 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -32,7 +33,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from genesys_dialer.config import CampaignConfig
-from genesys_dialer.dialing_model import ratio_steps, solve_chain
+from genesys_dialer.dialing_model import highest_admissible, ratio_steps, solve_chain, step_edges
 from genesys_dialer.pacing import AnswerHistory, HistoryBucket, answers_per_idle_agent, plan_pacing
 from genesys_dialer.simulator import CampaignParams, SimResult, simulate
 
@@ -150,49 +151,24 @@ def chain_calibration_cell(args: tuple[float, int, float, int, int]) -> dict[str
     p, agents, target, answers, seed = args
     params = CampaignParams(agents=agents, answer_rate=p)
     steps = ratio_steps(agents)
-    lo, hi = 0, len(steps) - 1
-    if solve_chain(params, steps[hi]).abandon_rate <= target / 100.0:
-        lo = hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if solve_chain(params, steps[mid]).abandon_rate <= target / 100.0:
-            lo = mid
-        else:
-            hi = mid
-    ratio = steps[lo]
+    ratio = steps[highest_admissible(steps, lambda r: solve_chain(params, r).abandon_rate <= target / 100.0)]
     sim = simulate(params, ratio, hours=_hours_for(agents, answers), seed=seed)
     return {"kind": "chain", "p": p, "agents": agents, "target": target, "ratio": ratio,
             "chain": solve_chain(params, ratio).abandon_rate, "sim": sim.abandon_rate}
 
 
-def _breakpoints(agents: int) -> list[float]:
-    """Ratios where round(r x idle) gains a line for some idle count: the dialer's steps."""
-    return sorted({(j + 0.5) / i for i in range(1, agents + 1) for j in range(i, 15 * i + 1)
-                   if 1.0 < (j + 0.5) / i < 15.0})
-
-
 def surface_calibration_cell(args: tuple[float, int, float, int, int]) -> dict[str, object]:
-    """The highest dialer step (lo, hi) whose simulated abandon rate is <= the target (bisection)."""
+    """The highest dialer step (lo, hi) whose simulated abandon rate is <= the target, at the step's middle."""
     p, agents, target, answers, seed = args
     params = CampaignParams(agents=agents, answer_rate=p)
     hours = _hours_for(agents, answers)
-
-    def ok(ratio: float) -> bool:
-        return simulate(params, ratio, hours=hours, seed=seed).abandon_rate <= target / 100.0
-
-    steps = [1.0, *_breakpoints(agents), 15.0]  # step k is [steps[k], steps[k + 1])
-    lo, hi = 0, len(steps) - 2
-    if ok(0.5 * (steps[hi] + steps[hi + 1])):
-        return {"kind": "surface", "p": p, "agents": agents, "target": target, "lo": steps[hi], "hi": 15.0,
-                "capped": True}
-    while hi - lo > 1:  # step lo is feasible (progressive never abandons), step hi is not
-        mid = (lo + hi) // 2
-        if ok(0.5 * (steps[mid] + steps[mid + 1])):
-            lo = mid
-        else:
-            hi = mid
-    return {"kind": "surface", "p": p, "agents": agents, "target": target, "lo": steps[lo],
-            "hi": steps[lo + 1], "capped": False}
+    edges = step_edges(agents)  # step k is [edges[k], edges[k + 1])
+    middles = [(lo + hi) / 2.0 for lo, hi in itertools.pairwise(edges)]
+    k = highest_admissible(
+        middles, lambda r: simulate(params, r, hours=hours, seed=seed).abandon_rate <= target / 100.0
+    )
+    return {"kind": "surface", "p": p, "agents": agents, "target": target, "lo": edges[k], "hi": edges[k + 1],
+            "capped": k == len(middles) - 1}
 
 
 def _calibration_job(args: tuple[str, float, int, float, int, int]) -> dict[str, object]:

@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
+from typing import TypeVar
 
 import numpy as np
 
-from genesys_dialer.simulator import CampaignParams
+from genesys_dialer.simulator import CampaignParams, lognormal_params
+
+T = TypeVar("T")
 
 # ln(simulated / chain abandon rate) = K0 + K1 ln N + K2 p + K3 ln(chain rate / 3 %) + K4 ln r, fitted by least
 # squares (`python benchmarks/bench_pacing.py --calibrate`) on the step the chain picks for targets 1.5, 2.5,
@@ -45,10 +50,9 @@ class ChainResult:
 
 def _clipped_lognormal_mean(mean: float, sd: float, clip: float) -> float:
     """E[min(X, clip)] for X lognormal with the given mean and sd (ring times end at the no-answer timeout)."""
-    sigma2 = math.log1p((sd / mean) ** 2)
-    sigma, mu = math.sqrt(sigma2), math.log(mean) - sigma2 / 2.0
+    mu, sigma = lognormal_params(mean, sd / mean)
     z = (math.log(clip) - mu) / sigma
-    phi = lambda x: 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))  # noqa: E731
+    phi = NormalDist().cdf
     return mean * phi(z - sigma) + clip * (1.0 - phi(z))
 
 
@@ -139,16 +143,20 @@ def predicted_abandon_rate(params: CampaignParams, ratio: float) -> float:
     )
 
 
+def step_edges(agents: int, ceiling: float = 15.0) -> list[float]:
+    """Where the dialer's steps start, from 1 to ``ceiling``: round(r x idle) gains a line at (j + 0.5) / idle."""
+    starts = {(j + 0.5) / idle for idle in range(1, agents + 1) for j in range(idle, math.ceil(ceiling * idle) + 1)}
+    return [1.0, *sorted(e for e in starts if 1.0 < e < ceiling), ceiling]
+
+
 def ratio_steps(agents: int, ceiling: float = 15.0) -> list[float]:
     """Writable ratios in [1, ceiling], one per step of the dialer (round(r x idle) is constant on a step).
 
-    A step starts where some idle count gains a line, r = (j + 0.5) / idle. Its representative is the
-    multiple of 0.01 nearest its middle (``maxCallsPerAgent`` is written to 0.01, and the middle keeps it off
-    the edges where the dialer's own rounding could differ); a step too narrow to hold one is skipped. The
-    first step is written as 1 (progressive), the top one as the ceiling.
+    A step's representative is the multiple of 0.01 nearest its middle (``maxCallsPerAgent`` is written to
+    0.01, and the middle keeps it off the edges where the dialer's own rounding could differ); a step too
+    narrow to hold one is skipped. The first step is written as 1 (progressive), the top one as the ceiling.
     """
-    starts = {(j + 0.5) / idle for idle in range(1, agents + 1) for j in range(idle, math.ceil(ceiling * idle) + 1)}
-    edges = [1.0, *sorted(e for e in starts if 1.0 < e < ceiling), ceiling]
+    edges = step_edges(agents, ceiling)
     steps: list[float] = []
     for k, (lo, hi) in enumerate(itertools.pairwise(edges)):
         last_step = k == len(edges) - 2
@@ -163,3 +171,21 @@ def ratio_steps(agents: int, ceiling: float = 15.0) -> list[float]:
         else:
             steps.append(min(max(round((lo + hi) * 50), first), last) / 100.0)
     return steps or [1.0]
+
+
+def highest_admissible(candidates: Sequence[T], admissible: Callable[[T], bool]) -> int:
+    """Index of the highest admissible candidate, by bisection.
+
+    For candidates ordered so that admissibility only falls (abandons rise with the ratio); ``candidates[0]``
+    is taken as admissible (one line per idle agent never abandons) and is not evaluated.
+    """
+    low, high = 0, len(candidates) - 1
+    if admissible(candidates[high]):
+        return high
+    while high - low > 1:
+        mid = (low + high) // 2
+        if admissible(candidates[mid]):
+            low = mid
+        else:
+            high = mid
+    return low

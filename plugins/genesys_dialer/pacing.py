@@ -7,13 +7,14 @@ writes to the Genesys campaign (``maxCallsPerAgent``, ``outboundLineCount``, ``a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from genesys_dialer.config import COMPLIANCE_ABANDON_CAP_PERCENT, GENESYS_MAX_CALLS_PER_AGENT
-from genesys_dialer.dialing_model import CHAIN_FIT_ERROR, predicted_abandon_rate, ratio_steps
+from genesys_dialer.dialing_model import CHAIN_FIT_ERROR, highest_admissible, predicted_abandon_rate, ratio_steps
 from genesys_dialer.simulator import CampaignParams
 
 if TYPE_CHECKING:
@@ -303,6 +304,7 @@ def chain_ratio(
     limit = math.log(abandon_target_percent / 100.0)
     steps = ratio_steps(agents, ceiling)
 
+    @functools.cache
     def predicted(ratio: float) -> tuple[float, bool]:
         """(abandon rate at the posterior mean, whether the step is admissible)."""
         at_mean = predicted_abandon_rate(CampaignParams(agents=agents, answer_rate=p), ratio)
@@ -314,17 +316,8 @@ def chain_ratio(
         margin = math.hypot(math.log(at_high) - math.log(at_mean), margin_z * CHAIN_FIT_ERROR)
         return at_mean, math.log(at_mean) + margin <= limit
 
-    low, high = 0, len(steps) - 1  # steps[0] is progressive: no abandons
-    top_rate, top_ok = predicted(steps[high])
-    if top_ok:
-        return steps[high], 100.0 * top_rate
-    while high - low > 1:
-        mid = (low + high) // 2
-        if predicted(steps[mid])[1]:
-            low = mid
-        else:
-            high = mid
-    return steps[low], 100.0 * predicted(steps[low])[0]
+    ratio = steps[highest_admissible(steps, lambda step: predicted(step)[1])]
+    return ratio, 100.0 * predicted(ratio)[0]
 
 
 def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> PacingDecision:
@@ -467,9 +460,9 @@ def plan_pacing(
     estimate = estimate_answer_rate(
         history,
         campaign.fallback_answer_rate,
-        prior_strength=getattr(campaign, "prior_strength", 30.0),
-        half_life_days=getattr(campaign, "recency_half_life_days", 3.0),
-        credible_level=getattr(campaign, "credible_level", 0.9),
+        prior_strength=campaign.prior_strength,
+        half_life_days=campaign.recency_half_life_days,
+        credible_level=campaign.credible_level,
     )
     target = campaign.abandon_rate_target
     if current_abandon_rate is not None and current_abandon_rate > 0:
@@ -477,8 +470,8 @@ def plan_pacing(
     paced_target, backoff_note = abandon_backoff(
         target,
         realized,
-        start_fraction=getattr(campaign, "abandon_backoff_start", 0.8),
-        min_answers=getattr(campaign, "abandon_backoff_min_answers", 100),
+        start_fraction=campaign.abandon_backoff_start,
+        min_answers=campaign.abandon_backoff_min_answers,
     )
     limits = PacingLimits(
         agents=campaign.agents,
@@ -486,8 +479,8 @@ def plan_pacing(
         max_outbound_lines=campaign.max_outbound_lines,
         abandon_rate_target=campaign.abandon_rate_target,
         pacing_abandon_target=paced_target,
-        safety_factor=getattr(campaign, "model_safety_factor", 1.0),
-        margin_z=getattr(campaign, "model_margin_z", 1.645),
+        safety_factor=campaign.model_safety_factor,
+        margin_z=campaign.model_margin_z,
     )
     decision = decide_pacing(campaign.ratio_strategy, estimate, limits, current_abandon_rate)
     details = {**decision.details}
@@ -496,8 +489,4 @@ def plan_pacing(
     if backoff_note and campaign.ratio_strategy != "model":
         backoff_note += " (not applied: the strategy does not pace on the abandon target)"
     notes = (*decision.notes, backoff_note) if backoff_note else decision.notes
-    decision = PacingDecision(
-        decision.strategy, decision.ratio, decision.max_calls_per_agent, decision.outbound_line_count,
-        decision.abandon_rate, tuple(notes), details,
-    )
-    return PacingPlan(estimate, decision)
+    return PacingPlan(estimate, replace(decision, notes=tuple(notes), details=details))

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-__all__ = ["CampaignParams", "SimResult", "main", "ratio_for_strategy", "simulate"]
+__all__ = ["CampaignParams", "SimResult", "lognormal_params", "main", "ratio_for_strategy", "simulate"]
 
 _NOLIVE, _LIVE, _FREE, _ABANDON = 0, 1, 2, 3
 
@@ -100,7 +100,8 @@ class SimResult:
         return self.dials / (self.params.agents * self.hours)
 
 
-def _lognormal_params(mean: float, cv: float) -> tuple[float, float]:
+def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
+    """(mu, sigma) of the lognormal with this mean and coefficient of variation."""
     sigma2 = math.log1p(cv * cv)
     return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
 
@@ -137,9 +138,9 @@ def simulate(
     p = params.answer_rate
     busy_cut = params.busy_share
     machine_cut = params.busy_share + params.machine_share
-    talk_mu, talk_sigma = _lognormal_params(params.talk_mean, params.talk_cv)
-    wrap_mu, wrap_sigma = _lognormal_params(params.wrap_mean, params.wrap_cv)
-    ring_mu, ring_sigma = _lognormal_params(params.ring_mean, params.ring_sd / params.ring_mean)
+    talk_mu, talk_sigma = lognormal_params(params.talk_mean, params.talk_cv)
+    wrap_mu, wrap_sigma = lognormal_params(params.wrap_mean, params.wrap_cv)
+    ring_mu, ring_sigma = lognormal_params(params.ring_mean, params.ring_sd / params.ring_mean)
     timeout, grace = params.no_answer_timeout, params.grace
     busy_min, busy_max, machine_release = params.busy_min, params.busy_max, params.machine_release
     line_cap = max_lines if max_lines is not None else 1 << 60
