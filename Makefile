@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench lock clean
+.PHONY: install promtool demo test test-fast lint bench lock clean
 
 install: $(STAMP)
 
@@ -24,9 +24,21 @@ demo: install
 
 # The whole suite: real PostgreSQL (TEST_DATABASE_URL, else 127.0.0.1:5432, else embedded), real Airflow
 # (dag.test and a scheduler + LocalExecutor), the Genesys emulator on loopback.
-test: install
+test: install promtool
 	$(BIN)/ruff check .
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest
+
+# The alert-rule tests need promtool: installed from Debian's prometheus package when run as root (as CI is),
+# else the command to run is printed. The package's daemon is not wanted here.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing promtool (Debian's prometheus package) for the alert-rule tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
+	    pkill -x prometheus 2>/dev/null || true; \
+	  else \
+	    echo "make test needs promtool: sudo apt-get install prometheus (or put promtool on PATH)" >&2; exit 2; \
+	  fi; }
 
 # Everything but the real-executor tests.
 test-fast: install

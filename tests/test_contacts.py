@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -40,7 +40,7 @@ def test_numbers_are_validated_and_formatted_by_libphonenumber(raw, region, expe
 def _request(run_id: str, batch: int = 100, *, lease: int = 60, created_before=None) -> ClaimRequest:
     return ClaimRequest(
         campaign_id="camp-1", campaign_key="k", run_id=run_id, batch_size=batch, segment_size=30,
-        created_before=created_before or datetime.now(timezone.utc), lease_minutes=lease, contact_id_prefix="",
+        created_before=created_before or datetime.now(UTC), lease_minutes=lease, contact_id_prefix="",
         phone_region="US", label_prefix="20260101T0000",
     )
 
@@ -112,7 +112,7 @@ def test_undelivered_claims_of_an_abandoned_run_are_adopted_after_their_lease(db
 
 
 def test_contacts_created_after_the_interval_end_are_not_claimed(db, dialer_db):
-    cutoff = datetime.now(timezone.utc) - timedelta(days=3)
+    cutoff = datetime.now(UTC) - timedelta(days=3)
     insert_contacts(db, contact_rows(40, seed=9, created_at=cutoff - timedelta(hours=1)))
     insert_contacts(db, contact_rows(40, seed=10, created_at=cutoff + timedelta(hours=1)))
     with psycopg.connect(dialer_db) as conn:

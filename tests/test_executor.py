@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ def _max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
 
 def test_triggered_run_on_local_executor_maps_segments_in_parallel(db, emulator, airflow_stack):
     insert_contacts(db, contact_rows(360, seed=21))
-    insert_dial_history(db, CAMPAIGN_ID, end=datetime.now(timezone.utc), days=7, per_day=100, answer_rate=0.2)
+    insert_dial_history(db, CAMPAIGN_ID, end=datetime.now(UTC), days=7, per_day=100, answer_rate=0.2)
     # Slow Genesys down a little so that parallel segments are visible as overlapping task runs.
     emulator.fault(route="POST /api/v2/outbound/contactlists/{contactListId}/contacts", latencyMs=1500)
 
@@ -113,7 +113,7 @@ def test_backfill_is_a_dry_run_by_default_and_takes_no_contact_created_after_its
     emulator.seed(emulator_seed(BACKFILL_CAMPAIGN_ID, BACKFILL_LIST_ID))
     # A scheduled DAG: unpausing it lets the scheduler start today's run too (catchup is off).
     airflow("dags", "unpause", "genesys_predictive_xbackfill")
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=6)
     insert_contacts(db, contact_rows(60, seed=31, created_at=start - timedelta(days=1)))
     insert_contacts(db, contact_rows(60, seed=32, created_at=today - timedelta(hours=12)))

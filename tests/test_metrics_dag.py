@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -217,7 +217,7 @@ def _api_expectations(emulator: Emulator) -> tuple[Counter[str], Counter[str], i
 
 def _seed(db: Any) -> None:
     insert_contacts(db, contact_rows(400))
-    insert_dial_history(db, CAMPAIGN_ID, end=datetime.now(timezone.utc), days=7, per_day=200, answer_rate=0.22)
+    insert_dial_history(db, CAMPAIGN_ID, end=datetime.now(UTC), days=7, per_day=200, answer_rate=0.22)
 
 
 def _run(statsd: UdpSink) -> tuple[Any, list[str], float, float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pipeline_helpers import (
@@ -35,7 +35,7 @@ def _seed(db, count=400, **kwargs):
 
 def test_one_run_loads_exactly_the_eligible_contacts_and_applies_pacing(db, emulator):
     _seed(db)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     insert_dial_history(db, CAMPAIGN_ID, end=now, days=7, per_day=200, answer_rate=0.22)
 
     dag_run = run_dag()
@@ -120,7 +120,7 @@ def test_one_run_loads_exactly_the_eligible_contacts_and_applies_pacing(db, emul
 
 def test_rerun_sends_nothing_new_and_next_run_takes_a_disjoint_batch(db, emulator):
     _seed(db, count=700)
-    first_date = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+    first_date = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     first = run_dag(logical_date=first_date)
     assert str(first.state) == "success"
     posts_after_first = len(contact_posts(emulator.requests_log()))
@@ -146,7 +146,7 @@ def test_rerun_sends_nothing_new_and_next_run_takes_a_disjoint_batch(db, emulato
 
 
 def test_past_interval_uses_its_own_answer_rate_window_and_creation_cutoff(db, emulator):
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     past_end = now - timedelta(days=20)
     # Old contacts existed at the past interval; new ones were created after it.
     insert_contacts(db, contact_rows(150, seed=1, created_at=past_end - timedelta(days=2)))

@@ -22,7 +22,7 @@ import os
 import re
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def _trigger(name: str) -> str:
 def _setup(db: Any, seed: int) -> None:
     _clear_shared_state()
     insert_contacts(db, contact_rows(320, seed=seed))
-    insert_dial_history(db, CAMPAIGN_ID, end=datetime.now(timezone.utc), days=3, per_day=50, answer_rate=0.2)
+    insert_dial_history(db, CAMPAIGN_ID, end=datetime.now(UTC), days=3, per_day=50, answer_rate=0.2)
 
 
 def _ledger(db: Any, run_id: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ class CampaignConfig(BaseModel):
     pool: str = "genesys_api"
 
     schedule: str | None = "*/15 * * * *"
-    start_date: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     catchup: bool = False
     retries: int = Field(default=3, ge=0, le=20)
     retry_delay_seconds: float = Field(default=60, ge=0)

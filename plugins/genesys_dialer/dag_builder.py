@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
@@ -32,7 +32,7 @@ campaign's contact list, one mapped `create_segment` per segment of at most {seg
 def _as_utc(value: Any) -> datetime | None:
     if value is None:
         return None
-    return datetime.fromtimestamp(value.timestamp(), tz=timezone.utc)
+    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
 
 
 def run_info(campaign: CampaignConfig) -> tasks.RunInfo:
@@ -60,7 +60,7 @@ def run_info(campaign: CampaignConfig) -> tasks.RunInfo:
         dry_run=bool(dry_run),
         batch_size=batch_size,
         data_interval_start=_as_utc(context.get("data_interval_start")),
-        data_interval_end=_as_utc(interval_end) or datetime.now(timezone.utc),
+        data_interval_end=_as_utc(interval_end) or datetime.now(UTC),
         started_at=_as_utc(getattr(dag_run, "start_date", None)),
     )
 

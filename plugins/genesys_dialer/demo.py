@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -100,7 +100,7 @@ def _run(workdir: Path, dialer_url: str, *, contacts: int, batch_size: int) -> i
         with psycopg.connect(dialer_url) as conn:
             apply_schema(conn)
             insert_contacts(conn, contact_rows(contacts))
-            insert_dial_history(conn, DEMO_CAMPAIGN_ID, end=datetime.now(timezone.utc), days=7, per_day=1500,
+            insert_dial_history(conn, DEMO_CAMPAIGN_ID, end=datetime.now(UTC), days=7, per_day=1500,
                                 answer_rate=0.18)
 
         _say("== Preparing Airflow (temporary AIRFLOW_HOME, SQLite metadata)")

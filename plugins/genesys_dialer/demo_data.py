@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Fictional numbers: US 555-01xx and UK Ofcom drama ranges are reserved for fiction but are not all
@@ -43,7 +43,7 @@ def contact_rows(count: int, *, seed: int = 7, mix: ContactMix | None = None,
     """(phone_number, status, suppression_status, first_name, last_name, created_at) rows."""
     mix = mix or ContactMix()
     rng = random.Random(seed)
-    created = created_at or datetime.now(timezone.utc) - timedelta(days=1)
+    created = created_at or datetime.now(UTC) - timedelta(days=1)
     rows = []
     for i in range(count):
         roll = rng.random()

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from genesys_dialer import contacts as contacts_mod
@@ -393,7 +393,7 @@ def summarize(
     """Build the run report from the ledger (the truth) and the tasks' XComs; log and record it."""
     with dialer_db(campaign) as conn:
         ledger = contacts_mod.ledger_summary(conn, campaign_id=campaign.campaign_id, run_id=run.run_id)
-        finished = datetime.now(timezone.utc)
+        finished = datetime.now(UTC)
         report = RunReport.build(
             campaign=campaign, run=run, resolved=resolved, claim=claim, segments=segments,
             segment_results=segment_results, ratio=ratio, pacing_result=pacing_result, ledger=ledger,
