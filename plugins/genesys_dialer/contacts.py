@@ -45,8 +45,6 @@ class SegmentDescriptor:
     index: int
     label: str
     contacts: int
-    first_contact_id: int
-    last_contact_id: int
     pending: int
     # Dry runs only: what validation found in the (rolled-back) claim.
     would_skip: dict[str, int] = field(default_factory=dict)
@@ -75,7 +73,6 @@ class ClaimResult:
     claimed_now: int
     adopted: int
     reused: bool  # True when the run had claimed before (a cleared, re-run run)
-    dry_run: bool
 
     @property
     def contacts(self) -> int:
@@ -110,7 +107,6 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResu
                 _, reason = normalize_phone(phone, request.phone_region)
                 if reason:
                     would_skip.setdefault(segment_index, Counter())[reason] += 1
-    if dry_run:
         conn.rollback()
     else:
         conn.commit()
@@ -119,14 +115,12 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResu
             index=index,
             label=segment_label(request.label_prefix, index),
             contacts=count,
-            first_contact_id=first,
-            last_contact_id=last,
             pending=pending,
             would_skip=dict(would_skip.get(index, {})),
         )
-        for index, count, first, last, pending in rows
+        for index, count, pending in rows
     ]
-    return ClaimResult(segments, claimed_now, adopted, reused, dry_run)
+    return ClaimResult(segments, claimed_now, adopted, reused)
 
 
 @dataclass(frozen=True)

@@ -56,17 +56,12 @@ class RunInfo:
         return self.data_interval_end.strftime("%Y%m%dT%H%M")
 
 
-def open_dialer_db(campaign: CampaignConfig) -> Any:
-    """A DB-API connection to the campaign's contacts database (the caller closes it)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    return PostgresHook(postgres_conn_id=campaign.postgres_conn_id).get_conn()
-
-
 @contextmanager
 def dialer_db(campaign: CampaignConfig) -> Iterator[Any]:
     """A connection to the campaign's contacts database, closed when the block ends."""
-    with closing(open_dialer_db(campaign)) as conn:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    with closing(PostgresHook(postgres_conn_id=campaign.postgres_conn_id).get_conn()) as conn:
         yield conn
 
 
@@ -275,84 +270,95 @@ def create_segment(
         return {"index": index, "label": label, "sent": 0, "would_send": sendable, "skipped": skips,
                 "requests": {}, "dry_run": True}
 
+    if not segment["pending"]:
+        # A re-run of a run whose segment was delivered: nothing to send, no connection to open.
+        log.info("Segment %s: all %d contacts already delivered or skipped; nothing to send", label,
+                 segment["contacts"])
+        return {"index": index, "label": label, "sent": 0, "skipped": {}, "requests": {}, "dry_run": False}
+
     hook = genesys_hook(campaign)
-    conn = open_dialer_db(campaign)
     sent = 0
     skipped: dict[str, int] = {}
     buffer: list[tuple[int, dict[str, Any]]] = []
+    with dialer_db(campaign) as conn:
 
-    def flush() -> None:
-        nonlocal sent
-        if not buffer:
-            return
-        ids = [contact_id for contact_id, _ in buffer]
-        try:
-            stored = hook.add_contacts(resolved["contact_list_id"], [c for _, c in buffer], **CONTACT_POST_FLAGS)
-        except GenesysApiError as err:
-            contacts_mod.mark(
-                conn, "mark_failed", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids,
-                error=str(err)[:500],
-            )
-            metrics.contacts(campaign.campaign_id, "failed", len(ids))
-            raise
-        if len(stored) != len(ids):
-            log.warning("Genesys returned %d contacts for %d sent", len(stored), len(ids))
-        contacts_mod.mark(
-            conn, "mark_dispatched", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids
-        )
-        # Counted as the ledger changes, so a segment that fails half-way still reports what it delivered.
-        metrics.contacts(campaign.campaign_id, "dispatched", len(ids))
-        sent += len(ids)
-        buffer.clear()
-
-    try:
-        pages = contacts_mod.iter_segment_pages(
-            conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index,
-            page_size=campaign.contacts_per_request,
-        )
-        for page in pages:
-            skips_in_page: dict[str, list[int]] = {}
-            for pending in page:
-                e164, reason = (None, contacts_mod.SKIP_NO_LONGER_ELIGIBLE)
-                if pending.eligible:
-                    e164, reason = contacts_mod.normalize_phone(pending.phone_number, campaign.phone_region)
-                if reason:
-                    skips_in_page.setdefault(reason, []).append(pending.contact_id)
-                    continue
-                buffer.append((pending.contact_id, contacts_mod.genesys_contact(
-                    pending, e164, contact_list_id=resolved["contact_list_id"],
-                    phone_column=campaign.phone_column, segment_column=campaign.segment_column, segment=label,
-                )))
-                if len(buffer) >= campaign.contacts_per_request:
-                    flush()
-            for reason, ids in skips_in_page.items():
+        def flush() -> None:
+            nonlocal sent
+            if not buffer:
+                return
+            ids = [contact_id for contact_id, _ in buffer]
+            try:
+                stored = hook.add_contacts(resolved["contact_list_id"], [c for _, c in buffer], **CONTACT_POST_FLAGS)
+            except GenesysApiError as err:
                 contacts_mod.mark(
-                    conn, "mark_skipped", campaign_id=campaign.campaign_id, run_id=run.run_id,
-                    contact_ids=ids, reason=reason,
+                    conn, "mark_failed", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids,
+                    error=str(err)[:500],
                 )
-                metrics.contacts(campaign.campaign_id, "skipped", len(ids), reason)
-                skipped[reason] = skipped.get(reason, 0) + len(ids)
-        flush()
-    except GenesysApiError as err:
-        metrics.segment_failed(campaign.campaign_id, error_type(err))
-        if isinstance(err, GenesysCircuitOpenError):
-            # Nothing was sent: the breaker shared by every task of this connection is open. The segment
-            # is not dropped: its contacts stay claimed (marked failed = not yet sent) for the retry.
-            log.warning(
-                "Segment %s: circuit breaker open, nothing sent for the current batch (%d contacts sent "
-                "before it opened); the rest stay claimed by this run and are sent by a retry of this task "
-                "(in about %.0f s) or a later run. %s",
-                label, sent, err.retry_after or 0, err,
+                metrics.contacts(campaign.campaign_id, "failed", len(ids))
+                raise
+            if len(stored) != len(ids):
+                log.warning("Genesys returned %d contacts for %d sent", len(stored), len(ids))
+            marked = contacts_mod.mark(
+                conn, "mark_dispatched", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids
             )
-        else:
-            log.error(
-                "Segment %s: %d contacts sent before the failure; the rest stay claimed by this run and are "
-                "sent by a retry of this task or a later run. %s",
-                label, sent, err,
+            if marked != len(ids):
+                # Another run adopted part of this claim (its lease expired while this task still ran): the
+                # contacts were delivered here, and the adopting run upserts the same ids again.
+                log.warning(
+                    "Segment %s: %d of %d delivered contacts are no longer claimed by this run", label,
+                    len(ids) - marked, len(ids),
+                )
+            # Counted as the ledger changes, so a segment that fails half-way still reports what it delivered.
+            metrics.contacts(campaign.campaign_id, "dispatched", len(ids))
+            sent += len(ids)
+            buffer.clear()
+
+        try:
+            pages = contacts_mod.iter_segment_pages(
+                conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index,
+                page_size=campaign.contacts_per_request,
             )
-        raise
-    finally:
-        conn.close()
+            for page in pages:
+                skips_in_page: dict[str, list[int]] = {}
+                for pending in page:
+                    e164, reason = (None, contacts_mod.SKIP_NO_LONGER_ELIGIBLE)
+                    if pending.eligible:
+                        e164, reason = contacts_mod.normalize_phone(pending.phone_number, campaign.phone_region)
+                    if reason:
+                        skips_in_page.setdefault(reason, []).append(pending.contact_id)
+                        continue
+                    buffer.append((pending.contact_id, contacts_mod.genesys_contact(
+                        pending, e164, contact_list_id=resolved["contact_list_id"],
+                        phone_column=campaign.phone_column, segment_column=campaign.segment_column, segment=label,
+                    )))
+                    if len(buffer) >= campaign.contacts_per_request:
+                        flush()
+                for reason, ids in skips_in_page.items():
+                    contacts_mod.mark(
+                        conn, "mark_skipped", campaign_id=campaign.campaign_id, run_id=run.run_id,
+                        contact_ids=ids, reason=reason,
+                    )
+                    metrics.contacts(campaign.campaign_id, "skipped", len(ids), reason)
+                    skipped[reason] = skipped.get(reason, 0) + len(ids)
+            flush()
+        except GenesysApiError as err:
+            metrics.segment_failed(campaign.campaign_id, error_type(err))
+            if isinstance(err, GenesysCircuitOpenError):
+                # Nothing was sent: the breaker shared by every task of this connection is open. The segment
+                # is not dropped: its contacts stay claimed (marked failed = not yet sent) for the retry.
+                log.warning(
+                    "Segment %s: circuit breaker open, nothing sent for the current batch (%d contacts sent "
+                    "before it opened); the rest stay claimed by this run and are sent by a retry of this task "
+                    "(in about %.0f s) or a later run. %s",
+                    label, sent, err.retry_after or 0, err,
+                )
+            else:
+                log.error(
+                    "Segment %s: %d contacts sent before the failure; the rest stay claimed by this run and "
+                    "are sent by a retry of this task or a later run. %s",
+                    label, sent, err,
+                )
+            raise
 
     metrics.segment_created(campaign.campaign_id)
     stats = hook.stats.as_dict()
