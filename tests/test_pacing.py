@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from genesys_dialer.config import CampaignConfig
+from genesys_dialer.config import RATIO_STRATEGIES, CampaignConfig
 from genesys_dialer.dialing_model import predicted_abandon_rate, ratio_steps, solve_chain
 from genesys_dialer.pacing import (
     STRATEGIES,
@@ -54,6 +54,7 @@ def test_tutorial_reproduces_the_seed() -> None:
 
 def test_strategies_are_known_to_config() -> None:
     assert {"tutorial", "model"} <= set(STRATEGIES)
+    assert set(STRATEGIES) == set(RATIO_STRATEGIES)  # config validates names without importing the model
     with pytest.raises(ValueError):
         _campaign(ratio_strategy="nope")
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
-from genesys_dialer import tasks
 from genesys_dialer.config import MAX_SEGMENTS_PER_RUN, CampaignConfig
 from genesys_dialer.exceptions import ConfigError
 from genesys_dialer.retry import RETRY_POLICY
+
+if TYPE_CHECKING:
+    from genesys_dialer.tasks import RunInfo
 
 DOC_MD = """
 ### Genesys Cloud predictive feed: `{key}`
@@ -35,7 +38,15 @@ def _as_utc(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value.timestamp(), tz=UTC)
 
 
-def run_info(campaign: CampaignConfig) -> tasks.RunInfo:
+def _tasks() -> ModuleType:
+    """The task bodies, imported when a task runs: the dag-processor parses this file every few seconds, and
+    the tasks' imports (numpy, requests, phonenumbers) would cost it about 120 ms each time."""
+    from genesys_dialer import tasks
+
+    return tasks
+
+
+def run_info(campaign: CampaignConfig) -> RunInfo:
     """What the current run context says, with the Params resolved and checked."""
     context = get_current_context()
     dag_run = context["dag_run"]
@@ -54,7 +65,7 @@ def run_info(campaign: CampaignConfig) -> tasks.RunInfo:
     interval_end = (
         context.get("data_interval_end") or context.get("logical_date") or getattr(dag_run, "run_after", None)
     )
-    return tasks.RunInfo(
+    return _tasks().RunInfo(
         run_id=context["run_id"],
         run_type=run_type,
         dry_run=bool(dry_run),
@@ -101,33 +112,33 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
 
         @task
         def resolve_campaign() -> dict[str, Any]:
-            return tasks.resolve_campaign(campaign, run_info(campaign))
+            return _tasks().resolve_campaign(campaign, run_info(campaign))
 
         @task
         def fetch_contact_batch() -> list[dict[str, Any]]:
-            segments, claim = tasks.fetch_contact_batch(campaign, run_info(campaign))
+            segments, claim = _tasks().fetch_contact_batch(campaign, run_info(campaign))
             get_current_context()["ti"].xcom_push(key="claim", value=claim)
             return segments
 
         @task
         def compute_dial_ratio(resolved: dict[str, Any]) -> dict[str, Any]:
-            return tasks.compute_dial_ratio(campaign, run_info(campaign), resolved)
+            return _tasks().compute_dial_ratio(campaign, run_info(campaign), resolved)
 
         @task(pool=campaign.pool)
         def apply_pacing(ratio: dict[str, Any]) -> dict[str, Any]:
-            return tasks.apply_pacing(campaign, run_info(campaign), ratio)
+            return _tasks().apply_pacing(campaign, run_info(campaign), ratio)
 
         @task(pool=campaign.pool, map_index_template="{{ segment_label }}")
         def create_segment(segment: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
             context = get_current_context()
             context["segment_label"] = segment["label"]  # type: ignore[typeddict-unknown-key]
-            result = tasks.create_segment(campaign, run_info(campaign), resolved, segment)
+            result = _tasks().create_segment(campaign, run_info(campaign), resolved, segment)
             return {**result, "try_number": context["ti"].try_number}
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def summarize() -> dict[str, Any]:
             ti = get_current_context()["ti"]
-            report = tasks.summarize(
+            report = _tasks().summarize(
                 campaign,
                 run_info(campaign),
                 resolved=ti.xcom_pull(task_ids="resolve_campaign"),
