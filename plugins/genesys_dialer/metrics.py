@@ -221,13 +221,15 @@ def _reset() -> None:
     _EMITTER.reset()
 
 
-def _never_raise(fn: F) -> F:
-    """Metrics are best effort: a failure is logged at debug level and never reaches the task."""
+def _metric(fn: F) -> F:
+    """A public metric: does nothing while StatsD is off, and is best effort (a failure is logged at debug
+    level and never reaches the task)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
-            fn(*args, **kwargs)
+            if _enabled():
+                fn(*args, **kwargs)
         except Exception as err:
             log.debug("metric %s not emitted: %s", fn.__name__, err)
 
@@ -307,11 +309,9 @@ def _enabled() -> bool:
 # ------------------------------------------------------------------------------------------ public interface
 
 
-@_never_raise
+@_metric
 def api_request(endpoint: str, method: str, status: int | None, seconds: float) -> None:
     """One HTTP exchange with Genesys Cloud (status None: no response: timeout or dropped connection)."""
-    if not _enabled():
-        return
     key = _vocab(endpoint)
     elapsed = _finite(seconds)
     if elapsed is not None:
@@ -321,27 +321,21 @@ def api_request(endpoint: str, method: str, status: int | None, seconds: float) 
         _incr(API_THROTTLED, {"endpoint": key})
 
 
-@_never_raise
+@_metric
 def api_retry(endpoint: str, reason: str) -> None:
     """A request is retried; reason is the status ("429", "503") or "timeout" / "connection"."""
-    if not _enabled():
-        return
     _incr(API_RETRIES, {"endpoint": _vocab(endpoint), "reason": _vocab(reason)})
 
 
-@_never_raise
+@_metric
 def token_refresh(conn_id: str) -> None:
     """A new OAuth token was fetched from the login host."""
-    if not _enabled():
-        return
     _incr(TOKEN_REFRESHES, {"conn_id": _ident(conn_id)})
 
 
-@_never_raise
+@_metric
 def breaker_state(conn_id: str, state: str) -> None:
     """The shared circuit breaker's state (closed, open, half_open) as seen by this process."""
-    if not _enabled():
-        return
     value = BREAKER_STATE_VALUES.get(_vocab(state))
     if value is None:
         log.debug("unknown breaker state %r not emitted", state)
@@ -349,11 +343,9 @@ def breaker_state(conn_id: str, state: str) -> None:
     _gauge(BREAKER_STATE, {"conn_id": _ident(conn_id)}, value)
 
 
-@_never_raise
+@_metric
 def breaker_transition(conn_id: str, from_state: str, to_state: str) -> None:
     """A breaker transition this process caused (also sets the state gauge: the new state is known)."""
-    if not _enabled():
-        return
     to_key = _vocab(to_state)
     _incr(
         BREAKER_TRANSITIONS,
@@ -363,27 +355,21 @@ def breaker_transition(conn_id: str, from_state: str, to_state: str) -> None:
         _gauge(BREAKER_STATE, {"conn_id": _ident(conn_id)}, BREAKER_STATE_VALUES[to_key])
 
 
-@_never_raise
+@_metric
 def segment_created(campaign_id: str) -> None:
     """A segment (one mapped task's slice of the batch) reached the contact list."""
-    if not _enabled():
-        return
     _incr(SEGMENT_CREATED, {"campaign_id": _ident(campaign_id)})
 
 
-@_never_raise
+@_metric
 def segment_failed(campaign_id: str, error_type: str) -> None:
     """A segment could not be delivered; error_type is a small fixed vocabulary (throttled, auth, ...)."""
-    if not _enabled():
-        return
     _incr(SEGMENT_FAILED, {"campaign_id": _ident(campaign_id), "error_type": _vocab(error_type)})
 
 
-@_never_raise
+@_metric
 def contacts(campaign_id: str, outcome: str, count: int, reason: str | None = None) -> None:
     """Contacts claimed / dispatched / skipped (with reason) / failed; reason is "none" when not given."""
-    if not _enabled():
-        return
     try:
         amount = int(count)
     except (TypeError, ValueError):
@@ -394,12 +380,10 @@ def contacts(campaign_id: str, outcome: str, count: int, reason: str | None = No
     _incr(CONTACTS, tags, amount)
 
 
-@_never_raise
+@_metric
 def pacing(campaign_id: str, answer_rate: float, dial_ratio: float, max_calls_per_agent: float,
            outbound_line_count: int) -> None:
     """The pacing a run computed (gauges: the last run's values are the campaign's current pacing)."""
-    if not _enabled():
-        return
     tags = {"campaign_id": _ident(campaign_id)}
     for name, raw in (
         (PACING_ANSWER_RATE, answer_rate),
@@ -412,15 +396,13 @@ def pacing(campaign_id: str, answer_rate: float, dial_ratio: float, max_calls_pe
             _gauge(name, tags, value)
 
 
-@_never_raise
+@_metric
 def run_finished(campaign_id: str, outcome: str, duration_seconds: float) -> None:
     """A DAG run's summary task finished; outcome is success, partial, failed or dry_run.
 
     Besides the duration it sets last-finish / last-success timestamp gauges: "no successful run for two
     schedule intervals" is an alert on ``time() - last_success``, which a counter could not express.
     """
-    if not _enabled():
-        return
     campaign = _ident(campaign_id)
     outcome_key = _vocab(outcome)
     elapsed = _finite(duration_seconds)
@@ -432,14 +414,12 @@ def run_finished(campaign_id: str, outcome: str, duration_seconds: float) -> Non
         _gauge(RUN_LAST_SUCCESS, {"campaign_id": campaign}, now)
 
 
-@_never_raise
+@_metric
 def schedule_interval(campaign_id: str, seconds: float) -> None:
     """The campaign's schedule interval, so the staleness alert can allow two intervals per campaign.
 
     Optional: without it the alert assumes the default schedule (15 minutes).
     """
-    if not _enabled():
-        return
     value = _finite(seconds)
     if value is not None and value > 0:
         _gauge(RUN_SCHEDULE_INTERVAL, {"campaign_id": _ident(campaign_id)}, value)
