@@ -1,6 +1,10 @@
 -- Schema for the Genesys predictive-dialer feed. Idempotent: applying it again changes nothing and
 -- never drops or rewrites a user's rows (CREATE ... IF NOT EXISTS, ADD COLUMN IF NOT EXISTS only).
 
+-- One advisory lock (held to the end of the transaction) so two init containers or test sessions applying
+-- the schema at once do not collide.
+SELECT pg_advisory_xact_lock(hashtextextended('genesys_dialer:schema', 0));
+
 -- The seed's tables. One contacts table can feed several campaigns: what went where lives in the ledger.
 CREATE TABLE IF NOT EXISTS contacts (
     id                 BIGSERIAL PRIMARY KEY,
