@@ -67,9 +67,12 @@ def test_a_bad_entry_names_file_campaign_and_field(entry, field, fragment):
     assert fragment in message
 
 
-def test_too_many_segments_for_max_map_length_is_refused():
+def test_too_many_segments_for_max_map_length_is_refused(monkeypatch):
     with pytest.raises(ConfigError, match="max_map_length"):
         parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "c", "batch_size": 200_000, "segment_size": 10}]})
+    # The limit is Airflow's setting, not a copy of its default.
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "50000")
+    parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "c", "batch_size": 200_000, "segment_size": 10}]})
 
 
 def test_duplicate_keys_and_document_shape_errors():

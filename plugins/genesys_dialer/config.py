@@ -27,8 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from genesys_dialer.exceptions import ConfigError
 
 CONFIG_ENV_VAR = "GENESYS_DIALER_CONFIG"
-# Airflow's [core] max_map_length default: a mapped task with more inputs fails its upstream.
-MAX_SEGMENTS_PER_RUN = 1024
 # FCC (3 % of live-answered calls over 30 days) and Ofcom (3 % per 24 h): the pipeline never targets more.
 COMPLIANCE_ABANDON_CAP_PERCENT = 3.0
 # Genesys Cloud org maximum for a campaign's Max Calls Per Agent.
@@ -36,6 +34,13 @@ GENESYS_MAX_CALLS_PER_AGENT = 15.0
 # The names of genesys_dialer.pacing.STRATEGIES, kept here so validating a config (at every DAG parse) does
 # not import the pacing model.
 RATIO_STRATEGIES = ("model", "tutorial")
+
+
+def max_segments_per_run() -> int:
+    """Airflow's ``[core] max_map_length`` (default 1024): a mapped task with more inputs fails its upstream."""
+    from airflow.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
 
 
 class CampaignConfig(BaseModel):
@@ -134,10 +139,10 @@ class CampaignConfig(BaseModel):
     @model_validator(mode="after")
     def _fits_max_map_length(self) -> CampaignConfig:
         segments = math.ceil(self.batch_size / self.segment_size)
-        if segments > MAX_SEGMENTS_PER_RUN:
+        if segments > max_segments_per_run():
             raise ValueError(
                 f"batch_size {self.batch_size} / segment_size {self.segment_size} gives {segments} segments; "
-                f"a run may map at most {MAX_SEGMENTS_PER_RUN} (Airflow's max_map_length)"
+                f"a run may map at most {max_segments_per_run()} (Airflow's max_map_length)"
             )
         if self.phone_column == self.segment_column:
             raise ValueError("phone_column and segment_column must name different contact list columns")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
-from genesys_dialer.config import MAX_SEGMENTS_PER_RUN, CampaignConfig
+from genesys_dialer.config import CampaignConfig, max_segments_per_run
 from genesys_dialer.exceptions import ConfigError
 from genesys_dialer.retry import RETRY_POLICY
 
@@ -57,10 +57,10 @@ def run_info(campaign: CampaignConfig) -> RunInfo:
         dry_run = run_type == "backfill"  # nobody wants thirty days of old batches dialed by a backfill
     batch_size = int(params.get("batch_size") or campaign.batch_size)
     segments = math.ceil(batch_size / campaign.segment_size)
-    if segments > MAX_SEGMENTS_PER_RUN:
+    if segments > max_segments_per_run():
         raise ConfigError(
             f"Param batch_size={batch_size} gives {segments} segments of {campaign.segment_size}; a run may "
-            f"map at most {MAX_SEGMENTS_PER_RUN} (Airflow's max_map_length)"
+            f"map at most {max_segments_per_run()} (Airflow's max_map_length)"
         )
     interval_end = (
         context.get("data_interval_end") or context.get("logical_date") or getattr(dag_run, "run_after", None)
@@ -92,7 +92,7 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         params={
             "batch_size": Param(
                 campaign.batch_size, type="integer", minimum=1,
-                maximum=campaign.segment_size * MAX_SEGMENTS_PER_RUN,
+                maximum=campaign.segment_size * max_segments_per_run(),
                 description="Contacts to claim in this run.",
             ),
             "dry_run": Param(
