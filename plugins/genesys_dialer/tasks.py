@@ -79,11 +79,8 @@ def resolve_campaign(campaign: CampaignConfig, run: RunInfo) -> dict[str, Any]:
     try:
         remote = hook.get_campaign(campaign.campaign_id)
     except GenesysNotFoundError as err:
-        raise GenesysNotFoundError(
-            f"Genesys Cloud has no outbound campaign {campaign.campaign_id!r} (config key "
-            f"{campaign.key!r}); check campaign_id in the campaign config",
-            status=err.status, code=err.code, context_id=err.context_id,
-        ) from None
+        raise _renamed(err, f"Genesys Cloud has no outbound campaign {campaign.campaign_id!r} (config key "
+                            f"{campaign.key!r}); check campaign_id in the campaign config") from None
     contact_list = remote.get("contactList") or {}
     list_id = campaign.contact_list_id or contact_list.get("id")
     if not list_id:
@@ -93,10 +90,7 @@ def resolve_campaign(campaign: CampaignConfig, run: RunInfo) -> dict[str, Any]:
     try:
         remote_list = hook.get_contact_list(list_id)
     except GenesysNotFoundError as err:
-        raise GenesysNotFoundError(
-            f"Genesys Cloud has no contact list {list_id!r} (campaign {campaign.key!r})",
-            status=err.status, code=err.code, context_id=err.context_id,
-        ) from None
+        raise _renamed(err, f"Genesys Cloud has no contact list {list_id!r} (campaign {campaign.key!r})") from None
     columns = set(remote_list.get("columnNames") or [])
     missing = [c for c in (campaign.phone_column, campaign.segment_column) if c not in columns]
     if missing:
@@ -121,6 +115,11 @@ def resolve_campaign(campaign: CampaignConfig, run: RunInfo) -> dict[str, Any]:
         "warnings": warnings,
         "requests": hook.stats.as_dict(),
     }
+
+
+def _renamed(err: GenesysNotFoundError, message: str) -> GenesysNotFoundError:
+    """The same 404, saying what the user configured that Genesys does not know (and its contextId)."""
+    return GenesysNotFoundError(message, status=err.status, code=err.code, context_id=err.context_id)
 
 
 def _campaign_warnings(campaign: CampaignConfig, remote: dict[str, Any], phone_columns: set[Any]) -> list[str]:
