@@ -259,3 +259,48 @@ def test_settings_from_a_connection_extra(extra, expected):
     assert BreakerSettings.from_extra(extra) == expected
     with pytest.raises(ValueError, match="breaker_half_open_max"):
         BreakerSettings.from_extra({"breaker_half_open_max": 0})
+
+
+def test_a_writer_reads_a_close_once_and_still_sees_a_newer_opening():
+    clock, store = Clock(), SlowStore(jitter=0)
+    a, b = writers(2, store, clock)
+    store.set(a.key, {"opened_at": clock.now - 31, "reason": "test"})
+    for _ in range(3):
+        a.record_success(a.acquire())
+    assert a.acquire() == Permit()  # reads the close fact once
+    store.calls["get"] = 0
+    for _ in range(5):
+        assert a.acquire() == Permit()
+    assert store.calls["get"] == 5  # P only: the close of this generation is final
+    assert a.snapshot().closed_at is not None  # and the failure window still starts at the close
+
+    b._open(clock.now, "another worker's outage", from_state=CLOSED)
+    with pytest.raises(GenesysCircuitOpenError, match="another worker's outage"):
+        a.acquire()
+    clock.now += 31
+    assert a.acquire().probe_slot is not None  # the new generation is half-open, not taken for closed
+
+
+@pytest.mark.parametrize("all_probes_ok", [False, True])
+def test_a_state_store_that_fails_mid_acquire_fails_open(caplog, all_probes_ok):
+    """Half-open: taking a probe slot (or closing, once every probe is ok) writes; a failed write lets it through."""
+    class ReadOnly(MemoryStateStore):
+        broken = False
+
+        def set(self, key: str, value: dict[str, Any]) -> None:
+            if self.broken:
+                raise ConnectionError("api server down")
+            super().set(key, value)
+
+    clock, store = Clock(), ReadOnly()
+    (breaker,) = writers(1, store, clock)
+    gen = clock.now - 31
+    store.set(breaker.key, {"opened_at": gen, "reason": "test"})
+    if all_probes_ok:
+        for slot in range(3):
+            store.set(breaker._probe_key(slot), {"gen": gen, "holder": "x", "expires_at": 0, "ok": True})
+    store.broken = True
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.breaker"):
+        assert breaker.acquire() == Permit()
+    assert "state store failed (ConnectionError); letting the request through" in caplog.text
+    assert breaker.state() == HALF_OPEN

@@ -12,8 +12,8 @@ of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys
   recent ``opened_at``; either is right.
 * ``P__closed`` = ``{"gen": opened_at, "closed_at": t}``: written when the probes of generation ``gen``
   succeeded. A close can never hide a newer opening (its ``gen`` would not match ``opened_at``), which a
-  ``Variable.delete(P)`` racing a re-open could. Checking the clock first means a closed breaker costs one
-  Variable read per request, two after its first incident.
+  ``Variable.delete(P)`` racing a re-open could. A close is final for its generation, so a writer that
+  has seen it reads only ``P`` again: a closed breaker costs one Variable read per request.
 * ``P__probe__<slot>`` = ``{"gen", "holder", "expires_at", "ok"}``: a probe lease of one half-open
   generation. A writer takes a free slot (absent, of an older generation, or expired and not ok), writes
   it, waits ``probe_settle_seconds`` and reads it back: the last writer of a contended slot keeps it.
@@ -30,8 +30,8 @@ Residual approximations (see docs/resilience.md): in a race, two writers can bot
 (the settle delay makes it unlikely, not impossible), so up to ``2 * half_open_max`` probes can go out; a
 success by one writer does not reset another writer's streak, so "consecutive" is per writer, summed over
 the window; a garbage collection racing its owner's write can lose one failure fact; workers' clocks are
-assumed to agree to well under ``open_seconds``. If the Variables themselves cannot be read, the breaker
-fails open (lets requests through, logs a warning): the hook's own retries still bound the load.
+assumed to agree to well under ``open_seconds``. If the Variables themselves cannot be read or written, the
+breaker fails open (lets requests through, logs a warning): the hook's own retries still bound the load.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from genesys_dialer import metrics
@@ -84,7 +84,7 @@ class BreakerSettings:
             if value < 0 or (f.name in ("failure_threshold", "half_open_max") and value < 1):
                 raise ValueError(f"connection extra breaker_{f.name} is out of range: {raw!r}")
             values[f.name] = value
-        return cls(**{**base.__dict__, **values})
+        return replace(base, **values)
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ class CircuitBreaker:
         self.writer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._streak = 0
         self._last_failure_at = 0.0
+        self._seen_closed: Snapshot | None = None  # a close is final for its generation: read it once
         self.key = f"{KEY_PREFIX}{name}"
 
     @property
@@ -140,9 +141,12 @@ class CircuitBreaker:
         reason = record.get("reason")
         if self._clock() < opened_at + self.settings.open_seconds:
             return Snapshot(OPEN, opened_at, reason)
+        if self._seen_closed is not None and self._seen_closed.opened_at == opened_at:
+            return self._seen_closed
         closed = self.store.get(self._closed_key) or {}
         if _number(closed.get("gen")) == opened_at:
-            return Snapshot(CLOSED, opened_at, reason, _number(closed.get("closed_at")))
+            self._seen_closed = Snapshot(CLOSED, opened_at, reason, _number(closed.get("closed_at")))
+            return self._seen_closed
         return Snapshot(HALF_OPEN, opened_at, reason)
 
     def state(self) -> str:
@@ -152,11 +156,16 @@ class CircuitBreaker:
     def acquire(self) -> Permit:
         """Leave to send, or GenesysCircuitOpenError (nothing was sent; the caller retries later)."""
         try:
-            snap = self.snapshot()
+            return self._acquire()
+        except GenesysCircuitOpenError:
+            raise
         except Exception as err:  # Variables unreachable: fail open, the hook's retries still bound the load
-            log.warning("Circuit breaker %s: state unreadable (%s); letting the request through",
+            log.warning("Circuit breaker %s: state store failed (%s); letting the request through",
                         self.name, type(err).__name__)
             return Permit()
+
+    def _acquire(self) -> Permit:
+        snap = self.snapshot()
         metrics.breaker_state(self.name, snap.state)
         if snap.state == CLOSED:
             return Permit()
@@ -168,18 +177,14 @@ class CircuitBreaker:
                 f"half-open in {wait:.0f} s",
                 retry_after=max(wait, 0.5),
             )
-        slot = self._take_probe_slot(snap.opened_at)
-        if slot == -1:
-            return Permit()
-        if slot is None:
+        permit = self._take_probe_slot(snap.opened_at)
+        if permit is None:
             raise GenesysCircuitOpenError(
                 f"circuit breaker for connection {self.name!r} is half-open and its "
                 f"{self.settings.half_open_max} probe requests are taken; nothing sent",
                 retry_after=max(min(5.0, self.settings.open_seconds / 6), 0.5),
             )
-        log.info("Circuit breaker %s half-open: sending probe request %d of %d",
-                 self.name, slot + 1, self.settings.half_open_max)
-        return Permit(probe_slot=slot, gen=snap.opened_at)
+        return permit
 
     def record_success(self, permit: Permit) -> None:
         """Genesys answered (2xx, or a client error that proves it is up)."""
@@ -241,8 +246,8 @@ class CircuitBreaker:
         snap = self.snapshot()
         if snap.state != CLOSED:
             return  # a request that was in flight when the breaker opened
-        total = self._streak if self._streak >= self.settings.failure_threshold else None
-        if total is None:
+        total = self._streak
+        if total < self.settings.failure_threshold:
             total = self._recent_failures(now, since=snap.closed_at or 0.0)
         if total >= self.settings.failure_threshold:
             self._open(now, f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED)
@@ -272,13 +277,14 @@ class CircuitBreaker:
         metrics.breaker_transition(self.name, from_state, to_state)
         metrics.breaker_state(self.name, to_state)
 
-    def _take_probe_slot(self, gen: float) -> int | None:
+    def _take_probe_slot(self, gen: float) -> Permit | None:
+        """A probe permit of generation ``gen``; a plain one if its probes all succeeded; None if all taken."""
         now = self._clock()
         leases = [self.store.get(self._probe_key(i)) or {} for i in range(self.settings.half_open_max)]
         current = [_number(lease.get("gen")) == gen for lease in leases]
         if all(current) and all(lease.get("ok") for lease in leases):
             self._close(gen)  # the writer whose success completed the probes died before closing
-            return -1
+            return Permit()
         if not any(current):
             self._transition(OPEN, HALF_OPEN, f"open for {self.settings.open_seconds:g} s; probing")
         free = [
@@ -299,7 +305,9 @@ class CircuitBreaker:
                 self._sleep(self.settings.probe_settle_seconds)  # let a racing writer's set land first
             confirmed = self.store.get(key) or {}
             if confirmed.get("holder") == self.writer and _number(confirmed.get("gen")) == gen:
-                return slot
+                log.info("Circuit breaker %s half-open: sending probe request %d of %d",
+                         self.name, slot + 1, self.settings.half_open_max)
+                return Permit(probe_slot=slot, gen=gen)
         return None
 
     @property
