@@ -7,13 +7,16 @@ contact list, not from the hook's own word.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import pytest
 import requests
+from airflow.sdk.definitions.retry_policy import RetryAction
 from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, Emulator
 
 from genesys_dialer.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings
@@ -27,7 +30,8 @@ from genesys_dialer.exceptions import (
     GenesysServerError,
     GenesysTransientError,
 )
-from genesys_dialer.hooks.genesys import GenesysHook, _classify
+from genesys_dialer.hooks.genesys import GenesysHook, _classify, _ConnectionInfo, _retry_after
+from genesys_dialer.retry import RETRY_POLICY
 from genesys_dialer.state import MemoryStateStore
 
 CONTACTS_ROUTE = "POST /api/v2/outbound/contactlists/{contactListId}/contacts"
@@ -67,6 +71,15 @@ def make_hook(clock: Clock, conn_id: str = "genesys_default", **kwargs: Any) -> 
     hook = GenesysHook(conn_id, state_store=MemoryStateStore(), sleep=clock.sleep, **kwargs)
     hook.breaker._clock = clock
     return hook
+
+
+def fake_hook(clock: Clock, responses: list[Any], **kwargs: Any) -> tuple[GenesysHook, Any]:
+    """A hook answered by canned responses, with a connection of its own (no Airflow connection lookup)."""
+    hook = make_hook(clock, **kwargs)
+    hook.__dict__["_connection"] = _ConnectionInfo("http://x", "http://x/oauth/token", "id", "s", {})
+    session = FakeSession(responses)
+    hook._session = session  # type: ignore[assignment]
+    return hook, session
 
 
 def contacts(n: int, start: int = 1) -> list[dict[str, Any]]:
@@ -114,6 +127,7 @@ def test_transient_errors_give_up_after_max_attempts_with_a_classified_error(emu
     with pytest.raises(GenesysTransientError, match=r"gave up after 3 attempts.*HTTP 503.*contextId=") as info:
         hook.add_contacts(CONTACT_LIST_ID, contacts(1))
     assert info.value.status == 503 and info.value.transient
+    assert str(info.value).count("HTTP 503") == 1 and str(info.value).count("contextId=") == 1
     assert len(api_log(emulator)) == 3 and emulator.contacts() == []
 
 
@@ -199,8 +213,9 @@ def test_latency_past_the_read_timeout_is_a_retried_timeout_and_stays_idempotent
     emulator.fault(route=CONTACTS_ROUTE, latencyMs=700)
     hook = make_hook(clock, "genesys_fast", max_attempts=2, breaker_settings=BreakerSettings(failure_threshold=5))
     assert hook.timeout == (2.0, 0.3)
-    with pytest.raises(GenesysTransientError, match=r"gave up after 2 attempts: .*ReadTimeout"):
+    with pytest.raises(GenesysTransientError, match=r"gave up after 2 attempts: .*ReadTimeout") as info:
         hook.add_contacts(CONTACT_LIST_ID, contacts(4))
+    assert str(info.value).count("POST /api/v2/outbound") == 1
     emulator.admin("DELETE", "faults")
     hook.add_contacts(CONTACT_LIST_ID, contacts(4))  # what the task retry does
     assert sorted(c["id"] for c in emulator.contacts()) == ["c1", "c2", "c3", "c4"]
@@ -278,7 +293,10 @@ class FakeSession:
         return fake_response(200, {"access_token": "tok-secret-xyz", "expires_in": 3600})
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        return self.responses.pop(0)
+        response = self.responses.pop(0)
+        if isinstance(response, BaseException):
+            raise response
+        return response
 
 
 HTML = b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
@@ -299,20 +317,15 @@ HTML = b"<html><body><h1>502 Bad Gateway</h1>nginx</body></html>"
     ],
 )
 def test_malformed_responses_give_a_clear_error(clock, responses, error, message):
-    hook = make_hook(clock, "genesys_default", max_attempts=2)
-    hook.__dict__["_connection"] = type(hook._connection)("http://x", "http://x/oauth/token", "id", "s", {})
-    hook._session = FakeSession(list(responses))  # type: ignore[assignment]
+    hook, _ = fake_hook(clock, list(responses), max_attempts=2)
     with pytest.raises(error, match=message) as info:
         hook.get_campaign(CAMPAIGN_ID)
     assert PHONE not in str(info.value) and "tok-secret-xyz" not in str(info.value)
 
 
 def test_malformed_token_and_listing_responses(clock):
-    hook = make_hook(clock)
-    hook.__dict__["_connection"] = type(hook._connection)("http://x", "http://x/oauth/token", "id", "s", {})
-    session = FakeSession([fake_response(200, {"entities": [], "pageCount": "many"})])
+    hook, session = fake_hook(clock, [fake_response(200, {"entities": [], "pageCount": "many"})])
     session.post = lambda *a, **k: fake_response(200, {"token_type": "bearer"})  # type: ignore[method-assign]
-    hook._session = session  # type: ignore[assignment]
     with pytest.raises(GenesysResponseError, match="no access_token"):
         hook.get_campaign(CAMPAIGN_ID)
     session.post = FakeSession([]).post  # type: ignore[method-assign]
@@ -330,3 +343,91 @@ def test_errors_never_carry_the_token_or_the_secret(emulator, clock):
             hook.add_contacts(CONTACT_LIST_ID, contacts(2))
         messages.append(str(info.value))
     assert all(token not in m and EMULATOR_CLIENT_SECRET not in m and PHONE not in m for m in messages)
+
+
+# -- the breaker permit on every exit path ---------------------------------------------------------------
+def half_open(hook: GenesysHook, clock: Clock) -> None:
+    hook.breaker.store.set(hook.breaker.key, {"opened_at": clock.now - 31, "reason": "test"})
+
+
+def probe_leases(hook: GenesysHook) -> list[dict[str, Any] | None]:
+    return [hook.breaker.store.get(hook.breaker._probe_key(i)) for i in range(hook.breaker.settings.half_open_max)]
+
+
+def refuse_token(*args: Any, **kwargs: Any) -> requests.Response:
+    raise requests.ConnectionError("login endpoint down")
+
+
+@pytest.mark.parametrize("after_401", [False, True])
+def test_a_token_endpoint_failure_while_half_open_does_not_hold_the_probe_slot(clock, after_401):
+    """One probe slot: were it leaked, the next call would find it taken (max_breaker_wait=0) for a minute."""
+    one_probe = BreakerSettings(half_open_max=1, probe_settle_seconds=0)
+    hook, session = fake_hook(clock, [fake_response(401, {"message": "expired"})] if after_401 else [],
+                              breaker_settings=one_probe, max_breaker_wait=0)
+    if after_401:
+        hook.get_token()  # the token the 401 rejects; the refresh then fails
+    session.post = refuse_token  # type: ignore[method-assign]
+    half_open(hook, clock)
+    with pytest.raises(GenesysTransientError, match="OAuth token request failed"):
+        hook.get_campaign(CAMPAIGN_ID)
+    assert session.responses == []
+    assert hook.breaker.state() == HALF_OPEN  # the login endpoint's failure says nothing about the API
+    assert all(not lease or lease["expires_at"] <= clock.now for lease in probe_leases(hook))
+    session.post = FakeSession([]).post  # type: ignore[method-assign]
+    session.responses.append(fake_response(200, {"id": CAMPAIGN_ID}))
+    assert hook.get_campaign(CAMPAIGN_ID)["id"] == CAMPAIGN_ID  # the probe slot was free
+    assert hook.breaker.state() == CLOSED
+
+
+@pytest.mark.parametrize("error", [requests.exceptions.ChunkedEncodingError("cut"),
+                                   requests.exceptions.ContentDecodingError("garbled")])
+def test_a_broken_body_is_a_retried_transient_failure(clock, error):
+    hook, session = fake_hook(clock, [error, fake_response(200, {"id": CAMPAIGN_ID})])
+    assert hook.get_campaign(CAMPAIGN_ID)["id"] == CAMPAIGN_ID
+    assert session.responses == [] and hook.stats.retries == 1 and len(clock.sleeps) == 1
+
+    hook, session = fake_hook(clock, [error])
+    half_open(hook, clock)
+    with pytest.raises(GenesysCircuitOpenError, match="half-open probe failed: connection"):
+        hook.get_campaign(CAMPAIGN_ID)  # the failed probe re-opened the breaker: the retry is not sent
+    assert hook.breaker.state() == OPEN and session.responses == []
+
+
+def test_a_request_that_cannot_be_built_fails_at_once_and_frees_its_probe_slot(clock):
+    hook, session = fake_hook(clock, [requests.exceptions.InvalidJSONError("Decimal is not JSON serializable")])
+    half_open(hook, clock)
+    with pytest.raises(GenesysClientError, match="could not build the request: InvalidJSONError"):
+        hook.patch_campaign(CAMPAIGN_ID, {"outboundLineCount": 12})
+    assert session.responses == [] and clock.sleeps == [] and hook.stats.retries == 0
+    assert hook.breaker.state() == HALF_OPEN and hook.breaker._streak == 0  # not an outage
+    assert all(not lease or lease["expires_at"] <= clock.now for lease in probe_leases(hook))
+    assert RETRY_POLICY.evaluate(GenesysClientError("x"), 1, 4).action is RetryAction.FAIL
+
+
+# -- Retry-After and settings ------------------------------------------------------------------------------
+def test_retry_after_takes_seconds_or_an_http_date_and_falls_back_on_nonsense():
+    assert _retry_after("7", 429) == 7.0 and _retry_after(None, 429) == 3.0 and _retry_after(None, 503) is None
+    assert _retry_after("7", 502) is None
+    in_30s = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= _retry_after(in_30s, 503) <= 30  # type: ignore[operator]
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 429) == 0.0  # already past
+    for nonsense in ("inf", "nan", "-5", "soon", "Wed, 21 Oct 9999999999 07:28:00 GMT"):
+        assert _retry_after(nonsense, 429) == 3.0, nonsense
+    huge = _retry_after("9" * 30, 429)
+    assert huge is not None and huge <= 6 * 3600
+    error = GenesysTransientError("429", status=429, retry_after=huge)
+    assert RETRY_POLICY.evaluate(error, 1, 4).retry_delay.total_seconds() >= huge  # no OverflowError
+
+
+def test_max_breaker_wait_from_the_extra_keeps_its_fraction(monkeypatch):
+    def hook_with(extra: dict[str, Any]) -> GenesysHook:
+        monkeypatch.setenv("AIRFLOW_CONN_GENESYS_ODD", json.dumps(
+            {"conn_type": "genesys_cloud", "host": "http://127.0.0.1:9", "login": "a", "password": "b",
+             "extra": extra}))
+        return GenesysHook("genesys_odd", state_store=MemoryStateStore())
+
+    assert hook_with({"max_breaker_wait": 2.5}).max_breaker_wait == 2.5
+    assert hook_with({}).max_breaker_wait == 10.0
+    for bad in ("soon", -1, "nan"):
+        with pytest.raises(ConfigError, match="max_breaker_wait"):
+            _ = hook_with({"max_breaker_wait": bad}).max_breaker_wait

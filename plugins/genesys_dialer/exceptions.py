@@ -30,6 +30,7 @@ class GenesysApiError(GenesysDialerError):
         endpoint: str | None = None,
         retry_after: float | None = None,
     ) -> None:
+        self.message = message  # without the details below, so a wrapping error does not repeat them
         self.status = status
         self.code = code
         self.context_id = context_id

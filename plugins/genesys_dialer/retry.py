@@ -13,27 +13,25 @@ from typing import Any
 
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryDecision, RetryRule
 
-from genesys_dialer.exceptions import GenesysCircuitOpenError, GenesysTransientError
+from genesys_dialer.exceptions import GenesysTransientError
 
 
 class GenesysRetryPolicy(ExceptionRetryPolicy):
     """An ExceptionRetryPolicy whose retry delay honours what the error says about the future.
 
     A GenesysTransientError carrying ``retry_after`` (a long 429 Retry-After, or the seconds until the
-    circuit breaker half-opens) retries after that long (plus up to 10 % jitter) instead of the rule's or
-    the task's delay: retrying sooner would only find the breaker still open and burn a try.
+    circuit breaker half-opens) retries after that long (plus up to 10 % jitter) instead of the task's delay:
+    retrying sooner would only find the breaker still open and burn a try.
     """
 
     def evaluate(
         self, exception: BaseException, try_number: int, max_tries: int, context: Any = None
     ) -> RetryDecision:
         decision = super().evaluate(exception, try_number, max_tries, context)
-        retry_after = getattr(exception, "retry_after", None)
-        if decision.action != RetryAction.RETRY or not isinstance(exception, GenesysTransientError) or not retry_after:
+        if (decision.action != RetryAction.RETRY or not isinstance(exception, GenesysTransientError)
+                or not exception.retry_after):
             return decision
-        seconds = float(retry_after) * uniform(1.0, 1.1) + 0.5
-        if decision.retry_delay is not None and not isinstance(exception, GenesysCircuitOpenError):
-            seconds = max(seconds, decision.retry_delay.total_seconds())
+        seconds = exception.retry_after * uniform(1.0, 1.1) + 0.5
         return RetryDecision(
             action=RetryAction.RETRY,
             retry_delay=timedelta(seconds=seconds),

@@ -57,10 +57,6 @@ class MemoryStateStore:
         with self._lock:
             return [k for k in self._data if k.startswith(prefix)]
 
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-
 
 class VariableStateStore:
     """Airflow Variables through the Task SDK (the API server in real workers)."""

@@ -15,10 +15,10 @@ breaker's ``breaker_failure_threshold``, ``breaker_open_seconds``, ``breaker_hal
 
 What a call does (docs/resilience.md has the why and the measured behaviour):
 
-* transient failures (429, 502, 503, 504, connection errors, timeouts) are retried up to ``max_attempts``
-  with capped exponential backoff and jitter; a 429 (or a 503 that has one) waits its ``Retry-After``;
-  a ``Retry-After`` longer than ``max_retry_after`` ends the call with a GenesysTransientError carrying it,
-  so the task retry waits instead of holding a worker slot;
+* transient failures (429, 502, 503, 504, dropped connections, timeouts, broken bodies) are retried up to
+  ``max_attempts`` times with capped exponential backoff and jitter; a 429 (or a 503 that has one) waits
+  its ``Retry-After``; a ``Retry-After`` longer than ``max_retry_after`` ends the call with a
+  GenesysTransientError carrying it, so the task retry waits instead of holding a worker slot;
 * non-transient answers (400, 403, 404, 409, 413, 500...) raise a classified error at once;
 * a 401 refreshes the token once (re-using a token another worker already refreshed) and repeats the call
   under the same breaker permit; a second 401 raises GenesysAuthError;
@@ -31,18 +31,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
 import requests
 from airflow.sdk import BaseHook
+from urllib3.exceptions import InvalidHeader
+from urllib3.util import Retry
 
 from genesys_dialer import metrics
 from genesys_dialer.breaker import BreakerSettings, CircuitBreaker, Permit
@@ -72,6 +75,17 @@ DEFAULT_TIMEOUT = (5.0, 30.0)
 # Something that looks like a phone number inside a message Genesys wrote (it may echo a cell value).
 _PHONE_IN_TEXT = re.compile(r"\+?\d[\d ().-]{5,}\d")
 _PERMISSION = re.compile(r"\b[a-zA-Z]+:[a-zA-Z]+:[a-zA-Z*]+\b")
+# Raised while building a request, before anything is sent: a bug or a bad host, not an outage.
+_UNSENDABLE = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+    requests.exceptions.InvalidJSONError,
+)
+# Parses delta-seconds and HTTP-dates, rejects "inf" and fractions, caps at urllib3's 6 h.
+_RETRY_AFTER = Retry()
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class RequestStats:
     throttled: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -231,24 +245,24 @@ class GenesysHook(BaseHook):
 
     @cached_property
     def max_attempts(self) -> int:
-        return self._int_setting(self._max_attempts_arg, "max_attempts", 5, minimum=1)
+        return int(self._setting(self._max_attempts_arg, "max_attempts", 5, minimum=1, cast=int))
 
     @cached_property
     def max_breaker_wait(self) -> float:
         """How long one call may wait in the task for the breaker (a half-open probe slot) before giving up."""
-        if self._max_breaker_wait_arg is not None:
-            return float(self._max_breaker_wait_arg)
-        return float(self._int_setting(None, "max_breaker_wait", 10, minimum=0))
+        return self._setting(self._max_breaker_wait_arg, "max_breaker_wait", 10.0, minimum=0, cast=float)
 
-    def _int_setting(self, arg: int | None, key: str, default: int, *, minimum: int) -> int:
+    def _setting(self, arg: float | None, key: str, default: float, *, minimum: float,
+                 cast: type[int] | type[float]) -> float:
         if arg is not None:
-            return int(arg)
+            return cast(arg)
         raw = self._connection.extra.get(key, default)
+        kind = "an integer" if cast is int else "a number"
         try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"connection {self.genesys_conn_id!r}: extra {key!r} must be an integer") from None
-        if value < minimum:
+            value = cast(raw)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(f"connection {self.genesys_conn_id!r}: extra {key!r} must be {kind}") from None
+        if not math.isfinite(value) or value < minimum:  # a NaN wait would never end
             raise ConfigError(f"connection {self.genesys_conn_id!r}: extra {key!r} must be at least {minimum}")
         return value
 
@@ -325,10 +339,6 @@ class GenesysHook(BaseHook):
             self._write_shared_token(token)
             return token.access_token
 
-    def invalidate_token(self) -> None:
-        with _token_lock:
-            _token_cache.pop(self.genesys_conn_id, None)
-
     def _read_shared_token(self) -> CachedToken | None:
         try:
             record = self.state_store.get(self._token_variable)
@@ -344,7 +354,7 @@ class GenesysHook(BaseHook):
 
     def _write_shared_token(self, token: CachedToken) -> None:
         try:
-            self.state_store.set(self._token_variable, dict(token.__dict__))
+            self.state_store.set(self._token_variable, asdict(token))
         except Exception as err:
             log.warning("Could not write the shared token cache (%s)", type(err).__name__)
 
@@ -362,12 +372,11 @@ class GenesysHook(BaseHook):
                 timeout=self.timeout,
             )
         except requests.RequestException as err:
-            metrics.api_request("token", "POST", None, time.monotonic() - started)
+            self._count_request("token", "POST", None, started)
             raise GenesysTransientError(
                 f"OAuth token request failed: {type(err).__name__}", method="POST", endpoint="/oauth/token"
             ) from None
-        metrics.api_request("token", "POST", response.status_code, time.monotonic() - started)
-        self.stats.requests += 1
+        self._count_request("token", "POST", response.status_code, started)
         context_id = response.headers.get("ININ-Correlation-Id")
         if response.status_code != 200:
             body = _json_or_none(response)
@@ -430,68 +439,79 @@ class GenesysHook(BaseHook):
         url = f"{self.api_base}{path}"
         refreshed_after_401 = False
         attempt = 0
-        permit: Permit | None = None
-        while True:
-            attempt += 1
-            if permit is None:
-                permit = self._acquire_permit()
-            token = self.get_token()
-            started = time.monotonic()
-            try:
-                response = self.get_conn().request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    headers={"Authorization": f"Bearer {token}"},
-                    timeout=self.timeout,
-                )
-            except (requests.ConnectionError, requests.Timeout) as err:
-                metrics.api_request(endpoint, method, None, time.monotonic() - started)
-                self.stats.requests += 1
-                reason = "timeout" if isinstance(err, requests.Timeout) else "connection"
-                self.breaker.record_failure(permit, reason)
-                permit = None
-                error = GenesysTransientError(
-                    f"Genesys Cloud request failed: {type(err).__name__}", method=method, endpoint=path
-                )
-                self._retry_or_raise(error, attempt, method, endpoint, reason, None)
-                continue
-            metrics.api_request(endpoint, method, response.status_code, time.monotonic() - started)
-            self.stats.requests += 1
-            status = response.status_code
-            if status < 400:
+        permit: Permit | None = None  # held until its outcome is recorded; None once it is
+        try:
+            while True:
+                attempt += 1
+                if permit is None:
+                    permit = self._acquire_permit()
+                token = self.get_token()
+                started = time.monotonic()
                 try:
-                    body = self._parse(response, method, path)
-                except GenesysResponseError:
-                    self.breaker.record_failure(permit, "bad_response")  # something in between is broken
-                    raise
-                self.breaker.record_success(permit)
-                return body
-            error = _classify(response, method, path)
-            if status == 401 and not refreshed_after_401:
-                # The token expired or was revoked: refresh once and repeat under the same permit (a
-                # half-open probe keeps its slot; a 401 says nothing about Genesys' health).
-                refreshed_after_401 = True
-                log.info("401 from %s %s (contextId=%s): refreshing the access token once",
-                         method, endpoint, error.context_id)
-                self.invalidate_token()
-                self.get_token(rejected=token)
-                attempt -= 1
-                continue
-            if status in (401, 403, 429):
-                self.breaker.release(permit)  # neither an outage nor proof of health
-            elif isinstance(error, (GenesysTransientError, GenesysServerError)):
-                self.breaker.record_failure(permit, str(status))
-            else:
-                self.breaker.record_success(permit)  # Genesys answered: it is up, the request is wrong
-            permit = None
-            if status == 429:
-                self.stats.throttled += 1
-            if isinstance(error, GenesysTransientError):
-                self._retry_or_raise(error, attempt, method, endpoint, str(status), error.retry_after)
-                continue
-            raise error
+                    response = self.get_conn().request(
+                        method,
+                        url,
+                        params=params,
+                        json=json,
+                        headers={"Authorization": f"Bearer {token}"},
+                        timeout=self.timeout,
+                    )
+                except _UNSENDABLE as err:
+                    raise GenesysClientError(
+                        f"could not build the request: {type(err).__name__}", method=method, endpoint=path
+                    ) from None
+                except requests.RequestException as err:  # dropped, timed out, or a garbled/truncated body
+                    self._count_request(endpoint, method, None, started)
+                    reason = "timeout" if isinstance(err, requests.Timeout) else "connection"
+                    self.breaker.record_failure(permit, reason)
+                    permit = None
+                    error = GenesysTransientError(
+                        f"Genesys Cloud request failed: {type(err).__name__}", method=method, endpoint=path
+                    )
+                    self._retry_or_raise(error, attempt, method, endpoint, reason, None)
+                    continue
+                self._count_request(endpoint, method, response.status_code, started)
+                status = response.status_code
+                if status < 400:
+                    try:
+                        body = self._parse(response, method, path)
+                    except GenesysResponseError:
+                        self.breaker.record_failure(permit, "bad_response")  # something in between is broken
+                        permit = None
+                        raise
+                    self.breaker.record_success(permit)
+                    return body
+                error = _classify(response, method, path)
+                if status == 401 and not refreshed_after_401:
+                    # The token expired or was revoked: refresh once and repeat under the same permit (a
+                    # half-open probe keeps its slot; a 401 says nothing about Genesys' health).
+                    refreshed_after_401 = True
+                    log.info("401 from %s %s (contextId=%s): refreshing the access token once",
+                             method, endpoint, error.context_id)
+                    self.get_token(rejected=token)
+                    attempt -= 1
+                    continue
+                if status in (401, 403, 429):
+                    self.breaker.release(permit)  # neither an outage nor proof of health
+                elif isinstance(error, (GenesysTransientError, GenesysServerError)):
+                    self.breaker.record_failure(permit, str(status))
+                else:
+                    self.breaker.record_success(permit)  # Genesys answered: it is up, the request is wrong
+                permit = None
+                if status == 429:
+                    self.stats.throttled += 1
+                if isinstance(error, GenesysTransientError):
+                    self._retry_or_raise(error, attempt, method, endpoint, str(status), error.retry_after)
+                    continue
+                raise error
+        except BaseException:
+            if permit is not None:  # nothing sent, or no outcome (token failure, task killed): free a probe slot
+                self.breaker.release(permit)
+            raise
+
+    def _count_request(self, endpoint: str, method: str, status: int | None, started: float) -> None:
+        metrics.api_request(endpoint, method, status, time.monotonic() - started)
+        self.stats.requests += 1
 
     def _acquire_permit(self) -> Permit:
         """The breaker's leave to send; waits (bounded by max_breaker_wait) for a half-open probe slot."""
@@ -521,7 +541,7 @@ class GenesysHook(BaseHook):
             give_up = True  # the task retry waits Retry-After; no point holding a worker slot that long
         if give_up:
             raise GenesysTransientError(
-                f"gave up after {attempt} attempt{'s' if attempt > 1 else ''}: {error.args[0]}",
+                f"gave up after {attempt} attempt{'s' if attempt > 1 else ''}: {error.message}",
                 status=error.status,
                 code=error.code,
                 context_id=error.context_id,
@@ -721,6 +741,6 @@ def _retry_after(value: str | None, status: int) -> float | None:
     if value is None:
         return DEFAULT_RETRY_AFTER_SECONDS if status == 429 else None
     try:
-        return max(0.0, float(value))
-    except ValueError:
+        return float(_RETRY_AFTER.parse_retry_after(value))
+    except (InvalidHeader, ValueError, OverflowError):  # "inf", "soon", a date in year 10^10: use the default
         return DEFAULT_RETRY_AFTER_SECONDS
