@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from genesys_dialer import metrics
+from genesys_dialer import exceptions, metrics
 
 REPO = Path(__file__).resolve().parents[1]
 MAPPING = REPO / "deploy" / "statsd" / "mapping.yml"
@@ -645,3 +645,18 @@ def test_promtool_would_catch_a_broken_alert(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "GenesysCircuitBreakerOpen" in result.stdout + result.stderr
 
+
+
+@pytest.mark.parametrize(("error", "label"), [
+    (exceptions.GenesysCircuitOpenError("open"), "circuit_open"),
+    (exceptions.GenesysTransientError("slow down", status=429), "throttled"),
+    (exceptions.GenesysTransientError("down", status=503), "unavailable"),
+    (exceptions.GenesysAuthError("no", status=403), "auth"),
+    (exceptions.GenesysNotFoundError("gone", status=404), "not_found"),
+    (exceptions.GenesysClientError("bad", status=400), "client"),
+    (exceptions.GenesysServerError("oops", status=500), "server"),
+    (exceptions.GenesysResponseError("html"), "bad_response"),
+])
+def test_each_error_class_names_its_segment_failure_label(error, label):
+    assert error.error_type == label
+    assert metrics._vocab(error.error_type) == label  # passes the label filter unchanged

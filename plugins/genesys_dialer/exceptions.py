@@ -18,6 +18,8 @@ class GenesysApiError(GenesysDialerError):
     """
 
     transient = False
+    # The ``error_type`` label of the segment-failure metric: a small, fixed vocabulary.
+    error_type = "other"
 
     def __init__(
         self,
@@ -48,27 +50,43 @@ class GenesysTransientError(GenesysApiError):
 
     transient = True
 
+    @property  # type: ignore[override]
+    def error_type(self) -> str:
+        return "throttled" if self.status == 429 else "unavailable"
+
 
 class GenesysCircuitOpenError(GenesysTransientError):
     """The shared circuit breaker is open: nothing was sent; retry after it half-opens."""
+
+    error_type = "circuit_open"  # type: ignore[assignment]
 
 
 class GenesysAuthError(GenesysApiError):
     """401 after a token refresh, or 403: the OAuth client's credentials or permissions are wrong."""
 
+    error_type = "auth"
+
 
 class GenesysNotFoundError(GenesysApiError):
     """404: a campaign, contact list or other entity id that the org does not have."""
 
+    error_type = "not_found"
+
 
 class GenesysClientError(GenesysApiError):
     """400, 409, 413 and other 4xx: the request itself is wrong; retrying the same request cannot help."""
+
+    error_type = "client"
 
 
 class GenesysServerError(GenesysApiError):
     """500: Genesys advises against blind retries: the hook does not repeat it, the breaker counts it, and the
     task is retried after its normal (exponential) delay."""
 
+    error_type = "server"
+
 
 class GenesysResponseError(GenesysApiError):
     """A response that is not the JSON Genesys documents (a proxy's HTML page, a truncated body...)."""
+
+    error_type = "bad_response"

@@ -20,13 +20,10 @@ from genesys_dialer import metrics, pacing
 from genesys_dialer.config import CampaignConfig
 from genesys_dialer.exceptions import (
     GenesysApiError,
-    GenesysAuthError,
     GenesysCircuitOpenError,
     GenesysClientError,
     GenesysNotFoundError,
     GenesysResponseError,
-    GenesysServerError,
-    GenesysTransientError,
 )
 from genesys_dialer.hooks.genesys import GenesysHook
 from genesys_dialer.report import RunReport
@@ -341,7 +338,7 @@ def create_segment(
                     skipped[reason] = skipped.get(reason, 0) + len(ids)
             flush()
         except GenesysApiError as err:
-            metrics.segment_failed(campaign.campaign_id, error_type(err))
+            metrics.segment_failed(campaign.campaign_id, err.error_type)
             if isinstance(err, GenesysCircuitOpenError):
                 # Nothing was sent: the breaker shared by every task of this connection is open. The segment
                 # is not dropped: its contacts stay claimed (marked failed = not yet sent) for the retry.
@@ -366,21 +363,6 @@ def create_segment(
         label, sent, resolved["contact_list_id"], stats["requests"], stats["retries"], skipped or "none",
     )
     return {"index": index, "label": label, "sent": sent, "skipped": skipped, "requests": stats, "dry_run": False}
-
-
-def error_type(err: BaseException) -> str:
-    """A small, fixed vocabulary for the ``error_type`` metric label."""
-    if isinstance(err, GenesysCircuitOpenError):
-        return "circuit_open"
-    if isinstance(err, GenesysTransientError):
-        return "throttled" if err.status == 429 else "unavailable"
-    for cls, name in (
-        (GenesysAuthError, "auth"), (GenesysNotFoundError, "not_found"), (GenesysClientError, "client"),
-        (GenesysServerError, "server"), (GenesysResponseError, "bad_response"),
-    ):
-        if isinstance(err, cls):
-            return name
-    return "other"
 
 
 # -- summarize ---------------------------------------------------------------------------------------
