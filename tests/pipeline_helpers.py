@@ -1,12 +1,14 @@
-"""Helpers shared by the pipeline tests: run a campaign DAG in-process and read what it did."""
+"""Helpers shared by the pipeline tests: run a campaign DAG (in-process or on the executor) and read what it did."""
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from support import CAMPAIGN_ID, CONFIG_PATH
+from support import CAMPAIGN_ID, CONFIG_PATH, CONTACTS_ROUTE
 
 from genesys_dialer.contacts import normalize_phone
 
@@ -29,22 +31,67 @@ def run_dag(*, logical_date: datetime | None = None, conf: dict[str, Any] | None
     return dag.test(**kwargs)
 
 
-def task_states(dag_run: Any) -> dict[tuple[str, int], str]:
+def dag_runs(dag_id: str) -> list[Any]:
+    """Every DagRun of ``dag_id``, detached from the session."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id).all()
+        session.expunge_all()
+        return runs
+
+
+def finished_run(dag_id: str, run_id: str) -> Any:
+    """The DagRun (detached) once it succeeded or failed; None while it runs, or if there is no such run."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter_by(dag_id=dag_id, run_id=run_id).one_or_none()
+        session.expunge_all()
+    return run if run is not None and str(run.state) in ("success", "failed") else None
+
+
+def task_instances(dag_id: str, run_id: str) -> list[Any]:
+    """The run's TaskInstances, detached from the session."""
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
-        return {(ti.task_id, ti.map_index): str(ti.state) for ti in tis}
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run_id).all()
+        session.expunge_all()
+        return tis
 
 
-def run_xcoms(dag_run: Any) -> list[Any]:
+def task_states(dag_run: Any) -> dict[tuple[str, int], str]:
+    return {(ti.task_id, ti.map_index): str(ti.state) for ti in task_instances(dag_run.dag_id, dag_run.run_id)}
+
+
+def xcoms(dag_id: str, run_id: str) -> list[tuple[str, str, Any]]:
+    """(task_id, key, value) of every XCom the run pushed."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        rows = session.query(XComModel).filter_by(dag_id=dag_id, run_id=run_id).all()
         return [(row.task_id, row.key, row.value) for row in rows]
+
+
+def run_xcoms(dag_run: Any) -> list[Any]:
+    return xcoms(dag_run.dag_id, dag_run.run_id)
+
+
+def task_logs(root: Path | str, run_id: str, task_id: str | None = None) -> dict[Path, str]:
+    """The run's task log files (of ``task_id``, else of every task; every try) under the executor's log root."""
+    pattern = f"**/run_id={run_id}/task_id={task_id}/**/*" if task_id else f"**/run_id={run_id}/**/*"
+    files = sorted(p for p in Path(root).glob(pattern) if p.is_file())
+    assert files, f"no task logs for {run_id} {task_id}"
+    return {p: p.read_text(errors="replace") for p in files}
+
+
+def task_log_text(root: Path | str, run_id: str, task_id: str | None = None) -> str:
+    return "\n".join(task_logs(root, run_id, task_id).values())
 
 
 def ledger(db: Any, run_id: str | None = None) -> dict[int, tuple[str, str | None, int, str]]:
@@ -79,8 +126,24 @@ def valid_e164(raw: str | None) -> str | None:
     return normalize_phone(raw, "US")[0]
 
 
+def phone_forms(db: Any) -> set[str]:
+    """Every contact's phone number in each form a leak could take: as stored (stripped), its digits (all, and
+    the last 10) and, when valid, its E.164 form with and without the "+". Numbers of under 7 digits are left
+    out (too short to find without false alarms); every form returned has at least 7 characters."""
+    forms: set[str] = set()
+    for (raw,) in db.execute("SELECT phone_number FROM contacts WHERE phone_number IS NOT NULL").fetchall():
+        digits = re.sub(r"\D", "", raw)
+        if len(digits) >= 7:
+            forms |= {raw.strip(), digits, digits[-10:]}
+        if e164 := valid_e164(raw):
+            forms |= {e164, e164.lstrip("+")}
+    db.commit()
+    return forms
+
+
 def contact_posts(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in log if r["route"] == "POST /api/v2/outbound/contactlists/{contactListId}/contacts"]
+    """The contact POSTs of an emulator request log."""
+    return [r for r in log if r["route"] == CONTACTS_ROUTE]
 
 
 def segments_for(batch: int, segment_size: int) -> int:

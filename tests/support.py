@@ -113,13 +113,21 @@ XBACKFILL_CAMPAIGN = {
 }
 ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN]
 
+# The connection the emulator fixture defines (AIRFLOW_CONN_GENESYS_DEFAULT), and the Variables its hooks share
+# across processes and tests: the circuit breaker's facts and the cached access token.
+GENESYS_CONN_ID = "genesys_default"
+BREAKER_KEY = f"genesys_breaker__{GENESYS_CONN_ID}"
+TOKEN_KEY = f"genesys_access_token__{GENESYS_CONN_ID}"
+# The emulator's route template of the contact POSTs (its request log and fault rules name routes so).
+CONTACTS_ROUTE = "POST /api/v2/outbound/contactlists/{contactListId}/contacts"
 
-def write_config(*campaigns: dict[str, Any], defaults: dict[str, Any] | None = None) -> Path:
+
+def write_config(*campaigns: dict[str, Any]) -> Path:
     """Write the session's campaign config. Tests share ONE config (the dag-processor of the real-executor
     tests re-parses it), so it lists every test campaign; pass others only in a test of its own."""
     import yaml
 
-    CONFIG_PATH.write_text(yaml.safe_dump({"defaults": defaults or {}, "campaigns": list(campaigns)}))
+    CONFIG_PATH.write_text(yaml.safe_dump({"defaults": {}, "campaigns": list(campaigns)}))
     return CONFIG_PATH
 
 
@@ -204,6 +212,18 @@ class Emulator:
             page += 1
 
 
+def clear_shared_state() -> None:
+    """A closed breaker and no cached token: delete the Variables the hooks share (they live in the session's
+    metadata DB across tests) and this process's token cache."""
+    from airflow.models import Variable
+    from airflow.utils.session import create_session
+
+    from genesys_dialer.hooks import genesys
+
+    with create_session() as session:
+        for prefix in (BREAKER_KEY, TOKEN_KEY):
+            session.query(Variable).filter(Variable.key.startswith(prefix)).delete(synchronize_session=False)
+    genesys._token_cache.clear()
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:

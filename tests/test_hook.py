@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 from airflow.sdk.definitions.retry_policy import RetryAction
-from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, Emulator
+from support import CAMPAIGN_ID, CONTACT_LIST_ID, CONTACTS_ROUTE, EMULATOR_CLIENT_SECRET, Emulator
 
 from genesys_dialer.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings
 from genesys_dialer.exceptions import (
@@ -34,7 +34,6 @@ from genesys_dialer.hooks.genesys import GenesysHook, _classify, _ConnectionInfo
 from genesys_dialer.retry import RETRY_POLICY
 from genesys_dialer.state import MemoryStateStore
 
-CONTACTS_ROUTE = "POST /api/v2/outbound/contactlists/{contactListId}/contacts"
 PHONE = "+13175550123"
 
 

@@ -7,7 +7,6 @@ the recorded pacing decision, including on failures and breaker transitions, and
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import threading
@@ -18,18 +17,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pipeline_helpers import ledger, run_dag, task_states, valid_e164
-from support import CAMPAIGN_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN, Emulator
+from pipeline_helpers import ledger, phone_forms, run_dag, segments_for, task_states
+from support import (
+    CAMPAIGN_ID,
+    CONTACTS_ROUTE,
+    EMULATOR_CLIENT_SECRET,
+    GENESYS_CONN_ID,
+    TEST_CAMPAIGN,
+    Emulator,
+    clear_shared_state,
+)
 from test_metrics import CATALOGUE, OURS, PREFIX, STATSD_TYPE, Line, load_rules, map_line, parse_line
 
 from genesys_dialer import metrics
+from genesys_dialer.breaker import BreakerSettings
 from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
 from genesys_dialer.hooks import genesys
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
-CONN = "genesys_default"
-CONTACTS_ROUTE = "POST /api/v2/outbound/contactlists/{contactListId}/contacts"
+CONN = GENESYS_CONN_ID
 # Emulator route -> the hook's endpoint key (docs/metrics.md, "Endpoint keys").
 ENDPOINT_OF_ROUTE = {
     "POST /oauth/token": "token",
@@ -39,7 +46,6 @@ ENDPOINT_OF_ROUTE = {
     CONTACTS_ROUTE: "contacts_add",
     "POST /api/v2/outbound/contactlists/{contactListId}/contacts/search": "contacts_search",
 }
-SHARED_STATE_PREFIXES = (f"genesys_breaker__{CONN}", f"genesys_access_token__{CONN}")
 C = f"campaign_id={CAMPAIGN_ID}"
 
 
@@ -116,24 +122,14 @@ def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[UdpSink]:
         sink.close()
 
 
-def _delete_shared_state() -> None:
-    from airflow.models import Variable
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        for prefix in SHARED_STATE_PREFIXES:
-            session.query(Variable).filter(Variable.key.startswith(prefix)).delete(synchronize_session=False)
-    genesys._token_cache.clear()
-
-
 @pytest.fixture
 def shared_state() -> Iterator[None]:
     """A closed breaker and no cached token before and after: both live in Variables shared by every test."""
-    _delete_shared_state()
+    clear_shared_state()
     try:
         yield
     finally:
-        _delete_shared_state()
+        clear_shared_state()
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -187,15 +183,8 @@ def _assert_mapped(lines: list[Line]) -> None:
 
 
 def _forbidden(db: Any) -> set[str]:
-    """The raw and E.164 numbers of every contact, the client secret and every token this process used."""
-    phones: set[str] = set()
-    for (raw,) in db.execute("SELECT phone_number FROM contacts WHERE phone_number IS NOT NULL").fetchall():
-        digits = re.sub(r"\D", "", raw)
-        if len(digits) >= 7:
-            phones.update({raw.strip(), digits})
-        if e164 := valid_e164(raw):
-            phones.update({e164, e164.lstrip("+")})
-    db.commit()
+    """Every contact's number (raw, digits and E.164), the client secret and every token this process used."""
+    phones = phone_forms(db)
     tokens = {t.access_token for t in genesys._token_cache.values()}
     assert tokens, "no token was used: the leak check would be vacuous"
     return phones | tokens | {EMULATOR_CLIENT_SECRET}
@@ -244,7 +233,7 @@ def test_successful_run_emits_every_metric_with_counts_from_the_ledger(
 
     rows = ledger(db, dag_run.run_id)
     segments = sorted({seg for _, _, seg, _ in rows.values()})
-    assert len(segments) == -(-TEST_CAMPAIGN["batch_size"] // TEST_CAMPAIGN["segment_size"]) == 5
+    assert len(segments) == segments_for(TEST_CAMPAIGN["batch_size"], TEST_CAMPAIGN["segment_size"]) == 5
     dispatched = sum(1 for status, *_ in rows.values() if status == "dispatched")
     skipped = Counter(reason for status, reason, _, _ in rows.values() if status == "skipped")
     assert dispatched and skipped and dispatched + sum(skipped.values()) == len(rows) == 250
@@ -290,7 +279,8 @@ def test_successful_run_emits_every_metric_with_counts_from_the_ledger(
     report = db.execute("SELECT outcome, report FROM run_log WHERE run_id = %s", [dag_run.run_id]).fetchone()
     db.commit()
     assert report[0] == "success"
-    duration = (report[1] if isinstance(report[1], dict) else json.loads(report[1]))["duration_seconds"]
+    assert isinstance(report[1], dict), "run_log.report is JSONB"
+    duration = report[1]["duration_seconds"]
     assert _values(lines, "genesys.run.duration", "ms") == {
         f"{C},outcome=success": [pytest.approx(duration * 1000, abs=0.01)]}
     for name in ("last_finish", "last_success"):
@@ -326,7 +316,7 @@ def test_failing_run_emits_segment_failures_and_the_breaker_opening_at_its_thres
     created = [i for (task, i), state in states.items() if task == "create_segment" and state == "success"]
     failed = [i for (task, i), state in states.items() if task == "create_segment" and state == "failed"]
     assert len(created) + len(failed) == 5 and len(failed) >= 4
-    threshold = 3  # BreakerSettings().failure_threshold: the hook's default
+    threshold = BreakerSettings().failure_threshold  # the hook's default (3): the connection tunes nothing
     assert _counts(lines, "genesys.segment.created") == ({C: len(created)} if created else {})
     assert _counts(lines, "genesys.segment.failed") == {
         f"{C},error_type=server": threshold, f"{C},error_type=circuit_open": len(failed) - threshold}
@@ -398,7 +388,7 @@ def test_503s_are_retried_until_the_breaker_opens(db: Any, emulator: Emulator, s
     _assert_clean(datagrams, _forbidden(db))
     _assert_mapped(lines)
 
-    threshold = 3
+    threshold = BreakerSettings().failure_threshold
     responses, _, api_calls = _api_expectations(emulator)
     assert responses["endpoint=contacts_add,method=POST,status_class=5xx"] == threshold
     assert _counts(lines, "genesys.api.responses") == responses

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import PureCloudPlatformClientV2 as gc
 import pytest
 import requests
+from support import CAMPAIGN_ID, CONTACT_LIST_ID
 
 from genesys_dialer.breaker import BreakerSettings
 from genesys_dialer.contacts import PendingContact, genesys_contact, normalize_phone
@@ -37,8 +38,6 @@ from genesys_dialer.tasks import CONTACT_POST_FLAGS
 from genesys_emulator import EmulatorServer
 
 CONN_ID = "genesys_bodies"
-CAMPAIGN_ID = "5d9a3f0e-8b7c-4e21-9f3a-2c1b0d4e6f70"
-LIST_ID = "a6e2b9c4-1d3f-4a5b-8c7d-9e0f1a2b3c4d"
 PRIMITIVES = {"str", "int", "float", "bool", "datetime", "date", "object"}
 
 
@@ -200,15 +199,15 @@ def test_the_validator_rejects_what_the_real_api_would_not_know(body: Any, swagg
 
 
 def test_the_validator_finds_the_operation_from_method_and_path() -> None:
-    assert operation_for("POST", f"/api/v2/outbound/contactlists/{LIST_ID}/contacts/search").body_type == (
+    assert operation_for("POST", f"/api/v2/outbound/contactlists/{CONTACT_LIST_ID}/contacts/search").body_type == (
         "ContactListingRequest")
-    assert operation_for("POST", f"/api/v2/outbound/contactlists/{LIST_ID}/contacts").body_type == (
+    assert operation_for("POST", f"/api/v2/outbound/contactlists/{CONTACT_LIST_ID}/contacts").body_type == (
         "list[WritableDialerContact]")
     assert operation_for("PATCH", f"/api/v2/outbound/campaigns/{CAMPAIGN_ID}").body_type == "CampaignPatchRequest"
     with pytest.raises(AssertionError, match="no operation"):
-        operation_for("PATCH", f"/api/v2/outbound/contactlists/{LIST_ID}/contacts")
+        operation_for("PATCH", f"/api/v2/outbound/contactlists/{CONTACT_LIST_ID}/contacts")
     with pytest.raises(AssertionError, match="does not define"):
-        validate_request("POST", f"http://x/api/v2/outbound/contactlists/{LIST_ID}/contacts?dedupe=true", b"[]")
+        validate_request("POST", f"http://x/api/v2/outbound/contactlists/{CONTACT_LIST_ID}/contacts?dedupe=true", b"[]")
 
 
 # --------------------------------------------------------------------------------------- the package's bodies
@@ -225,7 +224,7 @@ def _pending(n: int) -> list[tuple[PendingContact, str]]:
 
 def _builder_contacts(n: int) -> list[dict[str, Any]]:
     return [
-        genesys_contact(pending, e164, contact_list_id=LIST_ID, phone_column="phone", segment_column="segment",
+        genesys_contact(pending, e164, contact_list_id=CONTACT_LIST_ID, phone_column="phone", segment_column="segment",
                         segment="20260101T0000-s000")
         for pending, e164 in _pending(n)
     ]
@@ -266,7 +265,7 @@ def hook(
     emu: EmulatorServer, credentials: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[GenesysHook, list[Sent]]]:
     """The real hook against the emulator; its own session records every request exactly as it was sent."""
-    emu.store.seed(emulator_seed(CAMPAIGN_ID, LIST_ID))
+    emu.store.seed(emulator_seed(CAMPAIGN_ID, CONTACT_LIST_ID))
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(
         {"conn_type": "genesys_cloud", "host": emu.base_url, "login": credentials[0], "password": credentials[1]}))
     genesys._token_cache.pop(CONN_ID, None)
@@ -287,13 +286,13 @@ def hook(
 def test_the_hooks_request_bodies_fit_the_sdk_models(hook: tuple[GenesysHook, list[Sent]]) -> None:
     the_hook, sent = hook
     campaign = the_hook.get_campaign(CAMPAIGN_ID)
-    assert campaign["contactList"]["id"] == LIST_ID
-    the_hook.get_contact_list(LIST_ID)
-    stored = the_hook.add_contacts(LIST_ID, _builder_contacts(25), **CONTACT_POST_FLAGS)
+    assert campaign["contactList"]["id"] == CONTACT_LIST_ID
+    the_hook.get_contact_list(CONTACT_LIST_ID)
+    stored = the_hook.add_contacts(CONTACT_LIST_ID, _builder_contacts(25), **CONTACT_POST_FLAGS)
     assert len(stored) == 25
     decision = _decisions()[-1]
     the_hook.patch_campaign(CAMPAIGN_ID, decision.patch_body())
-    found = list(the_hook.search_contacts(LIST_ID, page_size=10))
+    found = list(the_hook.search_contacts(CONTACT_LIST_ID, page_size=10))
     assert len(found) == 25
 
     api_calls = [s for s in sent if "/api/v2/" in s.url]
