@@ -26,6 +26,8 @@ from support import (
     EMULATOR_CLIENT_SECRET,
     TMP,
     VENV_BIN,
+    XFAULT_CAMPAIGN_ID,
+    XRUN_CAMPAIGN_ID,
     Emulator,
     _admin_execute,
     airflow,
@@ -103,7 +105,10 @@ def emulator(emulator_server: Any) -> Emulator:
 
     handle = Emulator(emulator_server.base_url)
     handle.reset()
-    handle.seed(emulator_seed(CAMPAIGN_ID, CONTACT_LIST_ID))
+    seed = emulator_seed(CAMPAIGN_ID, CONTACT_LIST_ID)
+    test_campaign = seed["campaigns"][0]
+    seed["campaigns"] += [{**test_campaign, "id": other} for other in (XRUN_CAMPAIGN_ID, XFAULT_CAMPAIGN_ID)]
+    handle.seed(seed)
     genesys._token_cache.clear()
     return handle
 

@@ -99,11 +99,18 @@ TEST_CAMPAIGN: dict[str, Any] = {
 }
 # A campaign id Genesys does not know (bad-input tests).
 GHOST_CAMPAIGN = {**TEST_CAMPAIGN, "key": "ghost", "campaign_id": "00000000-0000-4000-8000-00000000dead"}
-# Real-executor campaigns: manual only, so the scheduler starts nothing the tests did not ask for.
-XRUN_CAMPAIGN = {**TEST_CAMPAIGN, "key": "xrun", "schedule": None, "batch_size": 300, "segment_size": 60}
+# Real-executor campaigns: manual only, so the scheduler starts nothing the tests did not ask for. One DAG per
+# Genesys campaign (the config refuses two entries for one campaign_id): each has its own campaign, all
+# feeding the test contact list.
+XRUN_CAMPAIGN_ID = "1c7e5b3a-9d2f-4e8a-b6c4-3f2a1e0d9c8b"
+XFAULT_CAMPAIGN_ID = "2d8f6c4b-0e3a-4f9b-a7d5-4a3b2f1e0d9c"
+XRUN_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "xrun", "campaign_id": XRUN_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,
+    "schedule": None, "batch_size": 300, "segment_size": 60,
+}
 XFAULT_CAMPAIGN = {
-    **TEST_CAMPAIGN, "key": "xfault", "schedule": None, "batch_size": 240, "segment_size": 60,
-    "retries": 4, "retry_delay_seconds": 3,
+    **TEST_CAMPAIGN, "key": "xfault", "campaign_id": XFAULT_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,
+    "schedule": None, "batch_size": 240, "segment_size": 60, "retries": 4, "retry_delay_seconds": 3,
 }
 BACKFILL_CAMPAIGN_ID = "7e4c2a10-3b5d-4f6e-8a9b-0c1d2e3f4a5b"
 BACKFILL_LIST_ID = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"

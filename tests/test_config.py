@@ -78,6 +78,9 @@ def test_too_many_segments_for_max_map_length_is_refused(monkeypatch):
 def test_duplicate_keys_and_document_shape_errors():
     with pytest.raises(ConfigError, match=r"campaign 'k' \(campaigns\[1\]\): field 'key': duplicate"):
         parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "a"}, {"key": "k", "campaign_id": "b"}]})
+    # Two DAGs feeding one Genesys campaign would share its ledger and re-send each other's claims.
+    with pytest.raises(ConfigError, match=r"campaign 'k2' \(campaigns\[1\]\): field 'campaign_id': duplicate"):
+        parse_campaigns({"campaigns": [{"key": "k1", "campaign_id": "a"}, {"key": "k2", "campaign_id": "a"}]})
     with pytest.raises(ConfigError, match="non-empty list"):
         parse_campaigns({"campaigns": []})
     with pytest.raises(ConfigError, match="unknown top-level"):

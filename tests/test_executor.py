@@ -17,9 +17,9 @@ from pipeline_helpers import contact_posts, dag_runs, finished_run, task_instanc
 from support import (
     BACKFILL_CAMPAIGN_ID,
     BACKFILL_LIST_ID,
-    CAMPAIGN_ID,
     CONTACT_LIST_ID,
     CONTACTS_ROUTE,
+    XRUN_CAMPAIGN_ID,
     airflow,
     wait_for,
 )
@@ -51,7 +51,7 @@ def _max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
 
 def test_triggered_run_on_local_executor_maps_segments_in_parallel(db, emulator, airflow_stack):
     insert_contacts(db, contact_rows(360, seed=21))
-    insert_dial_history(db, CAMPAIGN_ID, end=datetime.now(UTC), days=7, per_day=100, answer_rate=0.2)
+    insert_dial_history(db, XRUN_CAMPAIGN_ID, end=datetime.now(UTC), days=7, per_day=100, answer_rate=0.2)
     # Slow Genesys down a little so that parallel segments are visible as overlapping task runs.
     emulator.fault(route=CONTACTS_ROUTE, latencyMs=1500)
 

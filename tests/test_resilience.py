@@ -39,11 +39,11 @@ from pipeline_helpers import (
 )
 from support import (
     BREAKER_KEY,
-    CAMPAIGN_ID,
     CONTACTS_ROUTE,
     EMULATOR_CLIENT_SECRET,
     TOKEN_KEY,
     XFAULT_CAMPAIGN,
+    XFAULT_CAMPAIGN_ID,
     Emulator,
     airflow,
     clear_shared_state,
@@ -95,7 +95,7 @@ def _trigger(name: str) -> str:
 def _setup(db: Any, seed: int) -> None:
     clear_shared_state()  # breaker facts and the shared token outlive tests in the metadata DB: start clean
     insert_contacts(db, contact_rows(320, seed=seed))
-    insert_dial_history(db, CAMPAIGN_ID, end=datetime.now(UTC), days=3, per_day=50, answer_rate=0.2)
+    insert_dial_history(db, XFAULT_CAMPAIGN_ID, end=datetime.now(UTC), days=3, per_day=50, answer_rate=0.2)
 
 
 def _ledger(db: Any, run_id: str) -> dict[str, str]:

@@ -185,7 +185,7 @@ def parse_campaigns(document: Any, *, source: str = "<config>") -> list[Campaign
         raise ConfigError(f"{source}: 'campaigns' must be a non-empty list")
 
     campaigns: list[CampaignConfig] = []
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     for index, entry in enumerate(entries):
         where = f"campaigns[{index}]"
         if not isinstance(entry, Mapping):
@@ -195,12 +195,16 @@ def parse_campaigns(document: Any, *, source: str = "<config>") -> list[Campaign
             campaign = CampaignConfig.model_validate({**defaults, **entry})
         except ValidationError as err:
             raise ConfigError(f"{source}: campaign {name!r} ({where}): {_describe(err)}") from None
-        if campaign.key in seen:
-            raise ConfigError(
-                f"{source}: campaign {campaign.key!r} ({where}): field 'key': duplicate of "
-                f"campaigns[{seen[campaign.key]}]"
-            )
-        seen[campaign.key] = index
+        # The ledger, the claim lock and the run tables are keyed by campaign_id and run id, and scheduled run
+        # ids are the same in every DAG: two entries for one Genesys campaign would re-send each other's claims.
+        for field_name in ("key", "campaign_id"):
+            value = getattr(campaign, field_name)
+            if (field_name, value) in seen:
+                raise ConfigError(
+                    f"{source}: campaign {campaign.key!r} ({where}): field {field_name!r}: duplicate of "
+                    f"campaigns[{seen[field_name, value]}]"
+                )
+            seen[field_name, value] = index
         campaigns.append(campaign)
     return campaigns
 
