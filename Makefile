@@ -9,18 +9,18 @@ STAMP  := $(VENV)/.installed
 install: $(STAMP)
 
 # requirements.lock pins what the suite was last run with (regenerate: make lock).
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml devkit/pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]' -e ./devkit
 	@touch $(STAMP)
 
 lock: install
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^airflow-genesys-dialer' > requirements.lock
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' -e ./devkit
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^airflow-genesys-dialer\|^genesys-dialer-devkit' > requirements.lock
 
 demo: install
-	$(BIN)/genesys-dialer demo
+	$(BIN)/genesys-dialer-demo
 
 # The whole suite: real PostgreSQL (TEST_DATABASE_URL, else 127.0.0.1:5432, else embedded), real Airflow
 # (dag.test and a scheduler + LocalExecutor), the Genesys emulator on loopback.
@@ -48,7 +48,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,bench]' -e ./devkit
 	$(BIN)/python benchmarks/bench_emulator.py
 	$(BIN)/python benchmarks/bench_pacing.py
 

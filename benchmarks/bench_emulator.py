@@ -17,15 +17,11 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from genesys_emulator.config import EmulatorConfig  # noqa: E402
-from genesys_emulator.store import Store  # noqa: E402
+from genesys_emulator.config import EmulatorConfig
+from genesys_emulator.store import Store
 
 COLUMNS = ["lead_id", "phone", "first_name", "last_name", "time_zone", "priority"]
 
@@ -61,7 +57,6 @@ def http_run(total: int, batch: int) -> tuple[float, float, int]:
     """Return (contacts/s, MiB of server RSS growth per million contacts, requests sent)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "genesys_emulator", "--port", "0", "--rate-limit-per-minute", "0"],
-        cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -33,9 +33,9 @@ from multiprocessing import Pool
 from pathlib import Path
 
 from genesys_dialer.config import CampaignConfig
-from genesys_dialer.dialing_model import highest_admissible, ratio_steps, solve_chain, step_edges
-from genesys_dialer.pacing import AnswerHistory, HistoryBucket, answers_per_idle_agent, plan_pacing
-from genesys_dialer.simulator import CampaignParams, SimResult, simulate
+from genesys_dialer.pacing.markov import highest_admissible, ratio_steps, solve_chain, step_edges
+from genesys_dialer.pacing.simulator import CampaignParams, SimResult, simulate
+from genesys_dialer.pacing.strategies import AnswerHistory, HistoryBucket, answers_per_idle_agent, plan_pacing
 
 P_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 AGENT_GRID = (5, 10, 20, 50, 100)
@@ -138,7 +138,7 @@ def run_cell(cell: Cell) -> dict[str, object]:
 
 
 # Calibration cells: no (p, N) of the benchmark grid. Small teams calibrate the Markov model's correction
-# (genesys_dialer.dialing_model.CHAIN_CORRECTION), large teams measure the surface's error (MODEL_FIT_ERROR).
+# (genesys_dialer.pacing.markov.CHAIN_CORRECTION), large teams measure the surface's error (MODEL_FIT_ERROR).
 CALIBRATION_P = (0.04, 0.07, 0.12, 0.25, 0.4, 0.7)
 CHAIN_CALIBRATION_AGENTS = (2, 3, 4, 6, 7, 8, 9, 12, 15, 18)
 CHAIN_CALIBRATION_TARGETS = (1.5, 2.5, 3.5, 5.0)

@@ -42,7 +42,7 @@ def dialer_db() -> Iterator[str]:
     """The session's contacts database with the project's schema applied."""
     import psycopg
 
-    from genesys_dialer.schema import apply_schema
+    from genesys_dialer.ledger.schema import apply_schema
 
     _admin_execute(f'CREATE DATABASE "{DIALER_DB}"')
     with psycopg.connect(DIALER_URL) as conn:
@@ -100,8 +100,8 @@ def emulator_server() -> Iterator[Any]:
 @pytest.fixture
 def emulator(emulator_server: Any) -> Emulator:
     """The emulator, reset and seeded with the test campaign and its contact list."""
-    from genesys_dialer.demo_data import emulator_seed
-    from genesys_dialer.hooks import genesys
+    from genesys_devkit.demo_data import emulator_seed
+    from genesys_dialer.genesys import auth
 
     handle = Emulator(emulator_server.base_url)
     handle.reset()
@@ -109,7 +109,7 @@ def emulator(emulator_server: Any) -> Emulator:
     test_campaign = seed["campaigns"][0]
     seed["campaigns"] += [{**test_campaign, "id": other} for other in (XRUN_CAMPAIGN_ID, XFAULT_CAMPAIGN_ID)]
     handle.seed(seed)
-    genesys._token_cache.clear()
+    auth.token_cache.clear()
     return handle
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from support import CAMPAIGN_ID, CONFIG_PATH, CONTACTS_ROUTE
 
-from genesys_dialer.contacts import normalize_phone
+from genesys_dialer.ledger.claims import normalize_phone
 
 
 def campaign_config(key: str = "itest") -> Any:
@@ -21,7 +21,7 @@ def campaign_config(key: str = "itest") -> Any:
 
 def run_dag(*, logical_date: datetime | None = None, conf: dict[str, Any] | None = None, key: str = "itest") -> Any:
     """One DAG run through ``dag.test()`` (in-process); returns the DagRun."""
-    from genesys_dialer.dag_builder import build_campaign_dag
+    from genesys_dialer.dags.builder import build_campaign_dag
 
     dag = build_campaign_dag(campaign_config(key))
     kwargs: dict[str, Any] = {"run_conf": conf or {}}

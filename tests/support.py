@@ -225,12 +225,12 @@ def clear_shared_state() -> None:
     from airflow.models import Variable
     from airflow.utils.session import create_session
 
-    from genesys_dialer.hooks import genesys
+    from genesys_dialer.genesys import auth
 
     with create_session() as session:
         for prefix in (BREAKER_KEY, TOKEN_KEY):
             session.query(Variable).filter(Variable.key.startswith(prefix)).delete(synchronize_session=False)
-    genesys._token_cache.clear()
+    auth.token_cache.clear()
 
 
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> Any:

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from genesys_dialer.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker, Permit
-from genesys_dialer.exceptions import GenesysCircuitOpenError
-from genesys_dialer.state import MemoryStateStore
+from genesys_dialer.genesys.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker, Permit
+from genesys_dialer.genesys.errors import GenesysCircuitOpenError
+from genesys_dialer.genesys.state import MemoryStateStore
 
 
 class Clock:
@@ -171,7 +171,7 @@ def test_probe_successes_close_and_a_probe_failure_reopens_with_a_new_generation
     first = a.acquire()
     assert a.state() == HALF_OPEN
     failing = b.acquire()
-    with caplog.at_level(logging.WARNING, logger="genesys_dialer.breaker"):
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.genesys.breaker"):
         b.record_failure(failing, "503")
     assert a.state() == OPEN
     assert "half_open -> open (half-open probe failed: 503" in caplog.text
@@ -179,7 +179,7 @@ def test_probe_successes_close_and_a_probe_failure_reopens_with_a_new_generation
     assert a.state() == OPEN
 
     clock.now += 31
-    with caplog.at_level(logging.WARNING, logger="genesys_dialer.breaker"):
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.genesys.breaker"):
         for _ in range(3):
             a.record_success(a.acquire())
     assert a.state() == CLOSED
@@ -300,7 +300,7 @@ def test_a_state_store_that_fails_mid_acquire_fails_open(caplog, all_probes_ok):
         for slot in range(3):
             store.set(breaker._probe_key(slot), {"gen": gen, "holder": "x", "expires_at": 0, "ok": True})
     store.broken = True
-    with caplog.at_level(logging.WARNING, logger="genesys_dialer.breaker"):
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.genesys.breaker"):
         assert breaker.acquire() == Permit()
     assert "state store failed (ConnectionError); letting the request through" in caplog.text
     assert breaker.state() == HALF_OPEN

@@ -84,8 +84,11 @@ def test_required_services_and_dependencies(services: dict[str, Any]) -> None:
         if name != "airflow-init":
             assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
     assert services["genesys-emulator"]["profiles"] == ["emulator"]
-    assert services["genesys-emulator"]["command"] == [
-        "python", "-m", "genesys_emulator", "--host", "0.0.0.0", "--port", "8765"]
+    emulator = services["genesys-emulator"]
+    assert emulator["command"] == ["python", "-m", "genesys_emulator", "--host", "0.0.0.0", "--port", "8765"]
+    assert "ports" not in emulator, "the emulator (and its admin API) is reachable only inside the compose network"
+    source = emulator["volumes"][0].split(":")[0]
+    assert (REPO / source / "__main__.py").exists(), f"the emulator service mounts missing {source}"
 
 
 def test_airflow_services_share_one_configuration(services: dict[str, Any]) -> None:

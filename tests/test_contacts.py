@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from genesys_dialer.contacts import (
+from genesys_devkit.demo_data import contact_rows, insert_contacts
+from genesys_dialer.ledger.claims import (
     SKIP_INVALID_PHONE,
     SKIP_MISSING_PHONE,
     ClaimRequest,
     claim_batch,
     normalize_phone,
 )
-from genesys_dialer.demo_data import contact_rows, insert_contacts
-from genesys_dialer.schema import apply_schema
+from genesys_dialer.ledger.schema import apply_schema
 
 
 @pytest.mark.parametrize(

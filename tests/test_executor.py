@@ -24,7 +24,7 @@ from support import (
     wait_for,
 )
 
-from genesys_dialer.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
+from genesys_devkit.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
 
 pytestmark = [pytest.mark.executor, pytest.mark.usefixtures("airflow_db")]
 

@@ -19,9 +19,10 @@ import requests
 from airflow.sdk.definitions.retry_policy import RetryAction
 from support import CAMPAIGN_ID, CONTACT_LIST_ID, CONTACTS_ROUTE, EMULATOR_CLIENT_SECRET, Emulator
 
-from genesys_dialer.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings
-from genesys_dialer.exceptions import (
-    ConfigError,
+from genesys_dialer.exceptions import ConfigError
+from genesys_dialer.genesys.auth import ConnectionInfo
+from genesys_dialer.genesys.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings
+from genesys_dialer.genesys.errors import (
     GenesysAuthError,
     GenesysCircuitOpenError,
     GenesysClientError,
@@ -29,10 +30,12 @@ from genesys_dialer.exceptions import (
     GenesysResponseError,
     GenesysServerError,
     GenesysTransientError,
+    classify_response,
+    retry_after_seconds,
 )
-from genesys_dialer.hooks.genesys import GenesysHook, _classify, _ConnectionInfo, _retry_after
-from genesys_dialer.retry import RETRY_POLICY
-from genesys_dialer.state import MemoryStateStore
+from genesys_dialer.genesys.hook import GenesysHook
+from genesys_dialer.genesys.retry import RETRY_POLICY
+from genesys_dialer.genesys.state import MemoryStateStore
 
 PHONE = "+13175550123"
 
@@ -60,9 +63,9 @@ def clock() -> Clock:
 @pytest.fixture(autouse=True)
 def _no_cached_token() -> None:
     """Tokens are cached per process and connection id: start every test without one."""
-    from genesys_dialer.hooks import genesys
+    from genesys_dialer.genesys import auth
 
-    genesys._token_cache.clear()
+    auth.token_cache.clear()
 
 
 def make_hook(clock: Clock, conn_id: str = "genesys_default", **kwargs: Any) -> GenesysHook:
@@ -75,7 +78,7 @@ def make_hook(clock: Clock, conn_id: str = "genesys_default", **kwargs: Any) -> 
 def fake_hook(clock: Clock, responses: list[Any], **kwargs: Any) -> tuple[GenesysHook, Any]:
     """A hook answered by canned responses, with a connection of its own (no Airflow connection lookup)."""
     hook = make_hook(clock, **kwargs)
-    hook.__dict__["_connection"] = _ConnectionInfo("http://x", "http://x/oauth/token", "id", "s", {})
+    hook.__dict__["_connection"] = ConnectionInfo("http://x", "http://x/oauth/token", "id", "s", {})
     session = FakeSession(responses)
     hook._session = session  # type: ignore[assignment]
     return hook, session
@@ -93,7 +96,7 @@ def api_log(emulator: Emulator, route: str = CONTACTS_ROUTE) -> list[dict[str, A
 def test_429_storm_waits_retry_after_and_logs_status_attempt_and_context_id(emulator, clock, caplog):
     emulator.fault(route=CONTACTS_ROUTE, sequence=[429, 429, 429], retryAfter=2)
     hook = make_hook(clock)
-    with caplog.at_level(logging.WARNING, logger="genesys_dialer.hooks.genesys"):
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.genesys.hook"):
         stored = hook.add_contacts(CONTACT_LIST_ID, contacts(5))
     assert len(stored) == 5
     posts = api_log(emulator)
@@ -180,7 +183,7 @@ def test_a_second_401_fails_clearly_and_a_403_names_the_missing_permission(emula
                                                "following permission(s): [outbound:contact:add]",
                                     "code": "missing.permissions", "status": 403, "contextId": "ctx-403",
                                     "messageParams": {"permissions": "outbound:contact:add"}})
-    error = _classify(response, "POST", "/api/v2/outbound/contactlists/x/contacts")
+    error = classify_response(response, "POST", "/api/v2/outbound/contactlists/x/contacts")
     assert isinstance(error, GenesysAuthError)
     assert "missing permission outbound:contact:add" in str(error) and "contextId=ctx-403" in str(error)
 
@@ -405,14 +408,15 @@ def test_a_request_that_cannot_be_built_fails_at_once_and_frees_its_probe_slot(c
 
 # -- Retry-After and settings ------------------------------------------------------------------------------
 def test_retry_after_takes_seconds_or_an_http_date_and_falls_back_on_nonsense():
-    assert _retry_after("7", 429) == 7.0 and _retry_after(None, 429) == 3.0 and _retry_after(None, 503) is None
-    assert _retry_after("7", 502) is None
+    assert retry_after_seconds("7", 429) == 7.0 and retry_after_seconds(None, 429) == 3.0
+    assert retry_after_seconds(None, 503) is None
+    assert retry_after_seconds("7", 502) is None
     in_30s = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 <= _retry_after(in_30s, 503) <= 30  # type: ignore[operator]
-    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 429) == 0.0  # already past
+    assert 25 <= retry_after_seconds(in_30s, 503) <= 30  # type: ignore[operator]
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", 429) == 0.0  # already past
     for nonsense in ("inf", "nan", "-5", "soon", "Wed, 21 Oct 9999999999 07:28:00 GMT"):
-        assert _retry_after(nonsense, 429) == 3.0, nonsense
-    huge = _retry_after("9" * 30, 429)
+        assert retry_after_seconds(nonsense, 429) == 3.0, nonsense
+    huge = retry_after_seconds("9" * 30, 429)
     assert huge is not None and huge <= 6 * 3600
     error = GenesysTransientError("429", status=429, retry_after=huge)
     assert RETRY_POLICY.evaluate(error, 1, 4).retry_delay.total_seconds() >= huge  # no OverflowError

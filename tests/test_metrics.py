@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from genesys_dialer import exceptions, metrics
+from genesys_dialer import metrics
+from genesys_dialer.genesys import errors as exceptions
 
 REPO = Path(__file__).resolve().parents[1]
 MAPPING = REPO / "deploy" / "statsd" / "mapping.yml"

@@ -29,10 +29,10 @@ from support import (
 )
 from test_metrics import CATALOGUE, OURS, PREFIX, STATSD_TYPE, Line, load_rules, map_line, parse_line
 
+from genesys_devkit.demo_data import contact_rows, insert_contacts, insert_dial_history
 from genesys_dialer import metrics
-from genesys_dialer.breaker import BreakerSettings
-from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
-from genesys_dialer.hooks import genesys
+from genesys_dialer.genesys import auth
+from genesys_dialer.genesys.breaker import BreakerSettings
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -185,7 +185,7 @@ def _assert_mapped(lines: list[Line]) -> None:
 def _forbidden(db: Any) -> set[str]:
     """Every contact's number (raw, digits and E.164), the client secret and every token this process used."""
     phones = phone_forms(db)
-    tokens = {t.access_token for t in genesys._token_cache.values()}
+    tokens = {t.access_token for t in auth.token_cache.values()}
     assert tokens, "no token was used: the leak check would be vacuous"
     return phones | tokens | {EMULATOR_CLIENT_SECRET}
 

@@ -10,8 +10,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from genesys_dialer.config import RATIO_STRATEGIES, CampaignConfig
-from genesys_dialer.dialing_model import predicted_abandon_rate, ratio_steps, solve_chain
-from genesys_dialer.pacing import (
+from genesys_dialer.pacing.markov import predicted_abandon_rate, ratio_steps, solve_chain
+from genesys_dialer.pacing.simulator import CampaignParams, simulate
+from genesys_dialer.pacing.strategies import (
     STRATEGIES,
     AnswerHistory,
     AnswerRateEstimate,
@@ -24,7 +25,6 @@ from genesys_dialer.pacing import (
     estimate_answer_rate,
     plan_pacing,
 )
-from genesys_dialer.simulator import CampaignParams, simulate
 
 rates = st.floats(min_value=1e-4, max_value=1.0, allow_nan=False)
 team = st.integers(min_value=1, max_value=500)

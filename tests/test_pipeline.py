@@ -19,8 +19,8 @@ from pipeline_helpers import (
 )
 from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN
 
-from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
-from genesys_dialer.pacing import AnswerHistory, HistoryBucket, RealizedAbandons, plan_pacing
+from genesys_devkit.demo_data import contact_rows, insert_contacts, insert_dial_history
+from genesys_dialer.pacing.strategies import AnswerHistory, HistoryBucket, RealizedAbandons, plan_pacing
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -215,9 +215,9 @@ def test_secrets_tokens_and_phone_numbers_stay_out_of_logs_xcoms_and_run_log(db,
     dag_run = run_dag()
     assert str(dag_run.state) == "success"
 
-    from genesys_dialer.hooks.genesys import _token_cache
+    from genesys_dialer.genesys.auth import token_cache
 
-    tokens = [t.access_token for t in _token_cache.values()]
+    tokens = [t.access_token for t in token_cache.values()]
     assert tokens
     phones = [r[0] for r in db.execute("SELECT phone_number FROM contacts WHERE phone_number <> ''").fetchall()]
     e164 = [p for p in (valid_e164(raw) for raw in phones) if p]

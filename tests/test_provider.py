@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from genesys_dialer.hooks.genesys import GenesysHook, _endpoints
+from genesys_dialer.genesys.auth import endpoints
+from genesys_dialer.genesys.hook import GenesysHook
 
 
 def test_connection_type_is_registered_with_its_form():
@@ -17,7 +18,7 @@ def test_connection_type_is_registered_with_its_form():
     assert "airflow-genesys-dialer" in manager.providers
     with pytest.warns(Warning):  # ProvidersManager.hooks is deprecated in 3.3 but still what the UI reads
         info = manager.hooks["genesys_cloud"]
-    assert info.hook_class_name == "genesys_dialer.hooks.genesys.GenesysHook"
+    assert info.hook_class_name == "genesys_dialer.genesys.hook.GenesysHook"
     assert info.connection_id_attribute_name == "genesys_conn_id"
     assert info.connection_testable
     behaviour = manager.field_behaviours["genesys_cloud"]
@@ -35,7 +36,7 @@ def test_connection_type_is_registered_with_its_form():
     ],
 )
 def test_region_or_base_url_gives_the_api_and_login_hosts(host, api, token):
-    assert _endpoints(host) == (api, token)
+    assert endpoints(host) == (api, token)
 
 
 def test_test_connection_against_the_emulator(emulator):

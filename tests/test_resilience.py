@@ -50,8 +50,8 @@ from support import (
     wait_for,
 )
 
-from genesys_dialer.breaker import BreakerSettings
-from genesys_dialer.demo_data import contact_rows, insert_contacts, insert_dial_history
+from genesys_devkit.demo_data import contact_rows, insert_contacts, insert_dial_history
+from genesys_dialer.genesys.breaker import BreakerSettings
 
 pytestmark = [pytest.mark.executor, pytest.mark.usefixtures("airflow_db")]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from airflow.sdk.definitions.retry_policy import RetryAction
 
-from genesys_dialer.exceptions import (
-    ConfigError,
+from genesys_dialer.exceptions import ConfigError
+from genesys_dialer.genesys.errors import (
     GenesysAuthError,
     GenesysCircuitOpenError,
     GenesysClientError,
@@ -13,7 +13,7 @@ from genesys_dialer.exceptions import (
     GenesysServerError,
     GenesysTransientError,
 )
-from genesys_dialer.retry import RETRY_POLICY
+from genesys_dialer.genesys.retry import RETRY_POLICY
 
 
 def test_an_open_breaker_retries_when_it_half_opens():

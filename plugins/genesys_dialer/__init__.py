@@ -19,10 +19,10 @@ def get_provider_info() -> dict:
                 "tags": ["service"],
             }
         ],
-        "hooks": [{"integration-name": "Genesys Cloud", "python-modules": ["genesys_dialer.hooks.genesys"]}],
+        "hooks": [{"integration-name": "Genesys Cloud", "python-modules": ["genesys_dialer.genesys.hook"]}],
         "connection-types": [
             {
-                "hook-class-name": "genesys_dialer.hooks.genesys.GenesysHook",
+                "hook-class-name": "genesys_dialer.genesys.hook.GenesysHook",
                 "hook-name": "Genesys Cloud",
                 "connection-type": "genesys_cloud",
                 "ui-field-behaviour": {

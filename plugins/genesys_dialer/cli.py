@@ -1,4 +1,4 @@
-"""``genesys-dialer``: apply the schema, run the demo."""
+"""``genesys-dialer``: operate the feed (apply the schema)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 
 def _apply_schema(args: argparse.Namespace) -> int:
-    from genesys_dialer.schema import apply_schema
+    from genesys_dialer.ledger.schema import apply_schema
 
     if args.dsn:
         import psycopg
@@ -26,12 +26,6 @@ def _apply_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from genesys_dialer.demo import run_demo
-
-    return run_demo(contacts=args.contacts, batch_size=args.batch_size)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genesys-dialer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,10 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("--conn-id", default="dialer_postgres", help="Airflow connection id (default: %(default)s)")
     schema.add_argument("--dsn", help="a libpq URL instead of an Airflow connection")
     schema.set_defaults(func=_apply_schema)
-    demo = sub.add_parser("demo", help="seed a throwaway database and the emulator, run one DAG run")
-    demo.add_argument("--contacts", type=int, default=20_000)
-    demo.add_argument("--batch-size", type=int, default=5_000)
-    demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     return args.func(args)
 

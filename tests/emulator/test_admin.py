@@ -143,3 +143,17 @@ def test_cli_prints_ready_line_and_reads_env(credentials) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+
+def test_queue_history_counts_every_entry_into_the_dialing_queue(api, contact_list, make_contacts) -> None:
+    """A re-post without doNotQueue re-queues a contact: the history shows it, so a test can forbid it."""
+    list_id = contact_list["id"]
+    contact = make_contacts(1)
+    url = f"{OUTBOUND}/contactlists/{list_id}/contacts"
+    assert api.post(url, json=contact).status_code == 200
+    assert api.post(f"{url}?doNotQueue=true", json=contact).status_code == 200
+    cid = contact[0]["id"]
+    assert api.admin("GET", f"/contactlists/{list_id}/queue/history").json() == {"entries": {cid: 1}, "dialed": {}}
+    assert api.post(url, json=contact).status_code == 200
+    assert api.admin("GET", f"/contactlists/{list_id}/queue/history").json()["entries"] == {cid: 2}

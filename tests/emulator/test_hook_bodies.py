@@ -27,14 +27,14 @@ import pytest
 import requests
 from support import CAMPAIGN_ID, CONTACT_LIST_ID
 
-from genesys_dialer.breaker import BreakerSettings
-from genesys_dialer.contacts import PendingContact, genesys_contact, normalize_phone
-from genesys_dialer.demo_data import emulator_seed
-from genesys_dialer.hooks import genesys
-from genesys_dialer.hooks.genesys import GenesysHook
-from genesys_dialer.pacing import STRATEGIES, AnswerHistory, HistoryBucket, PacingDecision, plan_pacing
-from genesys_dialer.state import MemoryStateStore
-from genesys_dialer.tasks import CONTACT_POST_FLAGS
+from genesys_devkit.demo_data import emulator_seed
+from genesys_dialer.dags.tasks import CONTACT_POST_FLAGS
+from genesys_dialer.genesys import auth
+from genesys_dialer.genesys.breaker import BreakerSettings
+from genesys_dialer.genesys.hook import GenesysHook
+from genesys_dialer.genesys.state import MemoryStateStore
+from genesys_dialer.ledger.claims import PendingContact, genesys_contact, normalize_phone
+from genesys_dialer.pacing.strategies import STRATEGIES, AnswerHistory, HistoryBucket, PacingDecision, plan_pacing
 from genesys_emulator import EmulatorServer
 
 CONN_ID = "genesys_bodies"
@@ -268,7 +268,7 @@ def hook(
     emu.store.seed(emulator_seed(CAMPAIGN_ID, CONTACT_LIST_ID))
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(
         {"conn_type": "genesys_cloud", "host": emu.base_url, "login": credentials[0], "password": credentials[1]}))
-    genesys._token_cache.pop(CONN_ID, None)
+    auth.token_cache.pop(CONN_ID, None)
     the_hook = GenesysHook(CONN_ID, state_store=MemoryStateStore(), breaker_settings=BreakerSettings(),
                            sleep=lambda _: None)
     sent: list[Sent] = []
@@ -280,7 +280,7 @@ def hook(
 
     the_hook.get_conn().hooks["response"].append(record)
     yield the_hook, sent
-    genesys._token_cache.pop(CONN_ID, None)
+    auth.token_cache.pop(CONN_ID, None)
 
 
 def test_the_hooks_request_bodies_fit_the_sdk_models(hook: tuple[GenesysHook, list[Sent]]) -> None:

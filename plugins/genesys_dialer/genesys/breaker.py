@@ -47,8 +47,8 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from genesys_dialer import metrics
-from genesys_dialer.exceptions import GenesysCircuitOpenError
-from genesys_dialer.state import StateStore, default_store
+from genesys_dialer.genesys.errors import GenesysCircuitOpenError
+from genesys_dialer.genesys.state import StateStore, default_store
 
 log = logging.getLogger(__name__)
 

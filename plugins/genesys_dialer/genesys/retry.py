@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryDecision, RetryRule
 
-from genesys_dialer.exceptions import GenesysTransientError
+from genesys_dialer.genesys.errors import GenesysTransientError
 
 
 class GenesysRetryPolicy(ExceptionRetryPolicy):
@@ -39,7 +39,7 @@ class GenesysRetryPolicy(ExceptionRetryPolicy):
         )
 
 
-_EXC = "genesys_dialer.exceptions."
+_EXC = "genesys_dialer.genesys.errors."
 
 RETRY_POLICY: ExceptionRetryPolicy = GenesysRetryPolicy(
     rules=[
@@ -65,7 +65,7 @@ RETRY_POLICY: ExceptionRetryPolicy = GenesysRetryPolicy(
                 f"{_EXC}GenesysNotFoundError",
                 f"{_EXC}GenesysClientError",
                 f"{_EXC}GenesysResponseError",
-                f"{_EXC}ConfigError",
+                "genesys_dialer.exceptions.ConfigError",
             ],
             action=RetryAction.FAIL,
             reason="the request itself is wrong: retrying cannot help",

@@ -66,8 +66,8 @@ def _run(workdir: Path, dialer_url: str, *, contacts: int, batch_size: int) -> i
     import psycopg
     import yaml
 
-    from genesys_dialer.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
-    from genesys_dialer.schema import apply_schema
+    from genesys_devkit.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
+    from genesys_dialer.ledger.schema import apply_schema
     from genesys_emulator import EmulatorServer
 
     client_id, client_secret = "demo-client", uuid.uuid4().hex
@@ -111,8 +111,8 @@ def _run(workdir: Path, dialer_url: str, *, contacts: int, batch_size: int) -> i
 
         _say("== Running one DAG run of genesys_predictive_demo_renewals (task logs follow)")
         from genesys_dialer.config import load_campaigns
-        from genesys_dialer.dag_builder import build_campaign_dag
-        from genesys_dialer.hooks.genesys import GenesysHook
+        from genesys_dialer.dags.builder import build_campaign_dag
+        from genesys_dialer.genesys.hook import GenesysHook
 
         dag = build_campaign_dag(load_campaigns(config_path)[0])
         dag_run = dag.test()
@@ -135,3 +135,16 @@ def _run(workdir: Path, dialer_url: str, *, contacts: int, batch_size: int) -> i
         _say("=" * 78)
         return 0 if str(dag_run.state) == "success" else 1
 
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="genesys-dialer-demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=5_000)
+    args = parser.parse_args(argv)
+    return run_demo(contacts=args.contacts, batch_size=args.batch_size)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

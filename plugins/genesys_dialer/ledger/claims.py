@@ -16,7 +16,7 @@ from typing import Any
 
 import phonenumbers
 
-from genesys_dialer.sql import load_sql, run_sql
+from genesys_dialer.ledger.sql import load_sql, run_sql
 
 log = logging.getLogger(__name__)
 

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
 from genesys_dialer.config import CampaignConfig, max_segments_per_run
-from genesys_dialer.exceptions import ConfigError
-from genesys_dialer.retry import RETRY_POLICY
-
-if TYPE_CHECKING:
-    from genesys_dialer.tasks import RunInfo
+from genesys_dialer.dags.run import run_info
+from genesys_dialer.genesys.retry import RETRY_POLICY
 
 DOC_MD = """
 ### Genesys Cloud predictive feed: `{key}`
@@ -32,48 +28,12 @@ campaign's contact list, one mapped `create_segment` per segment of at most {seg
 """
 
 
-def _as_utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(value.timestamp(), tz=UTC)
-
-
 def _tasks() -> ModuleType:
     """The task bodies, imported when a task runs: the dag-processor parses this file every few seconds, and
     the tasks' imports (numpy, requests, phonenumbers) would cost it about 120 ms each time."""
-    from genesys_dialer import tasks
+    from genesys_dialer.dags import tasks
 
     return tasks
-
-
-def run_info(campaign: CampaignConfig) -> RunInfo:
-    """What the current run context says, with the Params resolved and checked."""
-    context = get_current_context()
-    dag_run = context["dag_run"]
-    params = context["params"]
-    run_type = getattr(dag_run.run_type, "value", str(dag_run.run_type))
-    dry_run = params.get("dry_run")
-    if dry_run is None:
-        dry_run = run_type == "backfill"  # nobody wants thirty days of old batches dialed by a backfill
-    batch_size = int(params.get("batch_size") or campaign.batch_size)
-    segments = math.ceil(batch_size / campaign.segment_size)
-    if segments > max_segments_per_run():
-        raise ConfigError(
-            f"Param batch_size={batch_size} gives {segments} segments of {campaign.segment_size}; a run may "
-            f"map at most {max_segments_per_run()} (Airflow's max_map_length)"
-        )
-    interval_end = (
-        context.get("data_interval_end") or context.get("logical_date") or getattr(dag_run, "run_after", None)
-    )
-    return _tasks().RunInfo(
-        run_id=context["run_id"],
-        run_type=run_type,
-        dry_run=bool(dry_run),
-        batch_size=batch_size,
-        data_interval_start=_as_utc(context.get("data_interval_start")),
-        data_interval_end=_as_utc(interval_end) or datetime.now(UTC),
-        started_at=_as_utc(getattr(dag_run, "start_date", None)),
-    )
 
 
 def build_campaign_dag(campaign: CampaignConfig) -> DAG:

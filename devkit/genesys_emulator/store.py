@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -192,6 +193,10 @@ class ContactListState:
     # Dialing queue: ``front`` holds priority contacts (newest batch first), ``back`` normal ones (FIFO).
     front: dict[str, None] = field(default_factory=dict)
     back: dict[str, None] = field(default_factory=dict)
+    # How many times each contact entered the dialing queue, and was taken off it to be dialed: what a test
+    # needs to prove a contact was never queued (so never dialed) twice. Kept across list clears.
+    queue_entries: Counter[str] = field(default_factory=Counter)
+    dial_counts: Counter[str] = field(default_factory=Counter)
 
     def dequeue(self, cid: str) -> None:
         self.front.pop(cid, None)
@@ -526,6 +531,7 @@ class Store:
                 elif not do_not_queue:
                     if existed:
                         state.dequeue(cid)
+                    state.queue_entries[cid] += 1
                     if priority:
                         promoted.append(cid)
                     else:
@@ -675,6 +681,12 @@ class Store:
 
             keys.append((key, direction == "DESC"))
         return keys
+
+    def queue_history(self, list_id: str) -> dict[str, Any]:
+        """Admin: per contact id, how many times it entered the dialing queue and was dialed."""
+        with self.lock:
+            state = self._list(list_id)
+            return {"entries": dict(state.queue_entries), "dialed": dict(state.dial_counts)}
 
     def queue(self, list_id: str) -> list[str]:
         with self.lock:
@@ -1054,6 +1066,7 @@ class Store:
             dialed = lst.queue()[: max(0, count)]
             for contact_id in dialed:
                 lst.dequeue(contact_id)
+                lst.dial_counts[contact_id] += 1
             state.attempts += len(dialed)
             return dialed
 

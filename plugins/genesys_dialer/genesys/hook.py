@@ -28,15 +28,11 @@ What a call does (docs/resilience.md has the why and the measured behaviour):
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import math
 import random
-import re
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -44,37 +40,38 @@ from urllib.parse import quote
 
 import requests
 from airflow.sdk import BaseHook
-from urllib3.exceptions import InvalidHeader
-from urllib3.util import Retry
 
 from genesys_dialer import metrics
-from genesys_dialer.breaker import BreakerSettings, CircuitBreaker, Permit
-from genesys_dialer.exceptions import (
-    ConfigError,
+from genesys_dialer.exceptions import ConfigError
+from genesys_dialer.genesys.auth import (
+    TOKEN_ENDPOINT,
+    CachedToken,
+    ConnectionInfo,
+    basic_authorization,
+    endpoints,
+    mask_secret,
+    token_cache,
+    token_from_response,
+    token_lock,
+)
+from genesys_dialer.genesys.breaker import BreakerSettings, CircuitBreaker, Permit
+from genesys_dialer.genesys.errors import (
     GenesysApiError,
-    GenesysAuthError,
     GenesysCircuitOpenError,
     GenesysClientError,
-    GenesysNotFoundError,
     GenesysResponseError,
     GenesysServerError,
     GenesysTransientError,
+    classify_response,
+    content_type,
+    json_or_none,
 )
-from genesys_dialer.state import StateStore, default_store
+from genesys_dialer.genesys.state import StateStore, default_store
 
 log = logging.getLogger(__name__)
 
 OUTBOUND = "/api/v2/outbound"
-TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
-# Genesys' .NET SDK waits 3 s when a 429/503 carries no Retry-After.
-DEFAULT_RETRY_AFTER_SECONDS = 3.0
-TOKEN_REFRESH_MARGIN_SECONDS = 60.0
-# Genesys' shortest configurable token lifetime: assumed when a token response has no usable expires_in.
-FALLBACK_TOKEN_LIFETIME_SECONDS = 300.0
 DEFAULT_TIMEOUT = (5.0, 30.0)
-# Something that looks like a phone number inside a message Genesys wrote (it may echo a cell value).
-_PHONE_IN_TEXT = re.compile(r"\+?\d[\d ().-]{5,}\d")
-_PERMISSION = re.compile(r"\b[a-zA-Z]+:[a-zA-Z]+:[a-zA-Z*]+\b")
 # Raised while building a request, before anything is sent: a bug or a bad host, not an outage.
 _UNSENDABLE = (
     requests.exceptions.InvalidURL,
@@ -84,23 +81,6 @@ _UNSENDABLE = (
     requests.exceptions.URLRequired,
     requests.exceptions.InvalidJSONError,
 )
-# Parses delta-seconds and HTTP-dates, rejects "inf" and fractions, caps at urllib3's 6 h.
-_RETRY_AFTER = Retry()
-
-
-@dataclass(frozen=True)
-class CachedToken:
-    access_token: str
-    expires_at: float
-    fingerprint: str
-
-    def usable(self, now: float, fingerprint: str) -> bool:
-        return self.fingerprint == fingerprint and now < self.expires_at
-
-
-# Tokens shared by every hook of this process, keyed by connection id.
-_token_cache: dict[str, CachedToken] = {}
-_token_lock = threading.Lock()
 
 
 @dataclass
@@ -114,34 +94,6 @@ class RequestStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class _ConnectionInfo:
-    api_base: str
-    token_url: str
-    client_id: str
-    client_secret: str
-    extra: Mapping[str, Any]
-
-
-def _endpoints(host: str) -> tuple[str, str]:
-    """(API base URL, token URL) for a region name or an explicit base URL."""
-    host = host.strip().rstrip("/")
-    if "://" in host:
-        return host, f"{host}/oauth/token"
-    region = host.removeprefix("api.").removeprefix("login.")
-    return f"https://api.{region}", f"https://login.{region}/oauth/token"
-
-
-def _mask(secret: str) -> None:
-    """Register a secret with Airflow's log masker (task logs and the supervisor's)."""
-    try:
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(secret)
-    except Exception:  # masking is best effort outside a task
-        log.debug("could not register a secret with the log masker")
 
 
 def _timeout_from(value: Any, conn_id: str) -> tuple[float, float]:
@@ -213,7 +165,7 @@ class GenesysHook(BaseHook):
         }
 
     @cached_property
-    def _connection(self) -> _ConnectionInfo:
+    def _connection(self) -> ConnectionInfo:
         """The connection, looked up once per hook."""
         conn = self.get_connection(self.genesys_conn_id)
         if not conn.host:
@@ -228,8 +180,8 @@ class GenesysHook(BaseHook):
             extra = conn.extra_dejson or {}
         except Exception:
             extra = {}
-        api_base, token_url = _endpoints(conn.host)
-        return _ConnectionInfo(api_base, token_url, conn.login, conn.password, extra if isinstance(extra, dict) else {})
+        api_base, token_url = endpoints(conn.host)
+        return ConnectionInfo(api_base, token_url, conn.login, conn.password, extra if isinstance(extra, dict) else {})
 
     @property
     def api_base(self) -> str:
@@ -301,11 +253,6 @@ class GenesysHook(BaseHook):
 
     # -- OAuth -------------------------------------------------------------------------------------
     @property
-    def _fingerprint(self) -> str:
-        info = self._connection
-        return hashlib.sha256(f"{info.token_url}|{info.client_id}".encode()).hexdigest()[:16]
-
-    @property
     def _token_variable(self) -> str:
         # "token" in the key makes Airflow mask the value in logs and the UI.
         return f"genesys_access_token__{self.genesys_conn_id}"
@@ -323,19 +270,19 @@ class GenesysHook(BaseHook):
         worker refreshed first) is used instead of fetching yet another one.
         """
         now = time.time()
-        fingerprint = self._fingerprint
-        with _token_lock:
-            cached = _token_cache.get(self.genesys_conn_id)
+        fingerprint = self._connection.fingerprint
+        with token_lock:
+            cached = token_cache.get(self.genesys_conn_id)
             if not force_refresh and cached and cached.usable(now, fingerprint) and cached.access_token != rejected:
                 return cached.access_token
             if not force_refresh:
                 shared = self._read_shared_token()
                 if shared and shared.usable(now, fingerprint) and shared.access_token != rejected:
-                    _mask(shared.access_token)
-                    _token_cache[self.genesys_conn_id] = shared
+                    mask_secret(shared.access_token)
+                    token_cache[self.genesys_conn_id] = shared
                     return shared.access_token
             token = self._fetch_token(fingerprint)
-            _token_cache[self.genesys_conn_id] = token
+            token_cache[self.genesys_conn_id] = token
             self._write_shared_token(token)
             return token.access_token
 
@@ -360,67 +307,24 @@ class GenesysHook(BaseHook):
 
     def _fetch_token(self, fingerprint: str) -> CachedToken:
         info = self._connection
-        _mask(info.client_secret)
-        basic = base64.b64encode(f"{info.client_id}:{info.client_secret}".encode()).decode()
-        _mask(basic)
         started = time.monotonic()
         try:
             response = self.get_conn().post(
                 info.token_url,
                 data={"grant_type": "client_credentials"},
-                headers={"Authorization": f"Basic {basic}"},
+                headers={"Authorization": basic_authorization(info)},
                 timeout=self.timeout,
             )
         except requests.RequestException as err:
             self._count_request("token", "POST", None, started)
             raise GenesysTransientError(
-                f"OAuth token request failed: {type(err).__name__}", method="POST", endpoint="/oauth/token"
+                f"OAuth token request failed: {type(err).__name__}", method="POST", endpoint=TOKEN_ENDPOINT
             ) from None
         self._count_request("token", "POST", response.status_code, started)
-        context_id = response.headers.get("ININ-Correlation-Id")
-        if response.status_code != 200:
-            body = _json_or_none(response)
-            description = ""
-            if isinstance(body, dict):
-                description = f": {_clean(body.get('error'))} {_clean(body.get('error_description'))}".rstrip()
-            elif response.content:
-                description = f": non-JSON answer ({_content_type(response)})"
-            status = response.status_code
-            if status in (400, 401, 403):
-                error_cls: type[GenesysApiError] = GenesysAuthError
-            elif status in TRANSIENT_STATUSES:
-                error_cls = GenesysTransientError
-            else:
-                error_cls = GenesysServerError if status >= 500 else GenesysClientError
-            raise error_cls(
-                f"OAuth client-credentials grant refused for connection {self.genesys_conn_id!r}{description}",
-                status=status,
-                context_id=context_id,
-                method="POST",
-                endpoint="/oauth/token",
-                retry_after=_retry_after(response.headers.get("Retry-After"), status),
-            )
-        body = _json_or_none(response)
-        if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) or not body["access_token"]:
-            raise GenesysResponseError(
-                f"OAuth token response has no access_token ({_content_type(response)})",
-                status=200, context_id=context_id, method="POST", endpoint="/oauth/token",
-            )
-        _mask(body["access_token"])
-        try:
-            expires_in = float(body.get("expires_in"))
-            if expires_in <= 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            log.warning("OAuth token response has no usable expires_in; assuming %.0f s",
-                        FALLBACK_TOKEN_LIFETIME_SECONDS)
-            expires_in = FALLBACK_TOKEN_LIFETIME_SECONDS
-        # Refresh 60 s early; for very short lifetimes (test orgs) a quarter of the lifetime instead.
-        margin = min(TOKEN_REFRESH_MARGIN_SECONDS, expires_in / 4)
+        token = token_from_response(response, self.genesys_conn_id, fingerprint)
         self.stats.token_refreshes += 1
         metrics.token_refresh(self.genesys_conn_id)
-        log.info("Fetched a Genesys Cloud access token (valid %.0f s)", expires_in)
-        return CachedToken(body["access_token"], time.time() + expires_in - margin, fingerprint)
+        return token
 
     # -- requests ----------------------------------------------------------------------------------
     def request(
@@ -481,7 +385,7 @@ class GenesysHook(BaseHook):
                         raise
                     self.breaker.record_success(permit)
                     return body
-                error = _classify(response, method, path)
+                error = classify_response(response, method, path)
                 if status == 401 and not refreshed_after_401:
                     # The token expired or was revoked: refresh once and repeat under the same permit (a
                     # half-open probe keeps its slot; a 401 says nothing about Genesys' health).
@@ -569,10 +473,10 @@ class GenesysHook(BaseHook):
     def _parse(response: requests.Response, method: str, endpoint: str) -> Any:
         if response.status_code == 204 or not response.content:
             return None
-        body = _json_or_none(response)
+        body = json_or_none(response)
         if body is None:
             raise GenesysResponseError(
-                f"expected JSON, got {_content_type(response)} (a proxy or gateway page?)",
+                f"expected JSON, got {content_type(response)} (a proxy or gateway page?)",
                 status=response.status_code,
                 context_id=response.headers.get("ININ-Correlation-Id"),
                 method=method,
@@ -656,91 +560,3 @@ class GenesysHook(BaseHook):
         if not isinstance(body, dict):
             raise GenesysResponseError(f"expected a {what} object, got {type(body).__name__}")
         return body
-
-
-def _json_or_none(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _content_type(response: requests.Response) -> str:
-    return (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()[:60]
-
-
-def _clean(value: Any, limit: int = 300) -> str:
-    """Text Genesys (or a proxy) wrote, fit for a log line: bounded, one line, no phone-number-like runs."""
-    if value is None:
-        return ""
-    text = " ".join(str(value).split())[:limit]
-    return _PHONE_IN_TEXT.sub("<number>", text)
-
-
-def _missing_permissions(body: dict[str, Any]) -> list[str]:
-    """Permission names (``outbound:contact:add``) Genesys named in a 403 body, if any."""
-    found: list[str] = []
-    params = body.get("messageParams")
-    candidates = [body.get("message"), body.get("messageWithParams")]
-    if isinstance(params, dict):
-        candidates += [v for v in params.values() if isinstance(v, (str, list))]
-    for candidate in candidates:
-        items = candidate if isinstance(candidate, list) else [candidate]
-        for item in items:
-            if isinstance(item, str):
-                found += [p for p in _PERMISSION.findall(item) if p not in found]
-    return found
-
-
-def _classify(response: requests.Response, method: str, path: str) -> GenesysApiError:
-    """Turn an error response into the exception class that tells callers what to do about it."""
-    status = response.status_code
-    raw = _json_or_none(response)
-    body: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    context_id = str(body.get("contextId") or response.headers.get("ININ-Correlation-Id") or "")[:80] or None
-    code = _clean(body.get("code"), 80) or None
-    if body:
-        message = _clean(body.get("message") or response.reason or "no message")
-    elif response.content:
-        message = f"non-JSON error body ({_content_type(response)}; a proxy or gateway page?)"
-    else:
-        message = _clean(response.reason) or "no message"
-    details = body.get("details") if isinstance(body.get("details"), list) else []
-    fields = [_clean(d.get("fieldName"), 80) for d in details if isinstance(d, dict) and d.get("fieldName")]
-    if fields:
-        message += f" [fields: {', '.join(fields)}]"
-    retry_after = _retry_after(response.headers.get("Retry-After"), status)
-    kwargs: dict[str, Any] = dict(status=status, code=code, context_id=context_id, method=method, endpoint=path)
-    if status in TRANSIENT_STATUSES:
-        return GenesysTransientError(message, retry_after=retry_after, **kwargs)
-    if status == 401:
-        return GenesysAuthError(
-            f"{message} (401 again after a token refresh: check the OAuth client's id and secret, and that "
-            "the client is not disabled)", **kwargs,
-        )
-    if status == 403:
-        missing = _missing_permissions(body)
-        hint = (f"the OAuth client's role is missing permission {', '.join(missing)}" if missing
-                else "the OAuth client's role lacks a permission (outbound:contact:add, outbound:campaign:edit...)")
-        return GenesysAuthError(f"{message} ({hint})", **kwargs)
-    if status == 404:
-        return GenesysNotFoundError(message, **kwargs)
-    if status >= 500:
-        return GenesysServerError(f"{message} (Genesys advises no blind retry of a 500)", **kwargs)
-    if status == 409:
-        message += " (a conflicting change; re-read the resource before changing it again)"
-    elif status == 413:
-        message += " (request body too large; send fewer contacts per request)"
-    return GenesysClientError(message, **kwargs)
-
-
-def _retry_after(value: str | None, status: int) -> float | None:
-    """Seconds to wait: the header on 429/503; 3 s for a 429 without one (Genesys' own SDK default)."""
-    if status not in (429, 503):
-        return None
-    if value is None:
-        return DEFAULT_RETRY_AFTER_SECONDS if status == 429 else None
-    try:
-        return float(_RETRY_AFTER.parse_retry_after(value))
-    except (InvalidHeader, ValueError, OverflowError):  # "inf", "soon", a date in year 10^10: use the default
-        return DEFAULT_RETRY_AFTER_SECONDS

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from genesys_dialer.config import CampaignConfig
-    from genesys_dialer.tasks import RunInfo
+    from genesys_dialer.dags.run import RunInfo
 
 
 @dataclass

@@ -678,6 +678,11 @@ class _AdminApi:
         a("PATCH", f"{p}/config", self._patch_config)
         a("GET", f"{p}/contactlists/{{contactListId}}/queue", self._queue)
         a(
+            "GET",
+            f"{p}/contactlists/{{contactListId}}/queue/history",
+            lambda r: emu.store.queue_history(r.params["contactListId"]),
+        )
+        a(
             "PUT",
             f"{p}/campaigns/{{campaignId}}/stats",
             lambda r: emu.store.set_campaign_stats(r.params["campaignId"], r.json()),

@@ -11,23 +11,25 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from genesys_dialer import contacts as contacts_mod
-from genesys_dialer import metrics, pacing
+from genesys_dialer import metrics
 from genesys_dialer.config import CampaignConfig
-from genesys_dialer.exceptions import (
+from genesys_dialer.dags.report import RunReport
+from genesys_dialer.dags.run import RunInfo
+from genesys_dialer.genesys.errors import (
     GenesysApiError,
     GenesysCircuitOpenError,
     GenesysClientError,
     GenesysNotFoundError,
     GenesysResponseError,
 )
-from genesys_dialer.hooks.genesys import GenesysHook
-from genesys_dialer.report import RunReport
-from genesys_dialer.sql import load_sql, run_sql
+from genesys_dialer.genesys.hook import GenesysHook
+from genesys_dialer.ledger import claims as contacts_mod
+from genesys_dialer.ledger.sql import load_sql, run_sql
+from genesys_dialer.pacing import strategies as pacing
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +38,6 @@ log = logging.getLogger(__name__)
 # the dialer's own history of it (clearSystemData=false); and contacts are queued for dialing
 # (doNotQueue=false), which is the point of the feed. Only undelivered contacts are ever re-sent.
 CONTACT_POST_FLAGS = {"priority": False, "clear_system_data": False, "do_not_queue": False}
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    run_type: str
-    dry_run: bool
-    batch_size: int
-    data_interval_start: datetime | None
-    data_interval_end: datetime
-    started_at: datetime | None
-
-    @property
-    def label_prefix(self) -> str:
-        return self.data_interval_end.strftime("%Y%m%dT%H%M")
 
 
 @contextmanager

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from genesys_dialer.config import COMPLIANCE_ABANDON_CAP_PERCENT, GENESYS_MAX_CALLS_PER_AGENT
-from genesys_dialer.dialing_model import CHAIN_FIT_ERROR, highest_admissible, predicted_abandon_rate, ratio_steps
-from genesys_dialer.simulator import CampaignParams
+from genesys_dialer.pacing.campaign import CampaignParams
+from genesys_dialer.pacing.markov import CHAIN_FIT_ERROR, highest_admissible, predicted_abandon_rate, ratio_steps
 
 if TYPE_CHECKING:
     from genesys_dialer.config import CampaignConfig
@@ -227,11 +227,11 @@ def tutorial_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pac
     )
 
 
-# Teams of fewer agents than this are paced on the Markov model of the dialer (genesys_dialer.dialing_model),
+# Teams of fewer agents than this are paced on the Markov model of the dialer (genesys_dialer.pacing.markov),
 # step by step; larger teams on the response surface below (their steps are too fine to matter).
 SMALL_TEAM_AGENTS = 20
 
-# The model's response surface for 20+ agents, calibrated on genesys_dialer.simulator (p in {0.04, 0.07, 0.12,
+# The model's response surface for 20+ agents, calibrated on genesys_dialer.pacing.simulator (p in {0.04, 0.07, 0.12,
 # 0.25, 0.4, 0.7}, agents in {2, 4, 7, 10, 15, 30, 70, 100, 150}, targets 2 and 3 %, disjoint in p from the
 # benchmark grid):
 #   ln(live answers in flight per idle agent) = A + B ln N + C ln^2 N + D p + E ln(target / 3 %).
@@ -294,7 +294,7 @@ def chain_ratio(
     """The highest dialer step whose predicted abandon rate, plus its margin, stays within the target.
 
     Returns (ratio, predicted abandon rate in percent at the posterior mean). For each step the Markov model
-    (:func:`genesys_dialer.dialing_model.predicted_abandon_rate`) is evaluated at the posterior mean p and at
+    (:func:`genesys_dialer.pacing.markov.predicted_abandon_rate`) is evaluated at the posterior mean p and at
     p raised by ``margin_z`` posterior sds; the margin on the log abandon rate combines that shift and the
     model's own error (CHAIN_FIT_ERROR) in quadrature, as :func:`model_paced_rate` does for the surface.
     Abandons rise with the ratio, so the highest admissible step is found by bisection over the steps.

@@ -29,46 +29,11 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from genesys_dialer.pacing.campaign import CampaignParams, lognormal_params
+
 __all__ = ["CampaignParams", "SimResult", "lognormal_params", "main", "ratio_for_strategy", "simulate"]
 
 _NOLIVE, _LIVE, _FREE, _ABANDON = 0, 1, 2, 3
-
-
-@dataclass(frozen=True)
-class CampaignParams:
-    """The campaign being simulated; the defaults are the assumptions of docs/pacing.md (not sourced facts)."""
-
-    agents: int = 20
-    answer_rate: float = 0.2
-    talk_mean: float = 120.0
-    talk_cv: float = 1.0
-    wrap_mean: float = 10.0
-    wrap_cv: float = 0.3
-    ring_mean: float = 10.0
-    ring_sd: float = 5.0
-    no_answer_timeout: float = 25.0
-    busy_share: float = 0.1  # of the non-live outcomes
-    machine_share: float = 0.3  # of the non-live outcomes
-    busy_min: float = 2.0
-    busy_max: float = 6.0
-    machine_release: float = 3.0
-    grace: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.agents < 1:
-            raise ValueError("agents must be at least 1")
-        if not 0.0 < self.answer_rate <= 1.0:
-            raise ValueError("answer_rate must be in (0, 1]")
-        if self.busy_share < 0 or self.machine_share < 0 or self.busy_share + self.machine_share > 1:
-            raise ValueError("busy_share and machine_share must be >= 0 and sum to at most 1")
-        for name in ("talk_mean", "wrap_mean", "ring_mean", "no_answer_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-
-    @property
-    def utilization_ceiling(self) -> float:
-        """Talk share when every agent is always talking or wrapping up: the physical ceiling."""
-        return self.talk_mean / (self.talk_mean + self.wrap_mean)
 
 
 @dataclass(frozen=True)
@@ -98,12 +63,6 @@ class SimResult:
     @property
     def dials_per_agent_hour(self) -> float:
         return self.dials / (self.params.agents * self.hours)
-
-
-def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
-    """(mu, sigma) of the lognormal with this mean and coefficient of variation."""
-    sigma2 = math.log1p(cv * cv)
-    return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
 
 
 def _ci95(values: Sequence[float]) -> float:
@@ -263,7 +222,7 @@ def ratio_for_strategy(strategy: str, params: CampaignParams, answer_rate: float
 
     ``answer_rate`` is what the strategy believes p is (by default the true p, i.e. no estimation error).
     """
-    from genesys_dialer.pacing import AnswerRateEstimate, PacingLimits, decide_pacing
+    from genesys_dialer.pacing.strategies import AnswerRateEstimate, PacingLimits, decide_pacing
 
     p = params.answer_rate if answer_rate is None else answer_rate
     estimate = AnswerRateEstimate(0, 0, p, p, p, p, 0.0, "given")
@@ -287,7 +246,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--agents", type=int, default=defaults.agents)
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--ratio", type=float, help="fixed lines per idle agent (>= 1)")
-    how.add_argument("--strategy", help="a pacing strategy of genesys_dialer.pacing (e.g. model, tutorial)")
+    how.add_argument("--strategy", help="a pacing strategy of genesys_dialer.pacing.strategies (e.g. model, tutorial)")
     parser.add_argument("--believed-answer-rate", type=float, help="the p the strategy paces on (default: true p)")
     parser.add_argument("--max-lines", type=int, help="outboundLineCount: cap on lines in flight")
     parser.add_argument("--hours", type=float, default=8.0)
