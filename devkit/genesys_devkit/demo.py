@@ -89,13 +89,16 @@ def run_demo(*, contacts: int, batch_size: int, keep: bool) -> int:
                          "(read back through the API, as a user would)")
     except Exception as err:  # a clear line, not a traceback: the log has the rest
         steps.say(f"make demo failed: {err}")
-        steps.say(f"Airflow's logs: {log}")
+        if log.exists():
+            steps.say(f"Airflow's logs: {log}")
         return 1
     finally:
         if server is not None:
             server.close(keep=keep)
         if not keep:
             _tidy(workdir, keep=log)
+            if not log.exists():
+                workdir.rmdir()
     steps.say()
     steps.say(f"Airflow's own logs (db migrate, the run, every task's log): {log}")
     if keep and server is not None:

@@ -100,6 +100,8 @@ class PostgresServer:
         return self.database_url(database)
 
     def drop_databases(self) -> None:
+        if not self.created:
+            return
         with psycopg.connect(self.url, autocommit=True) as admin:
             for database in reversed(self.created):
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
