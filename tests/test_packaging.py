@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import warnings
 import zipfile
 from functools import cache
 from pathlib import Path
@@ -62,7 +63,9 @@ def owning_distribution(module: str) -> str | None:
         return None
     if top in FIRST_PARTY:
         return FIRST_PARTY[top]
-    spec = importlib.util.find_spec(module)
+    with warnings.catch_warnings():  # importing a parent package may warn (pgserver: no XDG_RUNTIME_DIR)
+        warnings.simplefilter("ignore")
+        spec = importlib.util.find_spec(module)
     assert spec is not None and spec.origin, f"{module} is not installed"
     origin = Path(spec.origin).resolve()
     # Several distributions share a top-level name (airflow): the one that lists the module's file owns it.
