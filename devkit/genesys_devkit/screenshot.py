@@ -20,7 +20,7 @@ SEGMENT_LABEL = "-s000"  # the first segment's label ends so: <interval end>-s00
 
 
 def capture(url: str, user: str, password: str, path: str, output: Path, *, chromium: str = CHROMIUM,
-            size: tuple[int, int] = (1600, 900)) -> str:
+            size: tuple[int, int] = (1600, 720)) -> str:
     """Sign in, open ``path`` (a run's mapped create_segment page), wait for the segment labels, save a PNG.
 
     Returns the page's visible text, so a caller can check what the picture shows.
