@@ -37,10 +37,10 @@ $(STAMP): pyproject.toml devkit/pyproject.toml requirements.lock
 	if [ -t 1 ]; then \
 	  while kill -0 $$pid 2>/dev/null; do \
 	    printf '\r   %s s, %s packages collected ' $$(( $$(date +%s) - start )) $$(grep -c '^Collecting' $$log); sleep 2; \
-	  done; printf '\r'; \
+	  done; printf '\r%70s\r' ''; \
 	fi; \
 	if wait $$pid; then \
-	  echo "   installed in $$(( $$(date +%s) - start )) s (pip's log: $$log)                "; \
+	  echo "   installed in $$(( $$(date +%s) - start )) s (pip's log: $$log)"; \
 	else \
 	  echo "   pip failed after $$(( $$(date +%s) - start )) s; the end of $$log:" >&2; tail -n 25 $$log >&2; exit 1; \
 	fi
