@@ -1,149 +1,220 @@
-"""``make demo``: the main job on embedded defaults, start to finish, leaving nothing behind.
+"""``make demo``: one DAG run of a demo campaign on throwaway parts, told one line per step.
 
-PostgreSQL: ``$DIALER_DATABASE_URL`` (a server where a throwaway database may be created), else an
-embedded throwaway server (``pgserver``). Genesys Cloud: the emulator, in this process. Airflow: a
-temporary AIRFLOW_HOME with a SQLite metadata database; the run goes through ``dag.test()``.
+PostgreSQL: ``$DIALER_DATABASE_URL``, else the local server, else an embedded one (genesys_devkit.local).
+Genesys Cloud: the emulator, in this process. Airflow: a temporary AIRFLOW_HOME with SQLite metadata and a
+DAGs folder holding the two-line DAG file and a campaigns.yaml, as a user's would. The run is
+``airflow dags test`` in a child process whose output (Airflow's own logs and every task's log) goes to a file;
+this process follows the run's task instances, prints each as it finishes, then the run report from run_log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-DEMO_CAMPAIGN_ID = "3b1f1a36-5a8e-4d7c-9a52-7f1d2c0e6a01"
-DEMO_LIST_ID = "8c2d4e6f-1a3b-4c5d-9e7f-0a1b2c3d4e5f"
-REPO = Path(__file__).resolve().parents[2]
+from genesys_devkit.local import (
+    EMULATOR_CLIENT_ID,
+    RENEWALS,
+    DemoCampaign,
+    PostgresServer,
+    airflow_cli,
+    airflow_environment,
+    seed_dialer_database,
+    seed_emulator,
+    unique_name,
+    write_dags_folder,
+)
+from genesys_devkit.progress import Steps, seconds
 
-
-def _database_url(workdir: Path) -> tuple[str, object | None]:
-    named = os.environ.get("DIALER_DATABASE_URL")
-    if named:
-        return named, None
-    import pgserver
-
-    server = pgserver.get_server(str(workdir / "pgdata"), cleanup_mode="stop")
-    return server.get_uri(), server
-
-
-def _with_database(url: str, database: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+FINISHED = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
-def _say(message: str = "") -> None:
-    print(message, flush=True)
-
-
-def run_demo(*, contacts: int, batch_size: int) -> int:
-    workdir = Path(tempfile.mkdtemp(prefix="genesys_dialer_demo_"))
-    server_url, embedded = _database_url(workdir)
-    database = f"genesys_dialer_demo_{uuid.uuid4().hex[:8]}"
-    dialer_url = _with_database(server_url, database)
-    import psycopg
-
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
+def run_demo(*, contacts: int, batch_size: int, keep: bool) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="genesys-dialer-demo-"))
+    log = workdir / "airflow.log"
+    steps = Steps(6)
+    steps.say("make demo: one run of the Genesys Cloud dialer feed, against the emulator and a throwaway database")
+    campaign = RENEWALS
+    database = unique_name("genesys_dialer_demo")
+    server: PostgresServer | None = None
+    succeeded = False
     try:
-        return _run(workdir, dialer_url, contacts=contacts, batch_size=batch_size)
+        with steps.step("PostgreSQL: finding a server and creating the demo database"):
+            server = PostgresServer.find(workdir, keep=keep)
+            dialer_url = server.create_database(database)
+        steps.detail(f"{server.description}; database {database}")
+        with contextlib.ExitStack() as stack:
+            from genesys_emulator import EmulatorServer
+
+            secret = uuid.uuid4().hex
+            with steps.step("Genesys Cloud emulator: starting, with one predictive campaign and its contact list"):
+                emulator = stack.enter_context(
+                    EmulatorServer(port=0, client_id=EMULATOR_CLIENT_ID, client_secret=secret)
+                )
+                seed_emulator(emulator.base_url, [campaign])
+            steps.detail(f"{emulator.base_url}: campaign {campaign.name!r} ({campaign.campaign_id})")
+            with steps.step(f"Seeding {contacts:,} contacts (with the flaws real lists have) and 7 days of "
+                            "dial history"):
+                seed_dialer_database(dialer_url, [campaign], contacts)
+            with steps.step("Airflow: a temporary AIRFLOW_HOME, `airflow db migrate` (SQLite) and the genesys_api "
+                            "pool"):
+                dags = write_dags_folder(workdir / "dags", [campaign], batch_size=batch_size, segment_size=1000,
+                                         agents=20, schedule=None)
+                env = airflow_environment(
+                    workdir / "airflow", dags, f"sqlite:///{workdir / 'airflow.db'}", dialer_url,
+                    emulator.base_url, secret,
+                )
+                os.environ.clear()
+                os.environ.update(env)  # this process reads the run's task instances and the contact list
+                _log_to(log)
+                airflow_cli(env, log, "db", "migrate")
+                airflow_cli(env, log, "pools", "set", "genesys_api", "5", "Genesys Cloud API calls")
+            with steps.step(f"One run of {campaign.dag_id} (`airflow dags test`), its tasks as they finish",
+                            block=True):
+                run = follow_run(campaign, env, log, steps)
+            succeeded = run["state"] == "success"
+            steps.heading("The run report (the summarize task's log and run_log.report)")
+            for line in report_lines(dialer_url, run["run_id"]):
+                steps.detail(line)
+            steps.detail(f"contacts now in the emulator's contact list: {count_contacts(campaign):,} "
+                         "(read back through the API, as a user would)")
+    except Exception as err:  # a clear line, not a traceback: the log has the rest
+        steps.say(f"make demo failed: {err}")
+        if log.exists():
+            steps.say(f"Airflow's logs: {log}")
+        return 1
     finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        if embedded is not None:
-            logging.getLogger("pgserver").setLevel(logging.WARNING)  # keep the summary the last thing printed
-            embedded.cleanup()  # type: ignore[attr-defined]
-        shutil.rmtree(workdir, ignore_errors=True)
+        if server is not None:
+            server.close(keep=keep)
+        if not keep:
+            _tidy(workdir, keep=log)
+            if not log.exists():
+                workdir.rmdir()
+    steps.say()
+    steps.say(f"Airflow's own logs (db migrate, the run, every task's log): {log}")
+    if keep and server is not None:
+        steps.say(f"Kept the database {database} (tables contacts, dispatch_ledger, pacing_decisions, run_log):")
+        for line in server.how_to_open(database):
+            steps.say(f"  {line}")
+        steps.say(f"Kept the Airflow home too: AIRFLOW_HOME={workdir / 'airflow'}")
+    else:
+        steps.say(f"The database {database} was dropped; `make demo KEEP=1` keeps it and says how to open it.")
+    steps.say("Next: `make ui` shows such runs in the Airflow UI; README.md says how to point the feed at a "
+              "real Genesys Cloud org.")
+    return 0 if succeeded else 1
 
 
-def _run(workdir: Path, dialer_url: str, *, contacts: int, batch_size: int) -> int:
+def follow_run(campaign: DemoCampaign, env: dict[str, str], log: Path, steps: Steps) -> dict[str, Any]:
+    """Run ``airflow dags test`` in a child process; print each task instance once it finishes."""
+    with log.open("a") as out:
+        out.write(f"\n$ airflow dags test {campaign.dag_id}\n")
+        out.flush()
+        child = subprocess.Popen([sys.executable, "-m", "airflow", "dags", "test", campaign.dag_id], env=env,
+                                 stdout=out, stderr=subprocess.STDOUT)
+        printed: set[tuple[str, int]] = set()
+        try:
+            while child.poll() is None:
+                _print_finished(campaign.dag_id, printed, steps)
+                time.sleep(0.5)
+        finally:
+            if child.poll() is None:  # interrupted: stop the run with us
+                child.terminate()
+                child.wait(30)
+    _print_finished(campaign.dag_id, printed, steps)
+    run = _dag_run(campaign.dag_id)
+    if run is None:
+        raise RuntimeError(f"`airflow dags test` exited {child.returncode} without a run: see {log}")
+    steps.detail(f"run {run['run_id']}: {run['state']}")
+    return run
+
+
+def _print_finished(dag_id: str, printed: set[tuple[str, int]], steps: Steps) -> None:
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        with create_session() as session:
+            rows = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id).all()
+            finished = [
+                (ti.end_date, ti.task_id, ti.map_index, ti.rendered_map_index, str(ti.state), ti.duration)
+                for ti in rows if str(ti.state) in FINISHED and (ti.task_id, ti.map_index) not in printed
+            ]
+    except OperationalError:  # SQLite busy while the run writes: look again next time
+        return
+    for _, task_id, map_index, label, state, duration in sorted(finished, key=lambda r: (r[0] is None, r[0])):
+        printed.add((task_id, map_index))
+        name = task_id if map_index < 0 else f"{task_id} {label or map_index}"
+        took = seconds(duration) if duration is not None else ""
+        steps.detail(f"{name:<44} {state:<16} {took}")
+
+
+def _dag_run(dag_id: str) -> dict[str, Any] | None:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag_id).order_by(DagRun.id.desc()).first()
+        return None if run is None else {"run_id": run.run_id, "state": str(run.state)}
+
+
+def report_lines(dialer_url: str, run_id: str) -> list[str]:
     import psycopg
-    import yaml
 
-    from genesys_devkit.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
-    from genesys_dialer.ledger.schema import apply_schema
-    from genesys_emulator import EmulatorServer
+    from genesys_dialer.dags.report import RunReport
 
-    client_id, client_secret = "demo-client", uuid.uuid4().hex
-    config_path = workdir / "campaigns.yaml"
-    config_path.write_text(yaml.safe_dump({"campaigns": [{
-        "key": "demo_renewals", "campaign_id": DEMO_CAMPAIGN_ID, "batch_size": batch_size,
-        "segment_size": 1000, "agents": 20, "description": "make demo",
-    }]}))
-    with EmulatorServer(port=0, client_id=client_id, client_secret=client_secret) as emulator:
-        os.environ.update({
-            "AIRFLOW_HOME": str(workdir / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{workdir / 'airflow.db'}",
-            "GENESYS_DIALER_CONFIG": str(config_path),
-            "AIRFLOW_CONN_DIALER_POSTGRES": dialer_url,
-            "AIRFLOW_CONN_GENESYS_DEFAULT": json.dumps({
-                "conn_type": "genesys_cloud", "host": emulator.base_url, "login": client_id,
-                "password": client_secret,
-            }),
-        })
-        _say(f"== Genesys Cloud emulator on {emulator.base_url}")
-        import requests
+    with psycopg.connect(dialer_url) as conn:
+        row = conn.execute("SELECT report FROM run_log WHERE run_id = %s", [run_id]).fetchone()
+    if not row:
+        return ["no report in run_log: summarize did not run (see the log)"]
+    report = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    return RunReport.from_dict(report).lines()
 
-        requests.post(f"{emulator.base_url}/__emulator__/seed", json=emulator_seed(DEMO_CAMPAIGN_ID, DEMO_LIST_ID),
-                      timeout=10).raise_for_status()
 
-        _say(f"== Seeding PostgreSQL: {contacts} contacts (inactive, do-not-call, missing and malformed "
-             "numbers among them) and 7 days of dial history")
-        with psycopg.connect(dialer_url) as conn:
-            apply_schema(conn)
-            insert_contacts(conn, contact_rows(contacts))
-            insert_dial_history(conn, DEMO_CAMPAIGN_ID, end=datetime.now(UTC), days=7, per_day=1500,
-                                answer_rate=0.18)
+def count_contacts(campaign: DemoCampaign) -> int:
+    from genesys_dialer.genesys.hook import GenesysHook
 
-        _say("== Preparing Airflow (temporary AIRFLOW_HOME, SQLite metadata)")
-        airflow = [sys.executable, "-m", "airflow"]
-        subprocess.run([*airflow, "db", "migrate"], check=True, capture_output=True)
-        subprocess.run([*airflow, "pools", "set", "genesys_api", "5", "Genesys Cloud API calls"], check=True,
-                       capture_output=True)
+    return sum(1 for _ in GenesysHook().search_contacts(campaign.contact_list_id))
 
-        _say("== Running one DAG run of genesys_predictive_demo_renewals (task logs follow)")
-        from genesys_dialer.config import load_campaigns
-        from genesys_dialer.dags.builder import build_campaign_dag
-        from genesys_dialer.genesys.hook import GenesysHook
 
-        dag = build_campaign_dag(load_campaigns(config_path)[0])
-        dag_run = dag.test()
+def _log_to(log: Path) -> None:
+    """This process's own Airflow and hook logging goes to the log file too, not between the progress lines."""
+    import logging
 
-        with psycopg.connect(dialer_url) as conn:
-            row = conn.execute("SELECT report FROM run_log WHERE run_id = %s", [dag_run.run_id]).fetchone()
-        in_list = sum(1 for _ in GenesysHook().search_contacts(DEMO_LIST_ID))  # through the API, as a user would
-        _say()
-        _say("=" * 78)
-        _say(f"Run {dag_run.run_id}: {dag_run.state}")
-        if row:
-            report = row[0]
-            _say(json.dumps({k: report[k] for k in ("outcome", "claim", "ledger", "requests", "decision")},
-                            indent=2, default=str))
-        _say(f"Contacts now in the emulator's contact list {DEMO_LIST_ID}: {in_list}")
-        _say("Where to look next:")
-        _say("  * the summarize task's log above: the run report, line by line")
-        _say("  * tables dispatch_ledger, pacing_decisions and run_log (include/sql/schema.sql)")
-        _say("  * README.md: point the connection genesys_default at a real org, and run `make test`")
-        _say("=" * 78)
-        return 0 if str(dag_run.state) == "success" else 1
+    import airflow  # noqa: F401 - configures logging; replace its console handlers afterwards
+
+    handler = logging.FileHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [handler]
+
+
+def _tidy(workdir: Path, *, keep: Path) -> None:
+    """Remove the work directory but the log file."""
+    for path in workdir.iterdir():
+        if path != keep:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="genesys-dialer-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--contacts", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=5_000)
+    parser.add_argument("--contacts", type=int, default=20_000, help="contacts to seed (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=5_000, help="contacts the run claims (default: %(default)s)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the demo database (and an embedded server) and print how to open it")
     args = parser.parse_args(argv)
-    return run_demo(contacts=args.contacts, batch_size=args.batch_size)
+    return run_demo(contacts=args.contacts, batch_size=args.batch_size, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -140,11 +140,13 @@ class RunReport:
         if self.estimate:
             e = self.estimate
             out.append(
-                f"answer rate: {e['answers']} / {e['attempts']} -> {e['rate']:.4f} "
-                f"[{e['lower']:.4f}, {e['upper']:.4f}] ({e['source']}), paced on {e['pacing_rate']:.4f}"
+                f"answer rate: estimate {e['rate']:.4f} from {e['answers']} answers / {e['attempts']} dials "
+                f"({'dial history' if e['source'] == 'history' else 'no dial history: the fallback'}), "
+                f"credible interval [{e['lower']:.4f}, {e['upper']:.4f}]"
             )
         if self.decision:
             d = self.decision
+            out.append(f"pacing ({d['strategy']}) {self._paced_on(d, self.estimate or {})}")
             out.append(
                 f"pacing ({d['strategy']}): ratio {d['ratio']:.3f}, maxCallsPerAgent {d['max_calls_per_agent']:g}, "
                 f"outboundLineCount {d['outbound_line_count']}, abandonRate {d['abandon_rate']:g} -> "
@@ -157,6 +159,22 @@ class RunReport:
         return out
 
     @staticmethod
+    def _paced_on(decision: dict[str, Any], estimate: dict[str, Any]) -> str:
+        """Which answer rate the strategy paced on, named as in the run log's JSON (decision.details, estimate)."""
+        details = decision.get("details") or {}
+        if details.get("paced_answer_rate") is not None:
+            return (f"paced on answer rate {details['paced_answer_rate']:.4f} (paced_answer_rate: the estimate "
+                    "raised for its uncertainty and the model's fit error)")
+        if details.get("predicted_abandon_percent") is not None and estimate.get("rate") is not None:
+            return (f"paced on the estimate {estimate['rate']:.4f} with a margin for its uncertainty "
+                    f"(Markov model: {details['predicted_abandon_percent']:g} % abandons predicted)")
+        if decision.get("strategy") == "tutorial" and estimate.get("raw_rate") is not None:
+            return f"paced on answers / dials {estimate['raw_rate']:.4f} (raw_rate: the seed's point estimate)"
+        return "paced on no answer rate (progressive: 1 line per idle agent)" if decision.get("ratio") == 1 else (
+            "paced on the answer-rate estimate"
+        )
+
+    @staticmethod
     def _fmt(counts: dict[str, int]) -> str:
         return "(" + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ")" if counts else ""
 
@@ -167,6 +185,15 @@ class RunReport:
             data[key] = value.isoformat() if value else None
         data["duration_seconds"] = self.duration_seconds
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        """The report back from ``to_dict`` (the ``report`` column of ``run_log``)."""
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("data_interval_start", "data_interval_end", "started_at", "finished_at"):
+            if values.get(key):
+                values[key] = datetime.fromisoformat(values[key])
+        return cls(**values)
 
     def run_log_row(self) -> dict[str, Any]:
         ledger = self.ledger

@@ -115,7 +115,21 @@ def _timeout_from(value: Any, conn_id: str) -> tuple[float, float]:
 
 
 class GenesysHook(BaseHook):
-    """Talks to the Genesys Cloud platform API (outbound endpoints) with one OAuth client."""
+    """Talks to the Genesys Cloud platform API (outbound endpoints) with one OAuth client.
+
+    :param genesys_conn_id: the ``genesys_cloud`` connection: region or base URL, client id, client secret.
+    :param timeout: seconds, or (connect, read) seconds, per request; default the extra's ``timeout``, else 5/30.
+    :param max_attempts: tries per call for transient failures; default the extra's ``max_attempts``, else 5.
+    :param backoff_base: seconds of the first backoff; each retry doubles it (with jitter), up to ``backoff_cap``.
+    :param backoff_cap: the longest backoff between two tries, in seconds.
+    :param max_retry_after: the longest ``Retry-After`` waited inside the call; a longer one ends the call with
+        a GenesysTransientError carrying it, so the task retry waits instead of holding a worker slot.
+    :param max_breaker_wait: seconds one call may wait for a half-open probe slot of the circuit breaker;
+        default the extra's ``max_breaker_wait``, else 10.
+    :param breaker_settings: the breaker's thresholds; default from the connection's ``breaker_*`` extras.
+    :param state_store: where the breaker and the token cache share state; default Airflow Variables.
+    :param sleep: how to wait (tests pass a fake clock).
+    """
 
     conn_name_attr = "genesys_conn_id"
     default_conn_name = "genesys_default"
@@ -153,6 +167,10 @@ class GenesysHook(BaseHook):
     # -- Airflow connection plumbing ---------------------------------------------------------------
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form in the Airflow UI: hidden fields, labels and placeholders.
+
+        :return: Airflow's ``ui-field-behaviour`` mapping (the same as the provider info declares).
+        """
         return {
             "hidden-fields": ["schema", "port"],
             "relabeling": {"host": "Region or base URL", "login": "Client ID", "password": "Client Secret"},
@@ -185,11 +203,18 @@ class GenesysHook(BaseHook):
 
     @property
     def api_base(self) -> str:
+        """``https://api.<region>`` (or the base URL of the connection's host), without a trailing slash.
+
+        :raises ConfigError: the connection has no host, client id or secret.
+        """
         return self._connection.api_base
 
     @cached_property
     def timeout(self) -> tuple[float, float]:
-        """(connect, read) seconds: the constructor's, else the connection extra's, else 5 / 30."""
+        """(connect, read) seconds: the constructor's, else the connection extra's, else 5 / 30.
+
+        :raises ConfigError: the value is not seconds or a [connect, read] pair of positive seconds.
+        """
         if self._timeout_arg is not None:
             return _timeout_from(self._timeout_arg, self.genesys_conn_id)
         value = self._connection.extra.get("timeout")
@@ -197,11 +222,18 @@ class GenesysHook(BaseHook):
 
     @cached_property
     def max_attempts(self) -> int:
+        """Tries per call for transient failures: the constructor's, else the extra's, else 5.
+
+        :raises ConfigError: the extra is not an integer of at least 1.
+        """
         return int(self._setting(self._max_attempts_arg, "max_attempts", 5, minimum=1, cast=int))
 
     @cached_property
     def max_breaker_wait(self) -> float:
-        """How long one call may wait in the task for the breaker (a half-open probe slot) before giving up."""
+        """How long one call may wait in the task for the breaker (a half-open probe slot) before giving up.
+
+        :raises ConfigError: the extra is not a finite number of at least 0.
+        """
         return self._setting(self._max_breaker_wait_arg, "max_breaker_wait", 10.0, minimum=0, cast=float)
 
     def _setting(self, arg: float | None, key: str, default: float, *, minimum: float,
@@ -220,7 +252,12 @@ class GenesysHook(BaseHook):
 
     @cached_property
     def breaker(self) -> CircuitBreaker:
-        """The connection's breaker; its probe lease outlives one request's connect + read timeout."""
+        """The connection's breaker; its probe lease outlives one request's connect + read timeout.
+
+        Shared by every hook (and worker) on the same connection id through the state store.
+
+        :raises ConfigError: a ``breaker_*`` extra is out of range.
+        """
         if self._breaker_settings_arg is not None:
             settings = self._breaker_settings_arg
         else:
@@ -234,7 +271,11 @@ class GenesysHook(BaseHook):
         return CircuitBreaker(self.genesys_conn_id, settings, self._state_store, sleep=self._sleep)
 
     def get_conn(self) -> requests.Session:
-        """A keep-alive session reused for every call of this hook (auth is added per request)."""
+        """A keep-alive session reused for every call of this hook (auth is added per request).
+
+        :return: a ``requests.Session`` sending ``Accept: application/json`` and this package's User-Agent;
+            no credentials are stored on it.
+        """
         if self._session is None:
             session = requests.Session()
             session.headers.update(
@@ -244,6 +285,11 @@ class GenesysHook(BaseHook):
         return self._session
 
     def test_connection(self) -> tuple[bool, str]:
+        """The UI's *Test* button: fetch a new token, then ``GET /api/v2/outbound/campaigns?pageSize=1``.
+
+        :return: (True, a short confirmation), or (False, the classified error: status, code, contextId and a
+            hint, never the secret).
+        """
         try:
             self.get_token(force_refresh=True)
             self.request("GET", f"{OUTBOUND}/campaigns", params={"pageSize": 1}, endpoint="campaign_list")
@@ -259,6 +305,7 @@ class GenesysHook(BaseHook):
 
     @property
     def state_store(self) -> StateStore:
+        """Where the breaker and the token cache keep shared state (Airflow Variables unless one was given)."""
         if self._state_store is None:
             self._state_store = default_store()
         return self._state_store
@@ -266,8 +313,20 @@ class GenesysHook(BaseHook):
     def get_token(self, *, force_refresh: bool = False, rejected: str | None = None) -> str:
         """A bearer token: from this process, else the shared Variable, else a new one from OAuth.
 
-        ``rejected`` is a token Genesys just answered 401 to: a different, unexpired shared token (another
-        worker refreshed first) is used instead of fetching yet another one.
+        A new one is ``POST <login host>/oauth/token`` with ``grant_type=client_credentials`` and HTTP Basic auth
+        (client id and secret); it is cached in this process and in the ``genesys_access_token__<conn id>``
+        Variable (masked in logs) until shortly (60 s) before it expires.
+
+        :param force_refresh: fetch a new token whatever is cached.
+        :param rejected: a token Genesys just answered 401 to: a different, unexpired shared token (another
+            worker refreshed first) is used instead of fetching yet another one.
+        :return: the access token.
+        :raises GenesysAuthError: the token endpoint refused the client (400/401/403: wrong id or secret,
+            disabled client).
+        :raises GenesysTransientError: the token endpoint could not be reached, or answered 429/502/503/504.
+        :raises GenesysServerError: it answered another 5xx; GenesysClientError: another 4xx.
+        :raises GenesysResponseError: the token endpoint's answer is not a token.
+        :raises ConfigError: the connection lacks a host, client id or secret.
         """
         now = time.time()
         fingerprint = self._connection.fingerprint
@@ -338,7 +397,24 @@ class GenesysHook(BaseHook):
     ) -> Any:
         """Send one API call with retries, token refresh and the breaker; return the parsed JSON body.
 
-        ``endpoint`` is a short, fixed key for logs and metrics (never an id or a URL with ids in it).
+        Sends ``method`` to ``<api_base><path>`` with ``Authorization: Bearer <token>``. Transient failures
+        (429, 502, 503, 504, timeouts, dropped connections) are retried up to ``max_attempts`` times, honouring
+        ``Retry-After``; a 401 refreshes the token once and repeats the call; each try first asks the breaker.
+
+        :param method: the HTTP method.
+        :param path: the path below the API host, e.g. ``/api/v2/outbound/campaigns/<id>`` (ids URL-quoted).
+        :param endpoint: a short, fixed key for logs and metrics (never an id or a URL with ids in it).
+        :param params: query parameters.
+        :param json: the JSON body.
+        :return: the parsed JSON body, or None for 204 / an empty body.
+        :raises GenesysCircuitOpenError: the breaker is open (nothing was sent); retry after it half-opens.
+        :raises GenesysTransientError: still failing after ``max_attempts``, or a ``Retry-After`` longer than
+            ``max_retry_after`` (carried in ``retry_after``).
+        :raises GenesysAuthError: 401 again after a refresh, or 403 (names the missing permission if Genesys does).
+        :raises GenesysNotFoundError: 404.
+        :raises GenesysServerError: 500 (not repeated here; the breaker counts it).
+        :raises GenesysClientError: 400, 409, 413 and other 4xx, or a request that could not be built.
+        :raises GenesysResponseError: a success status whose body is not JSON.
         """
         url = f"{self.api_base}{path}"
         refreshed_after_401 = False
@@ -486,17 +562,33 @@ class GenesysHook(BaseHook):
 
     # -- the outbound API this package uses ------------------------------------------------------------
     def get_campaign(self, campaign_id: str) -> dict[str, Any]:
+        """``GET /api/v2/outbound/campaigns/{campaign_id}``.
+
+        :return: the campaign (the SDK's ``Campaign``: ``dialingMode``, ``contactList``, ``abandonRate``, ...).
+        :raises GenesysNotFoundError: the org has no such campaign; other errors as :meth:`request`.
+        """
         return self._expect_dict(
             self.request("GET", f"{OUTBOUND}/campaigns/{quote(campaign_id)}", endpoint="campaign_get"),
             "campaign",
         )
 
     def patch_campaign(self, campaign_id: str, body: dict[str, Any]) -> None:
+        """``PATCH /api/v2/outbound/campaigns/{campaign_id}`` with ``body`` (e.g. ``maxCallsPerAgent``,
+        ``outboundLineCount``, ``abandonRate``); Genesys answers 204.
+
+        :raises GenesysClientError: Genesys refused a value (400) or a concurrent change (409); others as
+            :meth:`request`.
+        """
         self.request(
             "PATCH", f"{OUTBOUND}/campaigns/{quote(campaign_id)}", json=body, endpoint="campaign_patch"
         )
 
     def get_contact_list(self, contact_list_id: str) -> dict[str, Any]:
+        """``GET /api/v2/outbound/contactlists/{contact_list_id}``.
+
+        :return: the contact list (the SDK's ``ContactList``: ``columnNames``, ``phoneColumns``, ...).
+        :raises GenesysNotFoundError: the org has no such list; other errors as :meth:`request`.
+        """
         return self._expect_dict(
             self.request("GET", f"{OUTBOUND}/contactlists/{quote(contact_list_id)}", endpoint="contactlist_get"),
             "contact list",
@@ -511,7 +603,21 @@ class GenesysHook(BaseHook):
         clear_system_data: bool = False,
         do_not_queue: bool = False,
     ) -> list[dict[str, Any]]:
-        """Upsert contacts (each with its own stable ``id``, so a retried POST cannot duplicate)."""
+        """Upsert contacts: ``POST /api/v2/outbound/contactlists/{contact_list_id}/contacts``.
+
+        Each contact carries its own stable ``id``, so a retried POST updates instead of duplicating. At most
+        1000 contacts per call (Genesys' limit).
+
+        :param contacts: the SDK's ``WritableDialerContact`` objects (``id``, ``contactListId``, ``data``).
+        :param priority: ``priority`` query flag: put them at the front of the dialing queue.
+        :param clear_system_data: ``clearSystemData``: forget the dialer's history of re-sent contacts.
+        :param do_not_queue: ``doNotQueue``: store without queueing for dialing.
+        :return: the stored contacts as Genesys returns them.
+        :raises ValueError: a contact has no ``id`` (nothing is sent).
+        :raises GenesysClientError: 400 (a bad column or value) or 413 (too many or too large); others as
+            :meth:`request`.
+        :raises GenesysResponseError: the answer is not the array of stored contacts.
+        """
         missing_ids = sum(1 for c in contacts if not c.get("id"))
         if missing_ids:
             raise ValueError(f"{missing_ids} contacts have no id: a retried POST would duplicate them")
@@ -531,7 +637,13 @@ class GenesysHook(BaseHook):
         return result
 
     def search_contacts(self, contact_list_id: str, page_size: int = 100) -> Iterable[dict[str, Any]]:
-        """Every contact of a list, page by page (the API's page size is at most 100)."""
+        """Every contact of a list: ``POST .../contactlists/{contact_list_id}/contacts/search``, page by page.
+
+        :param page_size: contacts per request (the API's maximum is 100).
+        :return: an iterator over the contacts (one request per page, as the iteration goes).
+        :raises GenesysResponseError: a page without an ``entities`` list and an integer ``pageCount``; others
+            as :meth:`request`.
+        """
         page = 1
         while True:
             body = self._expect_dict(
