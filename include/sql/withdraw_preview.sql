@@ -1,0 +1,13 @@
+-- Dry runs: how many of the campaign's contacts a withdrawal would remove from Genesys, by reason (a template,
+-- as withdraw_candidates.sql).
+SELECT r.reason, count(*)
+FROM dispatch_ledger l
+LEFT JOIN contacts c ON c.id = l.contact_id
+LEFT JOIN contact_phones p
+    ON p.contact_id = l.contact_id AND p.region = %(phone_region)s AND p.source_updated_at = c.updated_at
+CROSS JOIN LATERAL (SELECT coalesce(l.phone_e164, p.e164) AS number) AS x
+CROSS JOIN LATERAL (SELECT {hold_reason} AS reason) AS r
+WHERE l.campaign_id = %(campaign_id)s
+  AND l.status <> 'withdrawn' AND (l.segment_index >= 0 OR l.attempts > 0)
+  AND r.reason = ANY(%(withdraw_reasons)s)
+GROUP BY r.reason;
