@@ -51,8 +51,17 @@ CREATE TABLE IF NOT EXISTS contact_phones (
 );
 -- Suppression and duplicates are checked by number.
 CREATE INDEX IF NOT EXISTS contact_phones_e164_idx ON contact_phones (e164) WHERE e164 IS NOT NULL;
--- Where incremental normalization resumes: the newest contacts.updated_at seen per region.
-CREATE INDEX IF NOT EXISTS contact_phones_region_source_idx ON contact_phones (region, source_updated_at);
+-- How far the normalization of each region has walked contacts in (updated_at, id) order: where an interrupted
+-- walk resumes, and the furthest row seen (a walk that caught up starts again a look-back before it, for rows
+-- committed late with an older updated_at).
+CREATE TABLE IF NOT EXISTS contact_phones_progress (
+    region               TEXT        PRIMARY KEY,
+    resume_updated_at    TIMESTAMPTZ NOT NULL,
+    resume_id            BIGINT      NOT NULL,
+    furthest_updated_at  TIMESTAMPTZ NOT NULL,
+    caught_up            BOOLEAN     NOT NULL,
+    updated_at           TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 
 -- The internal do-not-call table: numbers never sent through any contact, whatever their contacts say.
 -- E.164 only (genesys-dialer dnc-import normalizes a file); source e.g. 'internal', 'national_registry', with

