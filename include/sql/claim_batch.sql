@@ -4,7 +4,8 @@
 -- says why each contact was held back. Within the batch a number is sent through one contact only: the first
 -- eligible one; the others are duplicate_number (hold_reason.sql checks earlier claims and deliveries). The
 -- ledger's primary key makes a double claim impossible even without the advisory lock.
-WITH classified AS (
+-- MATERIALIZED: the reason is computed once per candidate (inlined, the planner would repeat it for every use).
+WITH classified AS MATERIALIZED (
     SELECT k.id, k.source, x.number AS e164, {hold_reason} AS reason
     FROM claim_candidates k
     LEFT JOIN contacts c ON c.id = k.id

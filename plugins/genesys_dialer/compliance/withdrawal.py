@@ -40,6 +40,7 @@ def pages(conn: Any, rules: Eligibility, *, page_size: int) -> Iterator[list[Wit
     after = 0
     while True:
         with conn.cursor() as cur:
+            cur.execute(load_sql("no_jit"))
             cur.execute(query, {**rules.params(), "after_contact_id": after, "page_size": page_size})
             page = [Withdrawal(*row) for row in cur.fetchall()]
         conn.commit()
@@ -52,6 +53,7 @@ def pages(conn: Any, rules: Eligibility, *, page_size: int) -> Iterator[list[Wit
 def preview(conn: Any, rules: Eligibility) -> dict[str, int]:
     """How many contacts a withdrawal would remove, by reason (dry runs)."""
     with conn.cursor() as cur:
+        cur.execute(load_sql("no_jit"))
         cur.execute(rules.render("withdraw_preview"), rules.params())
         counts = {reason: int(count) for reason, count in cur.fetchall()}
     conn.commit()

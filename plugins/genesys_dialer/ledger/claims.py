@@ -105,9 +105,11 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResu
         rows = cur.fetchall()
         reused = bool(rows)
         if not reused:
+            cur.execute(load_sql("no_jit"))
             cur.execute(load_sql("status_values"))
             params["scan_statuses"] = rules.scan_statuses([value for (value,) in cur.fetchall()])
             cur.execute(load_sql("claim_candidates"), params)
+            cur.execute(load_sql("analyze_claim_candidates"))
             normalize_stale(conn, rules.region, load_sql("claim_stale_phones"), params)
             cur.execute(rules.render("claim_batch"), params)
             for source, status, reason, count in cur.fetchall():
@@ -171,6 +173,7 @@ def iter_segment_pages(
             "page_size": page_size,
         }
         with conn.cursor() as cur:
+            cur.execute(load_sql("no_jit"))
             cur.execute(query, params)
             page = [PendingContact(*row) for row in cur.fetchall()]
             if any(p.reason == reasons.PHONE_NOT_NORMALIZED for p in page):
