@@ -6,7 +6,7 @@ Run: ``.venv/bin/python benchmarks/bench_compliance.py [--contacts 1000000] [--d
 
 It creates a throwaway database on the server, loads ``--contacts`` contacts in SQL (real US area codes,
 four spellings, 5 % do-not-call, 8 % inactive, 2 % without a number, every 50th number shared with another
-contact), records ``--delivered`` of them as delivered for the campaign, and times each step. The database is
+contact), records the last ``--delivered`` eligible ones (by id) as delivered for the campaign, and times each step. The database is
 dropped at the end. Prints one JSON object.
 """
 
@@ -41,7 +41,7 @@ SELECT CASE
        CASE WHEN g %% 100 BETWEEN 8 AND 12 THEN ' Do_Not_Call' ELSE 'none' END,
        now() - interval '2 days', now() - interval '1 day'
 FROM generate_series(1, %(contacts)s) AS g
-CROSS JOIN LATERAL (SELECT CASE WHEN g %% 50 = 1 THEN g - 1 ELSE g END * 7919 AS n) AS k
+CROSS JOIN LATERAL (SELECT CASE WHEN g %% 50 = 1 THEN g - 1 ELSE g END::bigint * 7919 AS n) AS k
 """
 DELIVER = """
 INSERT INTO dispatch_ledger (campaign_id, contact_id, genesys_contact_id, campaign_key, run_id, segment_index,
@@ -49,8 +49,7 @@ INSERT INTO dispatch_ledger (campaign_id, contact_id, genesys_contact_id, campai
 SELECT %(campaign_id)s, p.contact_id, p.contact_id::text, 'bench', 'history', 0, 'dispatched', p.e164, now(), 1
 FROM contact_phones p JOIN contacts c ON c.id = p.contact_id
 WHERE p.region = 'US' AND p.e164 IS NOT NULL AND c.status = 'active' AND c.suppression_status = 'none'
-  AND c.id > %(contacts)s - %(delivered)s * 2
-ORDER BY c.id LIMIT %(delivered)s
+ORDER BY c.id DESC LIMIT %(delivered)s
 ON CONFLICT DO NOTHING
 """
 

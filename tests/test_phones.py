@@ -86,6 +86,37 @@ def test_a_row_committed_late_with_an_older_updated_at_is_found_by_the_look_back
         assert late in _phones(db)
 
 
+def test_a_caught_up_walk_does_not_read_old_rows_again(db: Any, dialer_db: str) -> None:
+    """A table loaded long ago (one updated_at for every row) is walked once; later walks read only what is
+    newer than a look-back before the last complete walk began."""
+    ids = _add(db, [f"(317) 555-{i:04d}" for i in range(100, 120)])
+    db.execute("UPDATE contacts SET updated_at = now() - interval '3 days'")
+    db.commit()
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).scanned == 20
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).scanned == 0
+        db.execute("UPDATE contacts SET phone_number = '(317) 555-0199', updated_at = now() WHERE id = %s", [ids[3]])
+        db.commit()
+        again = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+        assert (again.scanned, again.normalized) == (1, 1)
+
+
+def test_the_reason_vocabulary_matches_the_sql() -> None:
+    """The reasons the SQL can write are the documented vocabulary; opt-out reasons are what withdraws."""
+    import re
+
+    from genesys_dialer.compliance import reasons
+    from genesys_dialer.ledger.sql import load_sql
+
+    def written(name: str) -> set[str]:
+        return set(re.findall(r"THEN '([a-z_]+)'", load_sql(name)))
+
+    assert written("opt_out_reason") == set(reasons.WITHDRAWAL_REASONS)
+    claim_reasons = written("opt_out_reason") | written("hold_reason") | {"missing_phone", "invalid_phone"}
+    assert claim_reasons | {"duplicate_number"} <= reasons.ALL_REASONS
+    assert reasons.FINAL_REASONS.isdisjoint(reasons.DATA_REASONS)
+
+
 def _request(run_id: str, eligibility: Eligibility, batch: int = 50) -> ClaimRequest:
     return ClaimRequest(
         campaign_id=eligibility.campaign_id, campaign_key="k", run_id=run_id, batch_size=batch, segment_size=20,

@@ -52,15 +52,15 @@ CREATE TABLE IF NOT EXISTS contact_phones (
 -- Suppression and duplicates are checked by number.
 CREATE INDEX IF NOT EXISTS contact_phones_e164_idx ON contact_phones (e164) WHERE e164 IS NOT NULL;
 -- How far the normalization of each region has walked contacts in (updated_at, id) order: where an interrupted
--- walk resumes, and the furthest row seen (a walk that caught up starts again a look-back before it, for rows
--- committed late with an older updated_at).
+-- walk resumes, and when the last walk that caught up started (the next one starts again a look-back before
+-- that, for rows committed late with an older updated_at).
 CREATE TABLE IF NOT EXISTS contact_phones_progress (
-    region               TEXT        PRIMARY KEY,
-    resume_updated_at    TIMESTAMPTZ NOT NULL,
-    resume_id            BIGINT      NOT NULL,
-    furthest_updated_at  TIMESTAMPTZ NOT NULL,
-    caught_up            BOOLEAN     NOT NULL,
-    updated_at           TIMESTAMPTZ NOT NULL DEFAULT now()
+    region            TEXT        PRIMARY KEY,
+    resume_updated_at TIMESTAMPTZ NOT NULL,
+    resume_id         BIGINT      NOT NULL,
+    caught_up         BOOLEAN     NOT NULL,
+    walk_started_at   TIMESTAMPTZ NOT NULL,
+    updated_at        TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 -- The internal do-not-call table: numbers never sent through any contact, whatever their contacts say.

@@ -1,7 +1,8 @@
 """Who may be sent: the campaign's eligibility rules as bound parameters and rendered SQL templates.
 
-The rules live in one SQL expression (``include/sql/hold_reason.sql``) shared by the claim, the check right
-before sending and the withdrawal of delivered contacts, so the three can never disagree. The only parts
+The rules live in two SQL expressions: ``opt_out_reason.sql`` (opted out, not in the audience, number
+suppressed: what withdraws a delivered contact) and ``hold_reason.sql`` (those first, then what the data lacks),
+shared by the claim, the check right before sending and the withdrawal, so the three can never disagree. The only parts
 that are not bound parameters are the contacts columns the config names (time zone, postal code, consent):
 they are filled in as quoted identifiers with ``psycopg.sql``, never by string formatting.
 """
@@ -82,7 +83,6 @@ class Eligibility:
             "maybe_mobile_types": list(MAYBE_MOBILE_TYPES),
             "time_zones": valid_time_zones(),
             "retry_reasons": sorted(reasons.DATA_REASONS),
-            "withdraw_reasons": list(reasons.WITHDRAWAL_REASONS),
         }
 
     def scan_statuses(self, present: list[str]) -> list[str]:
@@ -92,12 +92,14 @@ class Eligibility:
         return sorted(callable_ | {v for v in present if v not in known})
 
     def render(self, name: str) -> sql.Composed:
-        """``include/sql/<name>.sql`` with ``{hold_reason}`` and the configured contacts columns filled in."""
+        """``include/sql/<name>.sql`` with ``{hold_reason}``, ``{opt_out_reason}`` and the configured contacts
+        columns filled in."""
         parts: dict[str, sql.Composable] = {
             "consent": _column(self.consent_column),
             "postal_code": _column(self.postal_code_column),
             "contact_time_zone": _fragment("contact_time_zone", column=_column(self.timezone_column)),
         }
+        parts["opt_out_reason"] = _fragment("opt_out_reason", **parts)
         parts["hold_reason"] = _fragment("hold_reason", **parts)
         return sql.SQL(load_sql(name)).format(**parts)
 

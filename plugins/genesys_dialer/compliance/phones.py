@@ -8,9 +8,9 @@ written ``(317) 555-0100`` and ``+1 317-555-0100`` is one number, whichever cont
 The table is kept current incrementally: a walk of ``contacts`` in ``(updated_at, id)`` order, in bounded chunks,
 parsing only rows whose ``updated_at`` moved; ``contact_phones_progress`` records where it stands per region, so
 a walk interrupted by its budget (or a killed task) resumes where it stopped, and one that caught up starts
-again a look-back before the furthest row it saw (rows committed late by long transactions carry an older
-``updated_at``). Suppression by number is only sound once every contact is normalized, so a claim waits until
-the walk has caught up.
+again a look-back before the time the last complete walk started (rows committed late by long transactions
+carry an older ``updated_at``; transactions are assumed to commit within the look-back). Suppression by
+number is only sound once every contact is normalized, so a claim waits until the walk has caught up.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def refresh_phones(
     """Bring ``contact_phones`` for ``region`` up to date with ``contacts``, parsing at most ``max_rows`` numbers.
 
     Walks ``contacts`` in ``(updated_at, id)`` order from where the last walk stopped (or, when it had caught up,
-    from ``lookback`` before the furthest row it saw), a chunk per transaction that also records the progress,
+    from ``lookback`` before that walk started), a chunk per transaction that also records the progress,
     so an interrupted walk loses nothing. Holds a session advisory lock per region for the walk.
     """
     started = time.monotonic()
@@ -115,14 +115,16 @@ def refresh_phones(
         cur.execute(load_sql("phones_lock"), params)
         try:
             cur.execute(load_sql("phones_progress"), params)
-            progress = cur.fetchone()
+            resume_at, resume_id, was_caught_up, last_walk_started, walk_started = cur.fetchone()
             conn.commit()
-            if progress is None:
+            if resume_at is None:
                 after_at, after_id = "-infinity", 0
-            elif progress[3]:  # caught up last time: look back for rows committed late with an older updated_at
-                after_at, after_id = progress[2] - lookback, 0
+            elif was_caught_up:
+                # The last walk saw every row committed when it started. A row it missed was committed later by a
+                # transaction that began earlier (updated_at is its start): no earlier than ``lookback`` before.
+                after_at, after_id = last_walk_started - lookback, 0
             else:
-                after_at, after_id = progress[0], progress[1]
+                after_at, after_id = resume_at, resume_id  # an interrupted walk resumes where it stopped
             while not caught_up and normalized < max_rows and scanned < max_rows * 10:
                 cur.execute(load_sql("phones_changed"), {
                     "region": region, "after_updated_at": after_at, "after_id": after_id, "limit": chunk})
@@ -143,7 +145,7 @@ def refresh_phones(
                 if taken or caught_up:
                     cur.execute(load_sql("phones_record_progress"), {
                         "region": region, "resume_updated_at": after_at, "resume_id": after_id,
-                        "caught_up": caught_up})
+                        "caught_up": caught_up, "walk_started_at": walk_started})
                 conn.commit()
         finally:
             conn.rollback()
