@@ -323,6 +323,19 @@ def test_an_opt_out_after_delivery_is_withdrawn_by_the_next_run(db: Any, genesys
     assert str(run(config()).state) == "success"
     assert routes(genesys, DELETE_ROUTE) == []
 
+    # Later checks look at what changed since the last one: a number entering the DNC table is found...
+    db.execute("INSERT INTO dnc_numbers (phone_e164, source) VALUES (%s, 'complaints')", [numbers[ids[6]]])
+    # ...and a value the rules did not know was a suppression value, once they do (the rules changed: every
+    # contact is looked at again, though this row did not change).
+    db.execute("UPDATE contacts SET suppression_status = 'Opted out' WHERE id = %s", [ids[7]])
+    db.commit()
+    third = run(config(suppression_values=["do_not_call", "opted out"]))
+    assert str(third.state) == "success", task_states(third)
+    rows = ledger(db)
+    assert {cid: rows[cid]["withdraw_reason"] for cid in (ids[6], ids[7])} == {
+        ids[6]: "dnc_number", ids[7]: "suppressed"}
+    assert {c["id"] for c in genesys.contacts(LIST_ID)} == {"by-hand"}  # only the one entered by hand is left
+
 
 def test_a_failed_withdrawal_turns_the_run_red_and_the_next_run_completes_it(db: Any, genesys: Emulator) -> None:
     ids = _deliver(db, genesys, 4)

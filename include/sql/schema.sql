@@ -138,6 +138,14 @@ BEGIN
     END IF;
 END
 $$;
+-- When each campaign's withdrawal last checked the contacts that may be in Genesys, and under which eligibility
+-- rules (a fingerprint): the next check looks only at what changed since, unless the rules changed.
+CREATE TABLE IF NOT EXISTS withdrawal_checks (
+    campaign_id TEXT        PRIMARY KEY,
+    started_at  TIMESTAMPTZ NOT NULL,
+    rules       TEXT        NOT NULL,
+    checked_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
 -- One contact per number and campaign: is this number already claimed or delivered for the campaign?
 CREATE INDEX IF NOT EXISTS dispatch_ledger_phone_idx
     ON dispatch_ledger (campaign_id, phone_e164) WHERE status IN ('claimed', 'failed', 'dispatched');

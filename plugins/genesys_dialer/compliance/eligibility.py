@@ -9,8 +9,10 @@ they are filled in as quoted identifiers with ``psycopg.sql``, never by string f
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +86,10 @@ class Eligibility:
             "time_zones": valid_time_zones(),
             "retry_reasons": sorted(reasons.DATA_REASONS),
         }
+
+    def fingerprint(self) -> str:
+        """Identifies these rules: a withdrawal check under other rules looks at every contact again."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
     def scan_statuses(self, present: list[str]) -> list[str]:
         """The status values the claim scans: the callable ones and any present value the config does not know."""

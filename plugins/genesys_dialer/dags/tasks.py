@@ -184,13 +184,14 @@ def withdraw_opt_outs(campaign: CampaignConfig, run: RunInfo, resolved: dict[str
                 "them to find numbers suppressed since delivery. Run `genesys-dialer normalize` or wait."
             )
         if run.dry_run:
-            would = withdrawal.preview(conn, rules)
+            would = withdrawal.preview(conn, rules, lookback=timedelta(minutes=campaign.normalize_lookback_minutes))
             log.info("Dry run: would withdraw %d contacts %s", sum(would.values()), would or "")
             return {"withdrawn": {}, "would_withdraw": would, "requests": {}, "dry_run": True}
         hook = genesys_hook(campaign)
         withdrawn = withdrawal.withdraw(
             conn, hook, rules, contact_list_id=resolved["contact_list_id"], dnc_list_id=campaign.dnc_list_id,
             run_id=run.run_id, page_size=campaign.withdraw_ids_per_request,
+            lookback=timedelta(minutes=campaign.normalize_lookback_minutes),
             on_withdrawn=lambda reason, count: metrics.contacts(campaign.campaign_id, "withdrawn", count, reason),
         )
     log.info(
