@@ -106,20 +106,105 @@ def ledger(db: Any, run_id: str | None = None) -> dict[int, tuple[str, str | Non
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
 
-def expected_claim(db: Any, batch_size: int, created_before: datetime | None = None) -> list[tuple[int, str | None]]:
-    """Independently of the package's SQL: the first eligible contacts by id, with their raw phone."""
-    sql = (
-        "SELECT id, phone_number FROM contacts WHERE status = 'active' AND suppression_status <> 'do_not_call'"
-    )
+# The rules the package applies, restated here independently of its SQL (defaults of the campaign config).
+CALLABLE_STATUSES = {"active"}
+INACTIVE_STATUSES = {"inactive", "closed"}
+SUPPRESSION_VALUES = {"do_not_call"}
+
+
+def norm(value: str | None) -> str:
+    return (value or "").strip().lower()
+
+
+def e164(raw: str | None, region: str = "US") -> str | None:
+    """The number in E.164 with libphonenumber directly (not through the package), None if it is not valid."""
+    import phonenumbers
+
+    if raw is None or not raw.strip():
+        return None
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def number_region(number: str) -> str | None:
+    import phonenumbers
+
+    return phonenumbers.region_code_for_number(phonenumbers.parse(number))
+
+
+def single_time_zone(number: str) -> str | None:
+    import phonenumbers
+    from phonenumbers import timezone
+
+    zones = [z for z in timezone.time_zones_for_number(phonenumbers.parse(number)) if z != "Etc/Unknown"]
+    return zones[0] if len(zones) == 1 else None
+
+
+def expected_batch(db: Any, batch_size: int, created_before: datetime | None = None) -> list[tuple[int, str | None]]:
+    """Independently of the package's SQL: the claim's candidates (the first contacts by id that are not
+    inactive, created before the cutoff), with their raw phone."""
+    sql = "SELECT id, phone_number, status FROM contacts"
     params: list[Any] = []
     if created_before is not None:
-        sql += " AND created_at < %s"
+        sql += " WHERE created_at < %s"
         params.append(created_before)
-    sql += " ORDER BY id LIMIT %s"
-    params.append(batch_size)
-    rows = db.execute(sql, params).fetchall()
+    rows = db.execute(sql + " ORDER BY id", params).fetchall()
     db.commit()
-    return [(r[0], r[1]) for r in rows]
+    return [(r[0], r[1]) for r in rows if norm(r[2]) not in INACTIVE_STATUSES][:batch_size]
+
+
+def expected_claim(db: Any, batch_size: int, created_before: datetime | None = None) -> list[tuple[int, str | None]]:
+    return expected_batch(db, batch_size, created_before)
+
+
+def expected_reasons(db: Any, ids: list[int], *, campaign_id: str = CAMPAIGN_ID) -> dict[int, str | None]:
+    """Independently of the package's SQL: why each contact of a fresh batch (in claim order) is held back,
+    None for those that are sent. Suppression is by number across every contact; a number already claimed or
+    delivered for the campaign (or earlier in the batch) is a duplicate."""
+    contacts = {
+        r[0]: (r[1], norm(r[2]), norm(r[3]))
+        for r in db.execute("SELECT id, phone_number, status, suppression_status FROM contacts").fetchall()
+    }
+    dnc = {r[0] for r in db.execute("SELECT phone_e164 FROM dnc_numbers").fetchall()}
+    taken = {r[0] for r in db.execute(
+        "SELECT phone_e164 FROM dispatch_ledger WHERE campaign_id = %s AND phone_e164 IS NOT NULL "
+        "AND status IN ('claimed', 'failed', 'dispatched') AND NOT contact_id = ANY(%s)", [campaign_id, ids],
+    ).fetchall()}
+    db.commit()
+    suppressed_by: dict[str, set[int]] = {}
+    for cid, (raw, _, suppression) in contacts.items():
+        if suppression in SUPPRESSION_VALUES and (number := e164(raw)):
+            suppressed_by.setdefault(number, set()).add(cid)
+    reasons: dict[int, str | None] = {}
+    for cid in ids:
+        raw, status, suppression = contacts[cid]
+        number = e164(raw)
+        if suppression in SUPPRESSION_VALUES:
+            reason = "suppressed"
+        elif status in INACTIVE_STATUSES:
+            reason = "inactive"
+        elif status not in CALLABLE_STATUSES:
+            reason = "unknown_status"
+        elif number in dnc:
+            reason = "dnc_number"
+        elif suppressed_by.get(number, set()) - {cid}:
+            reason = "suppressed_number"
+        elif number is None:
+            reason = "missing_phone" if raw is None or not raw.strip() else "invalid_phone"
+        elif number in taken:
+            reason = "duplicate_number"
+        elif number_region(number) in ("US", "CA") and not single_time_zone(number):
+            reason = "unknown_timezone"  # US / Canadian numbers need a time zone by default
+        else:
+            reason = None
+            taken.add(number)
+        reasons[cid] = reason
+    return reasons
 
 
 def valid_e164(raw: str | None) -> str | None:

@@ -55,6 +55,16 @@ def test_defaults_apply_and_entries_override(tmp_path):
         ({"key": "k", "campaign_id": "c", "ratio_strategy": "magic"}, "ratio_strategy", "unknown strategy"),
         ({"key": "k", "campaign_id": "c", "batch_sise": 10}, "batch_sise", "Extra inputs"),
         ({"key": "k", "campaign_id": "c", "phone_region": "usa"}, "phone_region", "pattern"),
+        ({"key": "k", "campaign_id": "c", "phone_region": "UK"}, "phone_region", "the United Kingdom is GB"),
+        ({"key": "k", "campaign_id": "c", "phone_region": "XY"}, "phone_region", "not a region libphonenumber"),
+        ({"key": "k", "campaign_id": "c", "suppression_values": []}, "suppression_values", "at least 1"),
+        ({"key": "k", "campaign_id": "c", "callable_statuses": ["  "]}, "callable_statuses", "must not be empty"),
+        ({"key": "k", "campaign_id": "c", "inactive_statuses": [" ACTIVE"]}, "(entry)", "'active'] are in both"),
+        ({"key": "k", "campaign_id": "c", "require_consent_for_mobile": True}, "(entry)", "needs consent_column"),
+        ({"key": "k", "campaign_id": "c", "postal_code_column": "zip"}, "(entry)", "needs list_postal_code_column"),
+        ({"key": "k", "campaign_id": "c", "list_timezone_column": "phone"}, "(entry)", "different contact list"),
+        ({"key": "k", "campaign_id": "c", "skip_alert_share": 0}, "skip_alert_share", "greater than 0"),
+        ({"key": "k", "campaign_id": "c", "withdraw_ids_per_request": 5000}, "withdraw_ids_per_request", "1000"),
     ],
 )
 def test_a_bad_entry_names_file_campaign_and_field(entry, field, fragment):
@@ -65,6 +75,16 @@ def test_a_bad_entry_names_file_campaign_and_field(entry, field, fragment):
     assert "(campaigns[1])" in message
     assert f"field '{field}'" in message
     assert fragment in message
+
+
+def test_compliance_defaults_and_flag_values_compare_trimmed_and_case_insensitively():
+    default = CampaignConfig(key="k", campaign_id="c")
+    assert (default.suppression_values, default.callable_statuses, default.inactive_statuses) == (
+        ("do_not_call",), ("active",), ("inactive", "closed"))
+    assert (default.require_timezone, default.require_consent_for_mobile, default.dnc_list_id) == (None, False, None)
+    custom = CampaignConfig(key="k", campaign_id="c", suppression_values=[" DO_NOT_CALL ", "Opted_Out"],
+                            callable_statuses=["Open "], phone_region="GB")
+    assert custom.suppression_values == ("do_not_call", "opted_out") and custom.callable_statuses == ("open",)
 
 
 def test_too_many_segments_for_max_map_length_is_refused(monkeypatch):

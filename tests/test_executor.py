@@ -13,7 +13,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pipeline_helpers import contact_posts, dag_runs, finished_run, task_instances, task_logs, valid_e164
+from pipeline_helpers import (
+    contact_posts,
+    dag_runs,
+    expected_batch,
+    expected_reasons,
+    finished_run,
+    segments_for,
+    task_instances,
+    task_logs,
+)
 from support import (
     BACKFILL_CAMPAIGN_ID,
     BACKFILL_LIST_ID,
@@ -61,8 +70,12 @@ def test_triggered_run_on_local_executor_maps_segments_in_parallel(db, emulator,
 
     tis = task_instances("genesys_predictive_xrun", run_id)
     assert str(dag_run.state) == "success", {(t.task_id, t.map_index): str(t.state) for t in tis}
+    batch = [cid for cid, _ in expected_batch(db, 300)]
+    reasons = expected_reasons(db, batch, campaign_id=XRUN_CAMPAIGN_ID)
+    sendable = {cid for cid, reason in reasons.items() if reason is None}
     segments = [t for t in tis if t.task_id == "create_segment"]
-    assert len(segments) == 5  # 300 contacts / 60 per segment
+    assert len(segments) == segments_for(len(sendable), 60) == 5  # the sendable part of 300, 60 a segment
+    assert ("withdraw_opt_outs", -1) in {(t.task_id, t.map_index) for t in tis if str(t.state) == "success"}
     assert all(str(t.state) == "success" for t in segments)
     assert all(t.rendered_map_index and t.rendered_map_index.endswith(f"-s{t.map_index:03d}") for t in segments)
     overlap = _max_overlap([(t.start_date, t.end_date) for t in segments])
@@ -71,8 +84,7 @@ def test_triggered_run_on_local_executor_maps_segments_in_parallel(db, emulator,
     claimed = dict(db.execute(
         "SELECT l.contact_id, c.phone_number FROM dispatch_ledger l JOIN contacts c ON c.id = l.contact_id "
         "WHERE l.run_id = %s", [run_id]).fetchall())
-    assert len(claimed) == 300
-    sendable = {cid for cid, raw in claimed.items() if valid_e164(raw)}
+    assert sorted(claimed) == sorted(batch)
     stored = [int(c["id"]) for c in emulator.contacts(CONTACT_LIST_ID)]
     assert sorted(stored) == sorted(sendable)
     assert sum(p["contactCount"] for p in contact_posts(emulator.requests_log())) == len(sendable)

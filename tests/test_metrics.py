@@ -51,6 +51,8 @@ CATALOGUE: dict[str, tuple[str, frozenset[str]]] = {
     "genesys_run_last_finish_timestamp_seconds": ("gauge", frozenset({"campaign_id"})),
     "genesys_run_last_success_timestamp_seconds": ("gauge", frozenset({"campaign_id"})),
     "genesys_run_schedule_interval_seconds": ("gauge", frozenset({"campaign_id"})),
+    "genesys_run_skipped_share": ("gauge", frozenset({"campaign_id"})),
+    "genesys_run_skipped_share_threshold": ("gauge", frozenset({"campaign_id"})),
 }
 STATSD_TYPE = {"counter": "c", "gauge": "g", "histogram": "ms"}
 
@@ -209,6 +211,25 @@ def test_segments_and_contacts(statsd: Receiver) -> None:
     ]
 
 
+def test_held_back_and_withdrawn_contacts_and_the_skip_share(statsd: Receiver) -> None:
+    """Every compliance reason is a bounded label; the run's skip share and its threshold are gauges in 0..1."""
+    from genesys_dialer.compliance import reasons
+
+    for reason in sorted(reasons.ALL_REASONS):
+        metrics.contacts(CAMPAIGN, "skipped", 2, reason)
+    metrics.contacts(CAMPAIGN, "withdrawn", 1, reasons.SUPPRESSED)
+    metrics.run_skipped_share(CAMPAIGN, 0.125, 0.5)
+    metrics.run_skipped_share(CAMPAIGN, 1.5, float("nan"))  # clamped; a NaN threshold is not sent
+    c = f"campaign_id={CAMPAIGN}"
+    assert statsd.raw() == [
+        *(f"airflow.genesys.contacts,{c},outcome=skipped,reason={r}:2|c" for r in sorted(reasons.ALL_REASONS)),
+        f"airflow.genesys.contacts,{c},outcome=withdrawn,reason=suppressed:1|c",
+        f"airflow.genesys.run.skipped_share,{c}:0.125|g",
+        f"airflow.genesys.run.skipped_share_threshold,{c}:0.5|g",
+        f"airflow.genesys.run.skipped_share,{c}:1.0|g",
+    ]
+
+
 def test_pacing(statsd: Receiver) -> None:
     metrics.pacing(CAMPAIGN, 0.23, 1.85, 2.5, 40)
     metrics.pacing(CAMPAIGN, float("nan"), 1.0, 1.0, 1)  # a NaN answer rate is skipped, the rest is sent
@@ -265,8 +286,10 @@ def exercise_everything() -> None:
         for error_type in ("throttled", "auth", "server", "Traceback (most recent call last)", "contact 0123456789"):
             metrics.segment_failed(campaign, error_type)
         for outcome, reason in (("claimed", None), ("dispatched", None), ("skipped", "dnc"),
-                                ("skipped", "invalid_phone"), ("failed", None), ("skipped", "+33612345678")):
+                                ("skipped", "invalid_phone"), ("failed", None), ("skipped", "+33612345678"),
+                                ("withdrawn", "suppressed_number"), ("withdrawn", "0123456789")):
             metrics.contacts(campaign, outcome, 7, reason)
+        metrics.run_skipped_share(campaign, 0.25, 0.5)
         metrics.pacing(campaign, 0.2, 1.5, 3.0, 30)
         for outcome in ("success", "partial", "failed", "dry_run"):
             metrics.run_finished(campaign, outcome, 12.0)

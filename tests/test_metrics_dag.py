@@ -232,8 +232,9 @@ def test_successful_run_emits_every_metric_with_counts_from_the_ledger(
     _assert_mapped(lines)
 
     rows = ledger(db, dag_run.run_id)
-    segments = sorted({seg for _, _, seg, _ in rows.values()})
-    assert len(segments) == segments_for(TEST_CAMPAIGN["batch_size"], TEST_CAMPAIGN["segment_size"]) == 5
+    in_segments = [seg for _, _, seg, _ in rows.values() if seg >= 0]  # -1: held back by the claim
+    segments = sorted(set(in_segments))
+    assert len(segments) == segments_for(len(in_segments), TEST_CAMPAIGN["segment_size"]) == 4
     dispatched = sum(1 for status, *_ in rows.values() if status == "dispatched")
     skipped = Counter(reason for status, reason, _, _ in rows.values() if status == "skipped")
     assert dispatched and skipped and dispatched + sum(skipped.values()) == len(rows) == 250
@@ -242,9 +243,13 @@ def test_successful_run_emits_every_metric_with_counts_from_the_ledger(
     assert [line.value for line in lines if line.name.endswith(".segment.created")] == ["1"] * len(segments)
     assert _counts(lines, "genesys.segment.failed") == {}
     contacts = _counts(lines, "genesys.contacts")
-    expected = {f"{C},outcome=claimed,reason=none": len(rows), f"{C},outcome=dispatched,reason=none": dispatched}
+    expected = {f"{C},outcome=claimed,reason=none": len(in_segments),
+                f"{C},outcome=dispatched,reason=none": dispatched}
     expected |= {f"{C},outcome=skipped,reason={reason}": n for reason, n in skipped.items()}
     assert +contacts == expected  # "+" drops zero totals (a segment with nothing to skip sends no line)
+    # The share of the batch held back, and the threshold the skip alert compares it with.
+    assert _values(lines, "genesys.run.skipped_share", "g") == {C: [pytest.approx(sum(skipped.values()) / 250)]}
+    assert _values(lines, "genesys.run.skipped_share_threshold", "g") == {C: [0.5]}
 
     # The API metrics agree with what the emulator saw, request by request.
     responses, latencies, api_calls = _api_expectations(emulator)
@@ -294,7 +299,7 @@ def test_successful_run_emits_every_metric_with_counts_from_the_ledger(
         "genesys.token.refreshes", "genesys.circuit_breaker.state", "genesys.pacing.answer_rate",
         "genesys.pacing.dial_ratio", "genesys.pacing.max_calls_per_agent", "genesys.pacing.outbound_line_count",
         "genesys.run.duration", "genesys.run.last_finish", "genesys.run.last_success",
-        "genesys.run.schedule_interval",
+        "genesys.run.schedule_interval", "genesys.run.skipped_share", "genesys.run.skipped_share_threshold",
     } | ({"genesys.api.throttled", "genesys.api.retries"} if throttled else set())
 
 
@@ -315,7 +320,7 @@ def test_failing_run_emits_segment_failures_and_the_breaker_opening_at_its_thres
     states = task_states(dag_run)
     created = [i for (task, i), state in states.items() if task == "create_segment" and state == "success"]
     failed = [i for (task, i), state in states.items() if task == "create_segment" and state == "failed"]
-    assert len(created) + len(failed) == 5 and len(failed) >= 4
+    assert len(created) + len(failed) == 4 and len(failed) >= 3  # 250 less those held back, 60 a segment
     threshold = BreakerSettings().failure_threshold  # the hook's default (3): the connection tunes nothing
     assert _counts(lines, "genesys.segment.created") == ({C: len(created)} if created else {})
     assert _counts(lines, "genesys.segment.failed") == {
@@ -324,7 +329,8 @@ def test_failing_run_emits_segment_failures_and_the_breaker_opening_at_its_thres
     rows = ledger(db, dag_run.run_id)
     failed_sends = sum(1 for status, *_ in rows.values() if status == "failed")  # in a POST that failed
     contacts = _counts(lines, "genesys.contacts")
-    assert contacts[f"{C},outcome=claimed,reason=none"] == len(rows) == 250
+    assert contacts[f"{C},outcome=claimed,reason=none"] == sum(1 for *_, seg, _ in rows.values() if seg >= 0)
+    assert len(rows) == 250
     assert contacts[f"{C},outcome=failed,reason=none"] == failed_sends > 0
 
     # The API metrics agree with the emulator: the one 2xx POST, then exactly `threshold` 500s, nothing retried.
@@ -397,11 +403,12 @@ def test_503s_are_retried_until_the_breaker_opens(db: Any, emulator: Emulator, s
     assert _counts(lines, "genesys.api.throttled") == {}
     assert _counts(lines, "genesys.circuit_breaker.transitions") == {
         f"conn_id={CONN},from_state=closed,to_state=open": 1}
-    assert _counts(lines, "genesys.segment.failed") == {f"{C},error_type=circuit_open": 5}
-    assert _counts(lines, "genesys.segment.created") == {}
     rows = ledger(db, dag_run.run_id)
+    segments = len({seg for *_, seg, _ in rows.values() if seg >= 0})
+    assert _counts(lines, "genesys.segment.failed") == {f"{C},error_type=circuit_open": segments}
+    assert _counts(lines, "genesys.segment.created") == {}
     failed_sends = sum(1 for status, *_ in rows.values() if status == "failed")
     assert _counts(lines, "genesys.contacts")[f"{C},outcome=failed,reason=none"] == failed_sends > 0
-    refused = 5 + (task_states(dag_run)[("apply_pacing", -1)] == "failed")
+    refused = segments + (task_states(dag_run)[("apply_pacing", -1)] == "failed")
     gauge = _values(lines, "genesys.circuit_breaker.state", "g")[f"conn_id={CONN}"]
     assert gauge == [0.0] * api_calls + [1.0] * (2 + refused)

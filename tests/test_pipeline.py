@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pipeline_helpers import (
     contact_posts,
-    expected_claim,
+    e164,
+    expected_batch,
+    expected_reasons,
     ledger,
     run_dag,
     run_xcoms,
@@ -42,10 +44,12 @@ def test_one_run_loads_exactly_the_eligible_contacts_and_applies_pacing(db, emul
 
     states = task_states(dag_run)
     assert str(dag_run.state) == "success", states
-    claim = expected_claim(db, BATCH)
+    claim = expected_batch(db, BATCH)
     assert len(claim) == BATCH
-    sendable = {cid: valid_e164(raw) for cid, raw in claim if valid_e164(raw)}
-    assert 0 < len(sendable) < BATCH  # the demo mix has missing and malformed numbers among the claim
+    reasons = expected_reasons(db, [cid for cid, _ in claim])
+    sendable = {cid: e164(raw) for cid, raw in claim if reasons[cid] is None}
+    assert 0 < len(sendable) < BATCH  # the demo mix has do-not-call, missing and malformed numbers in the batch
+    assert {"suppressed", "missing_phone", "invalid_phone"} <= set(reasons.values())
 
     # Through the real API: the list holds exactly the sendable contacts, each once, with its segment.
     stored = emulator.contacts()
@@ -61,18 +65,19 @@ def test_one_run_loads_exactly_the_eligible_contacts_and_applies_pacing(db, emul
         assert contact["data"]["segment"].endswith(f"-s{segment_index:03d}")
         assert contact["contactListId"] == CONTACT_LIST_ID
 
-    # The ledger agrees: every claimed contact is dispatched or skipped with a reason.
+    # The ledger agrees: every contact of the batch is dispatched, or skipped with the reason it was held back.
     assert set(rows) == {cid for cid, _ in claim}
     skipped = {cid: reason for cid, (status, reason, _, _) in rows.items() if status == "skipped"}
-    assert set(skipped) == {cid for cid, _ in claim} - set(sendable)
-    assert set(skipped.values()) <= {"missing_phone", "invalid_phone"}
+    assert skipped == {cid: reason for cid, reason in reasons.items() if reason}
 
-    # Segments are mapped task instances, one per slice of at most segment_size contacts.
+    # Segments are mapped task instances, one per slice of at most segment_size sendable contacts; the contacts
+    # held back are in no segment (-1).
     mapped = sorted(i for (task_id, i) in states if task_id == "create_segment")
-    assert mapped == list(range(math.ceil(BATCH / SEGMENT)))
-    assert Counter(seg for _, _, seg, _ in rows.values()) == Counter(
-        {i: min(SEGMENT, BATCH - i * SEGMENT) for i in mapped}
+    assert mapped == list(range(math.ceil(len(sendable) / SEGMENT)))
+    assert Counter(seg for _, _, seg, _ in rows.values() if seg >= 0) == Counter(
+        {i: min(SEGMENT, len(sendable) - i * SEGMENT) for i in mapped}
     )
+    assert all(seg == -1 for cid, (_, _, seg, _) in rows.items() if cid in skipped)
 
     # One request per contacts_per_request contacts of a segment, none larger.
     posts = contact_posts(emulator.requests_log())
@@ -180,7 +185,7 @@ def test_past_interval_uses_its_own_answer_rate_window_and_creation_cutoff(db, e
     claimed = ledger(db, live.run_id)
     created = dict(db.execute("SELECT id, created_at FROM contacts").fetchall())
     assert claimed and all(created[cid] < live.data_interval_end for cid in claimed)
-    assert set(claimed) == {cid for cid, _ in expected_claim(db, BATCH, live.data_interval_end)}
+    assert set(claimed) == {cid for cid, _ in expected_batch(db, BATCH, live.data_interval_end)}
 
 
 def _task_logs(capfd, caplog) -> str:
@@ -238,5 +243,7 @@ def test_batch_size_param_of_a_manual_trigger_limits_the_claim(db, emulator):
     assert str(dag_run.state) == "success"
     rows = ledger(db, dag_run.run_id)
     assert len(rows) == 30
-    assert set(rows) == {cid for cid, _ in expected_claim(db, 30)}
-    assert {seg for _, _, seg, _ in rows.values()} == {0}
+    assert set(rows) == {cid for cid, _ in expected_batch(db, 30)}
+    # one segment of sendable contacts; the contacts held back are in none
+    assert {seg for status, _, seg, _ in rows.values() if status != "skipped"} == {0}
+    assert {seg for status, _, seg, _ in rows.values() if status == "skipped"} <= {-1}

@@ -13,6 +13,7 @@ from typing import Any
 # Fictional numbers: US 555-01xx and UK Ofcom drama ranges are reserved for fiction but are not all
 # "valid" to libphonenumber, so valid demo numbers use real area codes with random subscriber digits.
 _US_AREA_CODES = ("212", "312", "415", "617", "713", "206", "305", "404", "503", "702")
+DEMO_DNC_LIST_ID = "5e0c2a4b-7d9f-4b1e-8c3a-6f2e4d1b9a07"
 _MALFORMED = ("", "   ", "n/a", "12345", "555-CALL-NOW", "+1 (000) 000-0000", "0000000000", "+44 20", "call me")
 
 
@@ -90,15 +91,20 @@ def insert_dial_history(conn: Any, campaign_id: str, *, end: datetime, days: int
 
 
 def emulator_seed(campaign_id: str, contact_list_id: str, *, phone_column: str = "phone",
-                  segment_column: str = "segment") -> dict[str, Any]:
-    """The emulator seed for one predictive campaign and its contact list."""
+                  segment_column: str = "segment", timezone_column: str = "timezone") -> dict[str, Any]:
+    """The emulator seed for one predictive campaign and its contact list, set up as docs/compliance.md asks:
+    the phone column reads each contact's time zone from ``timezone_column``, the campaign has a callable time
+    set and an internal DNC list."""
     return {
+        "dncLists": [{"id": DEMO_DNC_LIST_ID, "name": "Demo opt-outs"}],
         "contactLists": [
             {
                 "id": contact_list_id,
                 "name": "Demo renewals list",
-                "columnNames": [phone_column, segment_column],
-                "phoneColumns": [{"columnName": phone_column, "type": "cell"}],
+                "columnNames": [phone_column, segment_column, timezone_column],
+                "phoneColumns": [
+                    {"columnName": phone_column, "type": "cell", "callableTimeColumn": timezone_column}
+                ],
             }
         ],
         "campaigns": [
@@ -113,6 +119,8 @@ def emulator_seed(campaign_id: str, contact_list_id: str, *, phone_column: str =
                 "maxCallsPerAgent": 1,
                 "alwaysRunning": True,
                 "noAnswerTimeout": 30,
+                "callableTimeSet": {"id": "demo-callable-times"},
+                "dncLists": [{"id": DEMO_DNC_LIST_ID}],
             }
         ],
     }

@@ -28,6 +28,8 @@ HELP = {
     "max_contacts_per_list": "contacts per contact list",
     "max_page_size": "largest pageSize for searches and listings",
     "max_bulk_ids": "ids per POST .../contacts/bulk",
+    "max_delete_ids": "contactIds per DELETE .../contacts",
+    "max_dnc_numbers_per_request": "phone numbers per POST or PATCH .../dnclists/{id}/phonenumbers",
     "max_filter_predicates": "predicates per contact list filter",
     "max_calls_per_agent_cap": "organisation cap on maxCallsPerAgent",
     "default_retry_after": "Retry-After seconds for injected 429s without retryAfter",

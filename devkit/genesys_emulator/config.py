@@ -32,6 +32,8 @@ class EmulatorConfig:
     max_contacts_per_list: int = 1_000_000
     max_page_size: int = 100
     max_bulk_ids: int = 1000
+    max_delete_ids: int = 100
+    max_dnc_numbers_per_request: int = 1000
     max_filter_predicates: int = 10
     max_calls_per_agent_cap: float = 15.0
     default_retry_after: int = 1

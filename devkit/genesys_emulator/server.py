@@ -646,10 +646,9 @@ class EmulatorServer:
         )
 
     def _delete_contacts(self, r: Request) -> object:
+        # The SDK sends contactIds as one comma-separated value; repeated parameters are accepted too.
         ids = [i for raw in r.query.get("contactIds", []) for i in raw.split(",") if i]
-        if not ids:
-            raise bad_request("contactIds is required", "contactIds")
-        self.store.delete_contacts(r.params["contactListId"], ids, must_exist=False)
+        self.store.bulk_delete_contacts(r.params["contactListId"], ids)
         return NO_BODY
 
 
@@ -688,6 +687,8 @@ class _AdminApi:
             lambda r: emu.store.set_campaign_stats(r.params["campaignId"], r.json()),
         )
         a("POST", f"{p}/campaigns/{{campaignId}}/dial", self._dial)
+        a("POST", f"{p}/campaigns/{{campaignId}}/hangup",
+          lambda r: {"ended": emu.store.hang_up(r.params["campaignId"])})
         a(
             "GET",
             f"{p}/dnclists/{{dncListId}}/phonenumbers",
@@ -726,7 +727,10 @@ class _AdminApi:
         count = body.get("count", 1) if isinstance(body, dict) else None
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise bad_request("count must be a non-negative integer", "count")
-        return {"dialed": self.emu.store.dial(r.params["campaignId"], count)}
+        hold = body.get("holdCalls", False)
+        if not isinstance(hold, bool):
+            raise bad_request("holdCalls must be a boolean", "holdCalls")
+        return self.emu.store.dial(r.params["campaignId"], count, hold_calls=hold)
 
     def _patch_config(self, r: Request) -> dict[str, Any]:
         body = r.json()

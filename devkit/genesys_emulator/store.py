@@ -8,6 +8,7 @@ Entities are stored as the JSON dicts the API returns and are replaced, never mu
 from __future__ import annotations
 
 import math
+import re
 import threading
 import uuid
 from collections import Counter
@@ -167,6 +168,14 @@ CONTACT_FIELDS = frozenset(
         "selfUri",
     ]
 )
+PHONE_COLUMN_FIELDS = frozenset(["columnName", "type", "callableTimeColumnName", "callableTimeColumn"])
+DNC_PATCH_FIELDS = frozenset(["action", "phoneNumbers", "expirationDateTime"])
+# DncPatchPhoneNumbersRequest.expirationDateTime: "yyyy-MM-ddTHH:mmZ" (seconds accepted too).
+_DNC_EXPIRY = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?Z$")
+# System wrap-up codes the dialer records for a contact it passes over: its number is on a DNC list of the
+# campaign; it has no number to dial.
+ON_DNC_LIST = "ININ-OUTBOUND-ON-DO-NOT-CALL-LIST"
+NO_NUMBER = "ININ-OUTBOUND-INVALID-PHONE-NUMBER"
 SEARCH_FIELDS = frozenset(["contactListFilterId", "criteria", "pageNumber", "pageSize", "contactSorts"])
 READ_ONLY = frozenset(["id", "dateCreated", "dateModified", "selfUri", "size", "errors", "importStatus"])
 
@@ -197,6 +206,10 @@ class ContactListState:
     # needs to prove a contact was never queued (so never dialed) twice. Kept across list clears.
     queue_entries: Counter[str] = field(default_factory=Counter)
     dial_counts: Counter[str] = field(default_factory=Counter)
+    # Why the dialer passed a queued contact over instead of dialing it (e.g. its number is on a DNC list of the
+    # campaign), and the contacts whose call is still going on (a campaign is using them: DELETE keeps them).
+    dial_skips: dict[str, str] = field(default_factory=dict)
+    in_call: set[str] = field(default_factory=set)
 
     def dequeue(self, cid: str) -> None:
         self.front.pop(cid, None)
@@ -211,6 +224,17 @@ class CampaignState:
     entity: dict[str, Any]
     attempts: int = 0
     stats_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def _digits(number: str | None) -> str:
+    """A phone number as its digits: how the dialer compares a contact's number with DNC entries."""
+    return "".join(ch for ch in number or "" if ch.isdigit())
+
+
+def _expiry_iso(value: str) -> str:
+    """A DNC expiry ("yyyy-MM-ddTHH:mmZ", seconds optional) comparable with :func:`now_iso` as a string."""
+    stamp = value.rstrip("Z")
+    return (stamp + ":00" if len(stamp) == 16 else stamp).ljust(23, "0")[:19] + ".000Z"
 
 
 def _check_fields(body: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
@@ -336,6 +360,9 @@ class Store:
                 raise bad_request(f"Column names may be at most {max_len} characters", f"columnNames[{i}]")
         if len(set(columns)) != len(columns):
             raise bad_request("columnNames must be unique", "columnNames")
+        automatic = body.get("automaticTimeZoneMapping", False)
+        if not isinstance(automatic, bool):
+            raise bad_request("automaticTimeZoneMapping must be a boolean", "automaticTimeZoneMapping")
         phone_columns = body.get("phoneColumns")
         if phone_columns is None and seed:
             phone_columns = [{"columnName": columns[0], "type": "cell"}]
@@ -349,7 +376,28 @@ class Store:
                 )
             if not isinstance(pc.get("type"), str) or not pc["type"]:
                 raise bad_request("phoneColumns[].type is required", f"phoneColumns[{i}].type")
+            _check_fields(pc, PHONE_COLUMN_FIELDS, f"phoneColumns[{i}].")
+            time_column = pc.get("callableTimeColumn")
+            if time_column is not None:
+                if automatic:
+                    raise bad_request(
+                        "callableTimeColumn is not allowed when automaticTimeZoneMapping is true",
+                        f"phoneColumns[{i}].callableTimeColumn",
+                    )
+                if time_column not in columns:
+                    raise bad_request(
+                        "phoneColumns[].callableTimeColumn must be one of columnNames",
+                        f"phoneColumns[{i}].callableTimeColumn",
+                    )
             clean_phone.append(dict(pc))
+        zip_column = body.get("zipCodeColumnName")
+        if zip_column is not None:
+            if not automatic:
+                raise bad_request(
+                    "zipCodeColumnName is only allowed with automaticTimeZoneMapping", "zipCodeColumnName"
+                )
+            if zip_column not in columns:
+                raise bad_request("zipCodeColumnName must be one of columnNames", "zipCodeColumnName")
         entity = {k: v for k, v in body.items() if k not in READ_ONLY and k != "version"}
         entity.update(name=name, columnNames=list(columns), phoneColumns=clean_phone)
         return entity
@@ -486,7 +534,28 @@ class Store:
         ok = item.get("callable", True)
         if type(ok) is not bool:
             raise bad_request("callable must be a boolean", prefix + "callable")
+        zones = item.get("contactColumnTimeZones")
+        if zones is not None:
+            self._check_column_time_zones(zones, state, prefix + "contactColumnTimeZones")
         return cid, tuple(map(data.get, state.columns)), ok, data
+
+    @staticmethod
+    def _check_column_time_zones(zones: Any, state: ContactListState, field_name: str) -> None:
+        """``contactColumnTimeZones``: {column: ContactColumnTimeZone {timeZone, columnType PHONE|ZIP}}. Genesys
+        fills it in itself (automatic time zone mapping), so a posted value is validated and not stored."""
+        if type(zones) is not dict:
+            raise bad_request("contactColumnTimeZones must be an object", field_name)
+        for column, zone in zones.items():
+            where = f"{field_name}.{column}"
+            if column not in state.colset:
+                raise bad_request(f"{column!r} is not a column of the contact list", where)
+            if type(zone) is not dict:
+                raise bad_request("a ContactColumnTimeZone must be an object", where)
+            _check_fields(zone, frozenset(["timeZone", "columnType"]), where + ".")
+            if zone.get("columnType") is not None and zone["columnType"] not in ("PHONE", "ZIP"):
+                raise bad_request("columnType must be PHONE or ZIP", where + ".columnType")
+            if zone.get("timeZone") is not None and not isinstance(zone["timeZone"], str):
+                raise bad_request("timeZone must be a string", where + ".timeZone")
 
     def upsert_contacts(
         self, list_id: str, body: Any, *, priority: bool = False, do_not_queue: bool = False
@@ -589,12 +658,31 @@ class Store:
             return self._contact_view(list_id, state, cid, state.contacts[cid])
 
     def delete_contacts(self, list_id: str, cids: Iterable[str], *, must_exist: bool) -> None:
+        """Delete contacts; unknown ids are ignored (bulk). A contact whose call is going on is kept, as the
+        SDK documents: "Only contacts that are not in use by any campaign will be deleted"."""
         with self.lock:
             state = self._list(list_id)
             for cid in cids:
+                if cid in state.in_call:
+                    continue
                 if state.contacts.pop(cid, None) is None and must_exist:
                     raise not_found("contact", cid)
                 state.dequeue(cid)
+
+    def bulk_delete_contacts(self, list_id: str, cids: list[str]) -> None:
+        """``DELETE .../contacts?contactIds=``: at most ``max_delete_ids`` ids (limit unconfirmed)."""
+        if not cids:
+            raise bad_request("contactIds is required", "contactIds")
+        max_ids = self._limit(self.config.max_delete_ids)
+        if max_ids is not None and len(cids) > max_ids:
+            raise ApiError(
+                400,
+                f"A request may delete at most {max_ids} contacts; got {len(cids)}",
+                "bad.request",
+                [{"errorCode": "too.many.contact.ids", "fieldName": "contactIds"}],
+                limit={"key": "contacts.delete.ids.max", "namespace": "outbound", "value": max_ids},
+            )
+        self.delete_contacts(list_id, cids, must_exist=False)
 
     def search_contacts(self, list_id: str, body: Any) -> dict[str, Any]:
         body = _require_object(body)
@@ -683,10 +771,12 @@ class Store:
         return keys
 
     def queue_history(self, list_id: str) -> dict[str, Any]:
-        """Admin: per contact id, how many times it entered the dialing queue and was dialed."""
+        """Admin: per contact id, how many times it entered the dialing queue and was dialed, and why the
+        dialer passed one over."""
         with self.lock:
             state = self._list(list_id)
-            return {"entries": dict(state.queue_entries), "dialed": dict(state.dial_counts)}
+            return {"entries": dict(state.queue_entries), "dialed": dict(state.dial_counts),
+                    "skipped": dict(state.dial_skips)}
 
     def queue(self, list_id: str) -> list[str]:
         with self.lock:
@@ -1058,17 +1148,56 @@ class Store:
                 "numberOfContactsSkipped": {},
             }
 
-    def dial(self, cid: str, count: int) -> list[str]:
-        """Admin: take ``count`` contacts off the head of the campaign's queue, as if dialled."""
+    def dial(self, cid: str, count: int, *, hold_calls: bool = False) -> dict[str, Any]:
+        """Admin: take ``count`` contacts off the head of the campaign's queue, as if dialled.
+
+        A contact none of whose numbers (the campaign's phone columns) may be dialed, because each is on a DNC
+        list attached to the campaign (and not expired), is taken off the queue without a call and recorded
+        as skipped with the dialer's wrap-up code. ``hold_calls`` keeps the dialed contacts "in a call" (in use
+        by the campaign) until :meth:`hang_up`.
+        """
         with self.lock:
             state = self._campaign(cid)
             lst = self._list(state.entity["contactList"]["id"])
-            dialed = lst.queue()[: max(0, count)]
-            for contact_id in dialed:
+            blocked = self._dnc_digits(state.entity)
+            positions = [lst.columns.index(pc["columnName"]) for pc in state.entity.get("phoneColumns", [])
+                         if pc.get("columnName") in lst.colset]
+            dialed: list[str] = []
+            skipped: dict[str, str] = {}
+            for contact_id in lst.queue():
+                if len(dialed) >= max(0, count):
+                    break
                 lst.dequeue(contact_id)
+                values = lst.contacts[contact_id][0]
+                numbers = [_digits(values[i]) for i in positions if values[i]]
+                if not [n for n in numbers if n and n not in blocked]:
+                    reason = ON_DNC_LIST if any(n in blocked for n in numbers) else NO_NUMBER
+                    lst.dial_skips[contact_id] = skipped[contact_id] = reason
+                    continue
                 lst.dial_counts[contact_id] += 1
+                dialed.append(contact_id)
+                if hold_calls:
+                    lst.in_call.add(contact_id)
             state.attempts += len(dialed)
-            return dialed
+            return {"dialed": dialed, "skipped": skipped}
+
+    def hang_up(self, cid: str) -> int:
+        """Admin: end every call the campaign holds (see :meth:`dial`); return how many."""
+        with self.lock:
+            lst = self._list(self._campaign(cid).entity["contactList"]["id"])
+            ended = len(lst.in_call)
+            lst.in_call.clear()
+            return ended
+
+    def _dnc_digits(self, campaign: dict[str, Any]) -> set[str]:
+        """Digits of the unexpired numbers on the DNC lists attached to ``campaign``."""
+        now = now_iso()
+        blocked = set()
+        for ref in campaign.get("dncLists", []):
+            for number, expires in self.dnc_numbers.get(ref["id"], {}).items():
+                if expires is None or _expiry_iso(expires) > now:
+                    blocked.add(_digits(number))
+        return blocked
 
     # ----------------------------------------------------------------------------------------------- DNC
     def _dnc(self, did: str) -> dict[str, Any]:
@@ -1132,15 +1261,30 @@ class Store:
             del self.dnc_lists[did]
             del self.dnc_numbers[did]
 
-    def _dnc_add(self, did: str, numbers: Any, expires: str | None, field_name: str) -> None:
+    def _dnc_numbers(self, numbers: Any, field_name: str) -> list[str]:
         if not isinstance(numbers, list) or not numbers:
             raise bad_request(f"{field_name} must be a non-empty array of phone numbers", field_name)
         for i, num in enumerate(numbers):
             if not isinstance(num, str) or not num.strip():
                 raise bad_request("Phone numbers must be non-empty strings", f"{field_name}[{i}]")
+        max_numbers = self._limit(self.config.max_dnc_numbers_per_request)
+        if max_numbers is not None and len(numbers) > max_numbers:
+            raise ApiError(
+                400,
+                f"A request may carry at most {max_numbers} phone numbers; got {len(numbers)}",
+                "bad.request",
+                [{"errorCode": "too.many.phone.numbers", "fieldName": field_name}],
+                limit={"key": "dnc.phonenumbers.per.request.max", "namespace": "outbound", "value": max_numbers},
+            )
+        return numbers
+
+    def _dnc_add(self, did: str, numbers: Any, expires: str | None, field_name: str) -> None:
+        numbers = self._dnc_numbers(numbers, field_name)
         entity = self._dnc(did)
         if entity["dncSourceType"] not in ("rds", "rds_custom"):
             raise bad_request("Phone numbers can only be added to internal DNC lists", "dncSourceType")
+        if entity["contactMethod"] not in ("Phone", "Any"):
+            raise bad_request("Phone numbers can only be added to a DNC list of contact method Phone", "contactMethod")
         table = self.dnc_numbers[did]
         for num in numbers:
             table[num] = expires
@@ -1152,21 +1296,19 @@ class Store:
 
     def patch_dnc_numbers(self, did: str, body: Any) -> None:
         body = _require_object(body)
-        _check_fields(body, frozenset(["action", "phoneNumbers", "expirationDateTime"]))
+        _check_fields(body, DNC_PATCH_FIELDS)
         action = body.get("action")
         if not isinstance(action, str) or action.lower() not in ("add", "remove"):
             raise bad_request("action must be Add or Remove", "action")
         expires = body.get("expirationDateTime")
-        if expires is not None and not isinstance(expires, str):
-            raise bad_request("expirationDateTime must be an ISO-8601 string", "expirationDateTime")
+        if expires is not None and (not isinstance(expires, str) or not _DNC_EXPIRY.match(expires)):
+            raise bad_request("expirationDateTime must be yyyy-MM-ddTHH:mmZ", "expirationDateTime")
         with self.lock:
             self._dnc(did)
             if action.lower() == "add":
                 self._dnc_add(did, body.get("phoneNumbers"), expires, "phoneNumbers")
                 return
-            numbers = body.get("phoneNumbers")
-            if not isinstance(numbers, list) or not numbers or not all(isinstance(n, str) for n in numbers):
-                raise bad_request("phoneNumbers must be a non-empty array of phone numbers", "phoneNumbers")
+            numbers = self._dnc_numbers(body.get("phoneNumbers"), "phoneNumbers")
             table = self.dnc_numbers[did]
             for num in numbers:
                 table.pop(num, None)

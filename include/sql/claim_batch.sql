@@ -1,52 +1,57 @@
--- Claim the next batch for one run, in one statement, inside the transaction that holds the campaign's
--- advisory lock (see lock_campaign.sql). First adopt undelivered claims of earlier runs whose lease has
--- expired (a run that failed and was never cleared must not lose them), then take fresh eligible contacts
--- in keyset (id) order. The ledger's primary key makes a double claim impossible even without the lock.
-WITH adopted AS (
-    SELECT l.contact_id AS id, 0 AS source
-    FROM dispatch_ledger l
-    JOIN contacts c ON c.id = l.contact_id
-    WHERE l.campaign_id = %(campaign_id)s
-      AND c.created_at < %(created_before)s
-      AND l.status IN ('claimed', 'failed')
-      AND l.run_id <> %(run_id)s
-      AND l.claimed_at < now() - %(lease_minutes)s * interval '1 minute'
-    ORDER BY l.contact_id
-    LIMIT %(batch_size)s
+-- Claim the batch: classify the run's candidates (claim_candidates.sql) and write each to the ledger, in one
+-- statement (a template: compliance/eligibility.py fills in hold_reason.sql). A contact that may be sent is
+-- claimed into a segment; one that may not is recorded as skipped with its reason (segment -1), so the ledger
+-- says why each contact was held back. Within the batch a number is sent through one contact only: the first
+-- eligible one; the others are duplicate_number (hold_reason.sql checks earlier claims and deliveries). The
+-- ledger's primary key makes a double claim impossible even without the advisory lock.
+-- MATERIALIZED: the reason is computed once per candidate (inlined, the planner would repeat it for every use).
+WITH classified AS MATERIALIZED (
+    SELECT k.id, k.source, x.number AS e164, {hold_reason} AS reason
+    FROM claim_candidates k
+    LEFT JOIN contacts c ON c.id = k.id
+    LEFT JOIN contact_phones p
+        ON p.contact_id = k.id AND p.region = %(phone_region)s AND p.source_updated_at = c.updated_at
+    CROSS JOIN LATERAL (SELECT p.e164 AS number) AS x
 ),
-fresh AS (
-    SELECT c.id, 1 AS source
-    FROM contacts c
-    WHERE c.status = 'active'
-      AND c.suppression_status <> 'do_not_call'
-      AND c.created_at < %(created_before)s
-      AND NOT EXISTS (
-          SELECT 1 FROM dispatch_ledger l
-          WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = c.id
-      )
-    ORDER BY c.id
-    LIMIT %(batch_size)s
+deduplicated AS (
+    SELECT id, source, e164,
+           CASE
+               WHEN reason IS NULL
+                    AND row_number() OVER (PARTITION BY e164 ORDER BY reason IS NOT NULL, source, id) > 1
+               THEN 'duplicate_number'
+               ELSE reason
+           END AS reason
+    FROM classified
 ),
-picked AS (
-    SELECT id, source, row_number() OVER (ORDER BY source, id) - 1 AS position
-    FROM (SELECT * FROM adopted UNION ALL SELECT * FROM fresh) AS candidates
-    ORDER BY source, id
-    LIMIT %(batch_size)s
+positioned AS (
+    SELECT id, e164, reason, row_number() OVER (PARTITION BY reason IS NULL ORDER BY source, id) - 1 AS position
+    FROM deduplicated
 ),
-claimed AS (
+written AS (
     INSERT INTO dispatch_ledger AS l (
-        campaign_id, contact_id, genesys_contact_id, campaign_key, run_id, segment_index, status, claimed_at
+        campaign_id, contact_id, genesys_contact_id, campaign_key, run_id, segment_index, status, skip_reason,
+        phone_e164, claimed_at
     )
     SELECT %(campaign_id)s, p.id, %(contact_id_prefix)s || p.id::text, %(campaign_key)s, %(run_id)s,
-           (p.position / %(segment_size)s)::int, 'claimed', now()
-    FROM picked p
+           CASE WHEN p.reason IS NULL THEN (p.position / %(segment_size)s)::int ELSE -1 END,
+           CASE WHEN p.reason IS NULL THEN 'claimed' ELSE 'skipped' END, p.reason, p.e164, now()
+    FROM positioned p
     ON CONFLICT (campaign_id, contact_id) DO UPDATE
         SET run_id = EXCLUDED.run_id,
             segment_index = EXCLUDED.segment_index,
+            -- an adopted claim keeps its status (claimed / failed) unless it is held back now
+            status = CASE WHEN EXCLUDED.status = 'skipped' OR l.status = 'skipped' THEN EXCLUDED.status
+                          ELSE l.status END,
+            skip_reason = EXCLUDED.skip_reason,
+            phone_e164 = coalesce(EXCLUDED.phone_e164, l.phone_e164),
             claimed_at = now(),
             updated_at = now()
         WHERE l.status IN ('claimed', 'failed')
-    RETURNING (xmax <> 0) AS adopted  -- xmax is set on rows the upsert updated: the adopted ones
+           OR (l.status = 'skipped' AND l.skip_reason = ANY(%(retry_reasons)s))
+    RETURNING l.contact_id, l.status, l.skip_reason
 )
--- One row back, whatever the batch size: the task's memory does not grow with the batch.
-SELECT count(*), count(*) FILTER (WHERE adopted) FROM claimed;
+-- A few rows back, whatever the batch size: the task's memory does not grow with the batch.
+SELECT k.source, w.status, coalesce(w.skip_reason, '') AS reason, count(*)
+FROM written w
+JOIN claim_candidates k ON k.id = w.contact_id
+GROUP BY 1, 2, 3;

@@ -1,4 +1,5 @@
--- A run's claim, segment by segment: what fetch_contact_batch returns as mapped-task descriptors.
+-- A run's claim, segment by segment: what fetch_contact_batch returns as mapped-task descriptors. Segment -1
+-- holds the contacts the claim held back (skipped with a reason); it is not sent.
 SELECT segment_index,
        count(*)                                           AS contacts,
        count(*) FILTER (WHERE status IN ('claimed', 'failed')) AS pending

@@ -19,6 +19,63 @@ CREATE TABLE IF NOT EXISTS contacts (
 -- The seed's recommended index: eligible contacts in keyset (id) order.
 CREATE INDEX IF NOT EXISTS contacts_status_id_idx ON contacts (status, id);
 
+-- How the pipeline compares the user's flag columns (status, suppression_status, consent): trimmed and
+-- case-insensitively, NULL as '', so ' DO_NOT_CALL ' and 'Do_Not_Call' are 'do_not_call'. One immutable
+-- function, so the expression indexes below and every query agree on it (changing its body needs a REINDEX of
+-- contacts_norm_status_id_idx).
+CREATE OR REPLACE FUNCTION genesys_dialer_norm(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT lower(btrim(coalesce(value, ''), E' \t\n\r\f\x0b' || chr(160))) $$;
+-- Indexes this project adds to the user's contacts table (nothing else is added to it): the claim scans each
+-- status value in id order, and phone normalization follows rows whose updated_at moved.
+CREATE INDEX IF NOT EXISTS contacts_norm_status_id_idx ON contacts (genesys_dialer_norm(status), id);
+CREATE INDEX IF NOT EXISTS contacts_updated_at_id_idx ON contacts (updated_at, id);
+
+-- Each contact's number normalized once (libphonenumber, in Python) for one default region: its E.164 form or
+-- the problem, the number's type, region and time zone, and the contacts row's updated_at it was computed
+-- from (a row whose updated_at moved is normalized again). Every contact is normalized, whatever its status:
+-- the numbers of suppressed contacts are what suppression by number compares with. No foreign key: the
+-- contacts table stays the user's.
+CREATE TABLE IF NOT EXISTS contact_phones (
+    contact_id        BIGINT      NOT NULL,
+    region            TEXT        NOT NULL,
+    e164              TEXT,
+    problem           TEXT        CHECK (problem IN ('missing_phone', 'invalid_phone')),
+    number_type       TEXT,
+    number_region     TEXT,
+    time_zone         TEXT,
+    source_updated_at TIMESTAMPTZ NOT NULL,
+    normalized_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (contact_id, region),
+    CHECK ((e164 IS NULL) <> (problem IS NULL))
+);
+-- Suppression and duplicates are checked by number.
+CREATE INDEX IF NOT EXISTS contact_phones_e164_idx ON contact_phones (e164) WHERE e164 IS NOT NULL;
+-- How far the normalization of each region has walked contacts in (updated_at, id) order: where an interrupted
+-- walk resumes, and when the last walk that caught up started (the next one starts again a look-back before
+-- that, for rows committed late with an older updated_at).
+CREATE TABLE IF NOT EXISTS contact_phones_progress (
+    region            TEXT        PRIMARY KEY,
+    resume_updated_at TIMESTAMPTZ NOT NULL,
+    resume_id         BIGINT      NOT NULL,
+    caught_up         BOOLEAN     NOT NULL,
+    walk_started_at   TIMESTAMPTZ NOT NULL,
+    updated_at        TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- The internal do-not-call table: numbers never sent through any contact, whatever their contacts say.
+-- E.164 only (genesys-dialer dnc-import normalizes a file); source e.g. 'internal', 'national_registry', with
+-- the date the registry snapshot was taken (the FTC allows at most 31 days).
+CREATE TABLE IF NOT EXISTS dnc_numbers (
+    phone_e164             TEXT        NOT NULL CHECK (phone_e164 ~ '^\+[1-9][0-9]{6,14}$'),
+    source                 TEXT        NOT NULL DEFAULT 'internal',
+    registry_snapshot_date DATE,
+    added_at               TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (phone_e164, source)
+);
+CREATE INDEX IF NOT EXISTS dnc_numbers_snapshot_idx ON dnc_numbers (registry_snapshot_date)
+    WHERE registry_snapshot_date IS NOT NULL;
+
 CREATE TABLE IF NOT EXISTS dial_history (
     id          BIGSERIAL PRIMARY KEY,
     campaign_id TEXT        NOT NULL,
@@ -55,6 +112,46 @@ CREATE INDEX IF NOT EXISTS dispatch_ledger_run_segment_idx
 -- Undelivered claims that a later run adopts when their lease has expired.
 CREATE INDEX IF NOT EXISTS dispatch_ledger_undelivered_idx
     ON dispatch_ledger (campaign_id, claimed_at) WHERE status IN ('claimed', 'failed');
+
+-- Compliance (docs/compliance.md): the number a contact was claimed and sent with; when a skip was re-queued by
+-- hand; and each withdrawal of a delivered contact that opted out: when, why, by which run, and the contextId
+-- of the DELETE and of the DNC list PATCH.
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS phone_e164 TEXT;
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS requeued_at TIMESTAMPTZ;
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS withdrawn_at TIMESTAMPTZ;
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS withdraw_reason TEXT;
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS withdrawn_by_run TEXT;
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS withdraw_context_id TEXT;
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS withdraw_dnc_context_id TEXT;
+-- 'withdrawn' joins the statuses. The check is replaced only while it lacks it: re-validating it scans the
+-- ledger under an exclusive lock, which an idempotent re-apply should not do every time.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_constraint
+        WHERE conrelid = 'dispatch_ledger'::regclass AND conname = 'dispatch_ledger_status_check'
+          AND pg_get_constraintdef(oid) LIKE '%withdrawn%'
+    ) THEN
+        ALTER TABLE dispatch_ledger DROP CONSTRAINT IF EXISTS dispatch_ledger_status_check;
+        ALTER TABLE dispatch_ledger ADD CONSTRAINT dispatch_ledger_status_check
+            CHECK (status IN ('claimed', 'dispatched', 'skipped', 'failed', 'withdrawn'));
+    END IF;
+END
+$$;
+-- When each campaign's withdrawal last checked the contacts that may be in Genesys, and under which eligibility
+-- rules (a fingerprint): the next check looks only at what changed since, unless the rules changed.
+CREATE TABLE IF NOT EXISTS withdrawal_checks (
+    campaign_id TEXT        PRIMARY KEY,
+    started_at  TIMESTAMPTZ NOT NULL,
+    rules       TEXT        NOT NULL,
+    checked_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- One contact per number and campaign: is this number already claimed or delivered for the campaign?
+CREATE INDEX IF NOT EXISTS dispatch_ledger_phone_idx
+    ON dispatch_ledger (campaign_id, phone_e164) WHERE status IN ('claimed', 'failed', 'dispatched');
+-- Skips a later run retries (their contact changed, or they were re-queued).
+CREATE INDEX IF NOT EXISTS dispatch_ledger_skipped_idx
+    ON dispatch_ledger (campaign_id, contact_id) WHERE status = 'skipped';
 
 -- What each run decided about pacing, so a backfill can rebuild the history.
 CREATE TABLE IF NOT EXISTS pacing_decisions (

@@ -1,11 +1,18 @@
--- One page of a segment's undelivered contacts with what is needed to send or skip them, in keyset
--- order. Eligibility is checked again here: a contact may have been opted out since it was claimed.
+-- One page of a segment's undelivered contacts with what is needed to send or skip them, in keyset order (a
+-- template: compliance/eligibility.py fills in hold_reason.sql and the configured columns). Eligibility is
+-- checked again here, in full: a contact may have opted out, or its number been suppressed, since the claim.
 SELECT l.contact_id,
        l.genesys_contact_id,
-       c.phone_number,
-       (c.id IS NOT NULL AND c.status = 'active' AND c.suppression_status <> 'do_not_call') AS eligible
+       x.number                                       AS e164,
+       {hold_reason}                                  AS reason,
+       coalesce({contact_time_zone}, p.time_zone)     AS time_zone,
+       nullif(btrim({postal_code}::text), '')         AS postal_code,
+       l.phone_e164                                   AS claimed_e164
 FROM dispatch_ledger l
 LEFT JOIN contacts c ON c.id = l.contact_id
+LEFT JOIN contact_phones p
+    ON p.contact_id = l.contact_id AND p.region = %(phone_region)s AND p.source_updated_at = c.updated_at
+CROSS JOIN LATERAL (SELECT p.e164 AS number) AS x
 WHERE l.campaign_id = %(campaign_id)s
   AND l.run_id = %(run_id)s
   AND l.segment_index = %(segment_index)s

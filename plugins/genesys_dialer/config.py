@@ -24,6 +24,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from genesys_dialer.compliance.defaults import (
+    DEFAULT_CALLABLE_STATUSES,
+    DEFAULT_CONSENT_VALUES,
+    DEFAULT_INACTIVE_STATUSES,
+    DEFAULT_SUPPRESSION_VALUES,
+    normalize_value,
+)
 from genesys_dialer.exceptions import ConfigError
 
 CONFIG_ENV_VAR = "GENESYS_DIALER_CONFIG"
@@ -81,6 +88,63 @@ class CampaignConfig(BaseModel):
     )
     contact_id_prefix: str = Field(default="", max_length=32)
 
+    # Compliance (docs/compliance.md). Flag values compare trimmed and case-insensitively.
+    suppression_values: tuple[str, ...] = Field(
+        default=DEFAULT_SUPPRESSION_VALUES, min_length=1,
+        description="suppression_status values that mean do not call (the contact and its number).",
+    )
+    callable_statuses: tuple[str, ...] = Field(
+        default=DEFAULT_CALLABLE_STATUSES, min_length=1, description="status values that may be called."
+    )
+    inactive_statuses: tuple[str, ...] = Field(
+        default=DEFAULT_INACTIVE_STATUSES,
+        description="status values that are not called; any other value is held back as unknown_status.",
+    )
+    timezone_column: str | None = Field(
+        default=None, min_length=1, max_length=63, description="contacts column with the IANA time zone."
+    )
+    postal_code_column: str | None = Field(
+        default=None, min_length=1, max_length=63, description="contacts column with the postal code."
+    )
+    consent_column: str | None = Field(
+        default=None, min_length=1, max_length=63, description="contacts column saying the contact consented."
+    )
+    consent_values: tuple[str, ...] = Field(
+        default=DEFAULT_CONSENT_VALUES, min_length=1, description="consent_column values that mean consent."
+    )
+    require_timezone: bool | None = Field(
+        default=None, description="Hold back contacts without a time zone (null: for US and Canadian numbers)."
+    )
+    require_consent_for_mobile: bool = Field(
+        default=False, description="Hold back possibly-mobile numbers whose consent_column does not say yes."
+    )
+    list_timezone_column: str | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="Contact list column the time zone is written to (a phone column's callableTimeColumn).",
+    )
+    list_postal_code_column: str | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="Contact list column the postal code is written to (the list's zipCodeColumnName).",
+    )
+    dnc_list_id: str | None = Field(
+        default=None, min_length=1, description="Genesys internal DNC list the numbers of withdrawn contacts join."
+    )
+    withdraw_ids_per_request: int = Field(
+        default=100, ge=1, le=1000, description="Contact ids per DELETE (and numbers per DNC PATCH) of a withdrawal."
+    )
+    skip_alert_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of a run's batch held back above which the skip alert fires."
+    )
+    normalize_max_rows_per_run: int = Field(
+        default=1_000_000, ge=1, description="Phone numbers normalization may parse per task (about 7,000/s)."
+    )
+    normalize_lookback_minutes: int = Field(
+        default=60, ge=0, description="How far back normalization re-reads rows (late-committed updates)."
+    )
+    dnc_registry_max_age_days: int | None = Field(
+        default=31, ge=1, description="Claim nothing while the newest registry snapshot in dnc_numbers is older."
+    )
+
     ratio_strategy: str = "model"
     history_days: int = Field(default=7, ge=1, le=90)
     fallback_answer_rate: float = Field(default=0.15, gt=0, le=1)
@@ -129,6 +193,24 @@ class CampaignConfig(BaseModel):
             raise ValueError(f"must be at most {GENESYS_MAX_CALLS_PER_AGENT:g} (the Genesys Cloud org cap)")
         return value
 
+    @field_validator("phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        import phonenumbers  # not at module level: DAG parsing imports this module every few seconds
+
+        if value not in phonenumbers.SUPPORTED_REGIONS:
+            hint = " (the United Kingdom is GB)" if value == "UK" else ""
+            raise ValueError(f"{value!r} is not a region libphonenumber knows{hint}; use an ISO 3166 code like US, GB")
+        return value
+
+    @field_validator("suppression_values", "callable_statuses", "inactive_statuses", "consent_values")
+    @classmethod
+    def _flag_values(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        normalized = tuple(normalize_value(v) for v in values)
+        if any(not v for v in normalized):
+            raise ValueError("values must not be empty")
+        return normalized
+
     @field_validator("ratio_strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
@@ -144,8 +226,23 @@ class CampaignConfig(BaseModel):
                 f"batch_size {self.batch_size} / segment_size {self.segment_size} gives {segments} segments; "
                 f"a run may map at most {max_segments_per_run()} (Airflow's max_map_length)"
             )
-        if self.phone_column == self.segment_column:
-            raise ValueError("phone_column and segment_column must name different contact list columns")
+        list_columns = [c for c in (self.phone_column, self.segment_column, self.list_timezone_column,
+                                    self.list_postal_code_column) if c]
+        if len(set(list_columns)) != len(list_columns):
+            raise ValueError(
+                "phone_column, segment_column, list_timezone_column and list_postal_code_column must name "
+                "different contact list columns"
+            )
+        both = set(self.callable_statuses) & set(self.inactive_statuses)
+        if both:
+            raise ValueError(f"status value(s) {sorted(both)} are in both callable_statuses and inactive_statuses")
+        if self.require_consent_for_mobile and not self.consent_column:
+            raise ValueError("require_consent_for_mobile needs consent_column (the contacts column with consent)")
+        if self.postal_code_column and not self.list_postal_code_column:
+            raise ValueError(
+                "postal_code_column needs list_postal_code_column: Genesys maps a postal code to a time zone only "
+                "from the contact list's zipCodeColumnName"
+            )
         return self
 
     @property

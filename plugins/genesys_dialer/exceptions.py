@@ -9,3 +9,7 @@ class GenesysDialerError(Exception):
 
 class ConfigError(GenesysDialerError, ValueError):
     """The campaign config file is missing or invalid; the message names file, campaign and field."""
+
+
+class ComplianceError(GenesysDialerError):
+    """The pipeline refuses to claim or send because the state its compliance checks rely on is in doubt."""

@@ -64,6 +64,8 @@ RUN_DURATION = "genesys.run.duration"
 RUN_LAST_FINISH = "genesys.run.last_finish"
 RUN_LAST_SUCCESS = "genesys.run.last_success"
 RUN_SCHEDULE_INTERVAL = "genesys.run.schedule_interval"
+RUN_SKIPPED_SHARE = "genesys.run.skipped_share"
+RUN_SKIPPED_SHARE_THRESHOLD = "genesys.run.skipped_share_threshold"
 
 # Run outcomes that count as "the campaign was fed" for the staleness alert.
 SUCCESS_OUTCOMES = frozenset({"success", "dry_run"})
@@ -369,7 +371,8 @@ def segment_failed(campaign_id: str, error_type: str) -> None:
 
 @_metric
 def contacts(campaign_id: str, outcome: str, count: int, reason: str | None = None) -> None:
-    """Contacts claimed / dispatched / skipped (with reason) / failed; reason is "none" when not given."""
+    """Contacts claimed / dispatched / skipped (held back, with reason) / failed / withdrawn (with reason);
+    reason is "none" when not given. Reasons are genesys_dialer.compliance.reasons' bounded vocabulary."""
     try:
         amount = int(count)
     except (TypeError, ValueError):
@@ -423,3 +426,16 @@ def schedule_interval(campaign_id: str, seconds: float) -> None:
     value = _finite(seconds)
     if value is not None and value > 0:
         _gauge(RUN_SCHEDULE_INTERVAL, {"campaign_id": _ident(campaign_id)}, value)
+
+
+@_metric
+def run_skipped_share(campaign_id: str, share: float, threshold: float) -> None:
+    """The share (0..1) of the last run's batch held back with a reason, and the campaign's alert threshold.
+
+    Gauges: "one run skipped more than its threshold" is a comparison of the two, per campaign.
+    """
+    tags = {"campaign_id": _ident(campaign_id)}
+    for name, raw in ((RUN_SKIPPED_SHARE, share), (RUN_SKIPPED_SHARE_THRESHOLD, threshold)):
+        value = _finite(raw)
+        if value is not None:
+            _gauge(name, tags, min(max(value, 0.0), 1.0))

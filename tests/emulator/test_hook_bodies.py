@@ -218,14 +218,15 @@ def _pending(n: int) -> list[tuple[PendingContact, str]]:
     for i in range(n):
         e164, reason = normalize_phone(f"(317) 555-{100 + i:04d}", "US")
         assert e164 and reason is None
-        contacts.append((PendingContact(1000 + i, f"gd-itest-{1000 + i}", f"(317) 555-{100 + i:04d}", True), e164))
+        pending = PendingContact(1000 + i, f"gd-itest-{1000 + i}", e164, None, "America/Indiana/Indianapolis", "46204")
+        contacts.append((pending, e164))
     return contacts
 
 
-def _builder_contacts(n: int) -> list[dict[str, Any]]:
+def _builder_contacts(n: int, **columns: str) -> list[dict[str, Any]]:
     return [
         genesys_contact(pending, e164, contact_list_id=CONTACT_LIST_ID, phone_column="phone", segment_column="segment",
-                        segment="20260101T0000-s000")
+                        segment="20260101T0000-s000", **columns)
         for pending, e164 in _pending(n)
     ]
 
@@ -246,6 +247,9 @@ def _decisions() -> list[PacingDecision]:
 def test_builder_bodies_fit_the_sdk_models() -> None:
     """The bodies are built once and sent as they are: they must fit before any hook touches them."""
     assert not validate(_builder_contacts(3), "list[WritableDialerContact]")
+    zoned = _builder_contacts(3, timezone_column="tz", postal_code_column="zip")
+    assert not validate(zoned, "list[WritableDialerContact]")
+    assert zoned[0]["data"]["tz"] == "America/Indiana/Indianapolis" and zoned[0]["data"]["zip"] == "46204"
     decisions = _decisions()
     assert len({d.strategy for d in decisions}) >= 2
     for decision in decisions:
@@ -321,3 +325,32 @@ def test_a_wrong_body_sent_through_the_hook_fails_validation(hook: tuple[Genesys
     with pytest.raises(AssertionError) as caught:
         validate_request(patch.method, patch.url, patch.body)
     assert "maxContactsPerAgent" in str(caught.value) and "dialRules" in str(caught.value)
+
+
+def test_the_withdrawal_requests_fit_the_sdk_and_return_their_context_ids(
+    emu: EmulatorServer, hook: tuple[GenesysHook, list[Sent]]
+) -> None:
+    the_hook, sent = hook
+    emu.store.seed({"dncLists": [{"id": "dnc-bodies", "name": "Withdrawn"}]})
+    the_hook.add_contacts(CONTACT_LIST_ID, _builder_contacts(3), **CONTACT_POST_FLAGS)
+    ids = [c["id"] for c in _builder_contacts(3)]
+    dnc_context = the_hook.add_dnc_numbers("dnc-bodies", ["+13175550100", "+13175550101"])
+    delete_context = the_hook.delete_contacts(CONTACT_LIST_ID, ids[:2])
+    left = the_hook.get_contacts(CONTACT_LIST_ID, ids)
+
+    assert [c["id"] for c in left] == ids[2:]
+    assert set(emu.store.dnc_numbers_of("dnc-bodies")) == {"+13175550100", "+13175550101"}
+    api_calls = [s for s in sent if "/api/v2/" in s.url]
+    operations = [validate_request(s.method, s.url, s.body).name for s in api_calls]
+    assert operations == [
+        "post_outbound_contactlist_contacts", "patch_outbound_dnclist_phonenumbers",
+        "delete_outbound_contactlist_contacts", "post_outbound_contactlist_contacts_bulk",
+    ]
+    delete = api_calls[2]
+    assert parse_qsl(urlsplit(delete.url).query) == [("contactIds", ",".join(ids[:2]))]
+    assert json.loads(api_calls[1].body or b"") == {"action": "Add", "phoneNumbers": ["+13175550100", "+13175550101"]}
+    # The contextIds returned are Genesys' ININ-Correlation-Id of those very responses (the ledger records them).
+    log = {entry["method"]: entry["correlationId"] for entry in emu.requests_log()}
+    assert (dnc_context, delete_context) == (log["PATCH"], log["DELETE"])
+    with pytest.raises(ValueError, match="1 to 1000"):
+        the_hook.delete_contacts(CONTACT_LIST_ID, [])

@@ -15,11 +15,14 @@ from genesys_dialer.genesys.retry import RETRY_POLICY
 DOC_MD = """
 ### Genesys Cloud predictive feed: `{key}`
 
-Campaign `{campaign_id}`. Every run claims the next batch of eligible contacts (active, not
-do-not-call, a valid number, never sent to this campaign, created before the run's interval end) in the
-`dispatch_ledger`, computes the dial ratio from `dial_history` over the {history_days} days ending at the
-interval end (strategy `{strategy}`), PATCHes the campaign's pacing, and upserts the batch into the
-campaign's contact list, one mapped `create_segment` per segment of at most {segment_size} contacts.
+Campaign `{campaign_id}`. Every run first withdraws delivered contacts that opted out since
+(`withdraw_opt_outs`: removed from the contact list, numbers added to the DNC list when configured), then
+claims the next batch in the `dispatch_ledger` (created before the run's interval end, never claimed for this
+campaign; contacts that may not be called, e.g. suppressed, their number suppressed or in `dnc_numbers`,
+invalid, are recorded as skipped with the reason), computes the dial ratio from `dial_history` over the
+{history_days} days ending at the interval end (strategy `{strategy}`), PATCHes the campaign's pacing, and
+upserts the batch into the campaign's contact list, one mapped `create_segment` per segment of at most
+{segment_size} contacts. See docs/compliance.md.
 
 * **Params**: `batch_size` (default {batch_size}); `dry_run` (compute and log everything, send nothing;
   default: true for backfills, false otherwise).
@@ -74,6 +77,10 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         def resolve_campaign() -> dict[str, Any]:
             return _tasks().resolve_campaign(campaign, run_info(campaign))
 
+        @task(pool=campaign.pool)
+        def withdraw_opt_outs(resolved: dict[str, Any]) -> dict[str, Any]:
+            return _tasks().withdraw_opt_outs(campaign, run_info(campaign), resolved)
+
         @task
         def fetch_contact_batch() -> list[dict[str, Any]]:
             segments, claim = _tasks().fetch_contact_batch(campaign, run_info(campaign))
@@ -107,19 +114,25 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
                 segment_results=[r for r in ti.xcom_pull(task_ids=["create_segment"]) if r],
                 ratio=ti.xcom_pull(task_ids="compute_dial_ratio"),
                 pacing_result=ti.xcom_pull(task_ids="apply_pacing"),
+                withdrawal_result=ti.xcom_pull(task_ids="withdraw_opt_outs"),
             )
             if report.outcome in ("failed", "partial"):
                 from airflow.sdk.exceptions import AirflowFailException
 
                 raise AirflowFailException(
                     f"run {report.outcome}: {report.ledger['pending']} contacts not yet sent, "
-                    f"{report.segments_succeeded}/{report.segments_total} segments succeeded; see the report above"
+                    f"{report.segments_succeeded}/{report.segments_total} segments succeeded"
+                    + "".join(f"; {cause}" for cause in report.compliance_failures())
+                    + "; see the report above"
                 )
             return {"outcome": report.outcome, **{k: report.ledger[k] for k in ("claimed", "dispatched", "skipped")}}
 
         resolved = resolve_campaign()
+        # Opt-outs since delivery leave the dialer before anything new is claimed; if they cannot, nothing new
+        # is sent (fail closed) and the run is red.
+        withdrawn = withdraw_opt_outs(resolved)
         segments = fetch_contact_batch()
-        resolved >> segments
+        withdrawn >> segments
         ratio = compute_dial_ratio(resolved)
         pacing_done = apply_pacing(ratio)
         created = create_segment.partial(resolved=resolved).expand(segment=segments)

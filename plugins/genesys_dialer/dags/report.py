@@ -37,6 +37,8 @@ class RunReport:
     decision: dict[str, Any] | None
     pacing_applied: bool
     warnings: list[str] = field(default_factory=list)
+    # withdrawn / would_withdraw (by reason), withdrawal_failed, unknown_statuses (value -> count), blocked
+    compliance: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -52,22 +54,43 @@ class RunReport:
         pacing_result: dict[str, Any] | None,
         ledger: dict[str, Any],
         finished_at: datetime,
+        compliance: dict[str, Any] | None = None,
+        withdrawal_result: dict[str, Any] | None = None,
     ) -> RunReport:
+        compliance = compliance or {}
         requests: Counter[str] = Counter()
-        for part in [resolved, pacing_result, *segment_results]:
+        for part in [resolved, withdrawal_result, pacing_result, *segment_results]:
             requests.update((part or {}).get("requests") or {})
-        would_skip: Counter[str] = Counter()
+        would_skip: Counter[str] = Counter((claim or {}).get("held_back") or {})  # held back by the claim
         for segment in segments:
             would_skip.update(segment.get("would_skip") or {})
         warnings = list((resolved or {}).get("warnings") or [])
         if resolved is None:
             warnings.append("resolve_campaign did not finish: nothing was claimed or sent")
+        if compliance.get("withdrawal_failed"):
+            warnings.append(
+                "withdraw_opt_outs failed: contacts that opted out may still be dialable, and nothing new was "
+                "claimed; the next run retries (see that task's log)"
+            )
+        warnings += [f"claimed nothing: {reason}" for reason in compliance.get("blocked") or []]
+        if compliance.get("unknown_statuses"):
+            warnings.append(
+                "status values the config does not know were held back (unknown_status): "
+                + ", ".join(f"{value!r}: {n}" for value, n in compliance["unknown_statuses"].items())
+                + "; add them to callable_statuses or inactive_statuses, then `genesys-dialer requeue`"
+            )
+        if ledger["claimed"] and ledger["skipped"] / ledger["claimed"] > compliance.get("skip_alert_share", 1.0):
+            warnings.append(
+                f"{ledger['skipped']} of {ledger['claimed']} contacts of the batch were held back (more than "
+                f"skip_alert_share {compliance['skip_alert_share']:g}): a wrong phone_region or a broken feed?"
+            )
         if ratio:
             warnings += [f"pacing: {note}" for note in ratio["decision"].get("notes") or []]
         succeeded = sum(1 for r in segment_results if r)
         if run.dry_run:
             outcome = "dry_run"
-        elif resolved is None or claim is None or (ledger["pending"] and not ledger["dispatched"]):
+        elif (resolved is None or claim is None or compliance.get("withdrawal_failed") or compliance.get("blocked")
+              or (ledger["pending"] and not ledger["dispatched"])):
             outcome = "failed"  # nothing got through (a partial run delivered at least something)
         elif ledger["pending"] or succeeded < len(segments) or (pacing_result is None and ratio is not None):
             outcome = "partial"
@@ -97,7 +120,13 @@ class RunReport:
             decision=(ratio or {}).get("decision"),
             pacing_applied=bool((pacing_result or {}).get("applied")),
             warnings=warnings,
+            compliance=compliance,
         )
+
+    def compliance_failures(self) -> list[str]:
+        """What compliance stopped in this run: a failed withdrawal, a claim refused."""
+        failures = ["withdrawing opt-outs failed"] if self.compliance.get("withdrawal_failed") else []
+        return failures + [f"claimed nothing: {reason}" for reason in self.compliance.get("blocked") or []]
 
     @property
     def duration_seconds(self) -> float | None:
@@ -132,6 +161,11 @@ class RunReport:
                 + (f", {self.segments_retried} of them on a task retry (circuit breaker open or transient "
                    "Genesys errors on the first try: see those segments' logs)" if self.segments_retried else ""),
             ]
+        withdrawn = self.compliance.get("would_withdraw" if self.dry_run else "withdrawn") or {}
+        out.append(
+            f"{'would withdraw' if self.dry_run else 'withdrawn'} from Genesys (opted out since delivery): "
+            f"{sum(withdrawn.values())} {self._fmt(withdrawn)}"
+        )
         req = self.requests
         out.append(
             f"Genesys requests: {req.get('requests', 0)} (retries {req.get('retries', 0)}, "

@@ -16,9 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from genesys_dialer import metrics
+from genesys_dialer.compliance import reasons, withdrawal
+from genesys_dialer.compliance.checks import check_contact_columns, claim_blockers, registry_snapshot
+from genesys_dialer.compliance.eligibility import Eligibility
+from genesys_dialer.compliance.phones import RefreshResult, refresh_phones
 from genesys_dialer.config import CampaignConfig
 from genesys_dialer.dags.report import RunReport
 from genesys_dialer.dags.run import RunInfo
+from genesys_dialer.exceptions import ComplianceError
 from genesys_dialer.genesys.errors import (
     GenesysApiError,
     GenesysCircuitOpenError,
@@ -76,14 +81,19 @@ def resolve_campaign(campaign: CampaignConfig, run: RunInfo) -> dict[str, Any]:
     except GenesysNotFoundError as err:
         raise _renamed(err, f"Genesys Cloud has no contact list {list_id!r} (campaign {campaign.key!r})") from None
     columns = set(remote_list.get("columnNames") or [])
-    missing = [c for c in (campaign.phone_column, campaign.segment_column) if c not in columns]
+    written = (campaign.phone_column, campaign.segment_column, campaign.list_timezone_column,
+               campaign.list_postal_code_column)
+    missing = [c for c in written if c and c not in columns]
     if missing:
         raise GenesysClientError(
             f"contact list {list_id!r} has no column(s) {missing} (has {sorted(columns)}); add them in "
-            f"Genesys or set phone_column / segment_column for campaign {campaign.key!r}"
+            f"Genesys or set phone_column / segment_column / list_timezone_column / list_postal_code_column for "
+            f"campaign {campaign.key!r}"
         )
     phone_columns = {p.get("columnName") for p in remote_list.get("phoneColumns") or []}
-    warnings = _campaign_warnings(campaign, remote, phone_columns)
+    warnings = _campaign_warnings(campaign, remote, phone_columns) + _calling_window_warnings(
+        campaign, remote, remote_list
+    )
     for warning in warnings:
         log.warning("Campaign %s: %s", campaign.key, warning)
     log.info(
@@ -121,6 +131,83 @@ def _campaign_warnings(campaign: CampaignConfig, remote: dict[str, Any], phone_c
     return warnings
 
 
+def _calling_window_warnings(
+    campaign: CampaignConfig, remote: dict[str, Any], remote_list: dict[str, Any]
+) -> list[str]:
+    """What stops the campaign's calling windows or DNC list from applying the way the config expects."""
+    warnings = []
+    if not (remote.get("callableTimeSet") or {}).get("id"):
+        warnings.append(
+            "no callable time set: Genesys dials at any hour of the contact's day; attach one with the legal "
+            "calling hours (8 am to 9 pm local time in the US)"
+        )
+    automatic = bool(remote_list.get("automaticTimeZoneMapping"))
+    time_columns = {p.get("callableTimeColumn") for p in remote_list.get("phoneColumns") or []}
+    if campaign.list_timezone_column and campaign.list_timezone_column not in time_columns:
+        warnings.append(
+            f"column {campaign.list_timezone_column!r} (list_timezone_column) is no phone column's "
+            "callableTimeColumn: Genesys does not read the time zones written there"
+        )
+    if campaign.list_postal_code_column and (
+        not automatic or remote_list.get("zipCodeColumnName") != campaign.list_postal_code_column
+    ):
+        warnings.append(
+            f"the contact list does not map time zones from {campaign.list_postal_code_column!r} "
+            "(list_postal_code_column): set automaticTimeZoneMapping and zipCodeColumnName to it"
+        )
+    if not (campaign.list_timezone_column or automatic):
+        warnings.append(
+            "no per-contact time zone reaches Genesys (no list_timezone_column, no automatic time zone mapping "
+            "on the list): the callable time set applies in the list's or campaign's zone"
+        )
+    attached = {ref.get("id") for ref in remote.get("dncLists") or []}
+    if campaign.dnc_list_id and campaign.dnc_list_id not in attached:
+        warnings.append(
+            f"DNC list {campaign.dnc_list_id!r} (dnc_list_id) is not attached to the campaign: its dialer does not "
+            "skip the numbers the pipeline adds there"
+        )
+    return warnings
+
+
+# -- withdraw_opt_outs -------------------------------------------------------------------------------
+def withdraw_opt_outs(campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any]) -> dict[str, Any]:
+    """Remove contacts that opted out after delivery from the contact list (and add their numbers to the DNC
+    list) before anything new is claimed. A dry run counts them and sends nothing."""
+    rules = Eligibility.for_campaign(campaign)
+    with dialer_db(campaign) as conn:
+        check_contact_columns(conn, campaign)
+        refresh = _refresh_phones(conn, campaign)
+        if not refresh.caught_up:
+            # A number suppressed through a contact not normalized yet would be missed: fail, and retry later.
+            raise ComplianceError(
+                f"phone numbers are not all normalized yet (region {campaign.phone_region}); withdrawals need "
+                "them to find numbers suppressed since delivery. Run `genesys-dialer normalize` or wait."
+            )
+        if run.dry_run:
+            would = withdrawal.preview(conn, rules, lookback=timedelta(minutes=campaign.normalize_lookback_minutes))
+            log.info("Dry run: would withdraw %d contacts %s", sum(would.values()), would or "")
+            return {"withdrawn": {}, "would_withdraw": would, "requests": {}, "dry_run": True}
+        hook = genesys_hook(campaign)
+        withdrawn = withdrawal.withdraw(
+            conn, hook, rules, contact_list_id=resolved["contact_list_id"], dnc_list_id=campaign.dnc_list_id,
+            run_id=run.run_id, page_size=campaign.withdraw_ids_per_request,
+            lookback=timedelta(minutes=campaign.normalize_lookback_minutes),
+            on_withdrawn=lambda reason, count: metrics.contacts(campaign.campaign_id, "withdrawn", count, reason),
+        )
+    log.info(
+        "Withdrew %d contacts that are no longer eligible %s%s", sum(withdrawn.values()), withdrawn or "",
+        f" (their numbers added to DNC list {campaign.dnc_list_id})" if withdrawn and campaign.dnc_list_id else "",
+    )
+    return {"withdrawn": withdrawn, "would_withdraw": {}, "requests": hook.stats.as_dict(), "dry_run": False}
+
+
+def _refresh_phones(conn: Any, campaign: CampaignConfig) -> RefreshResult:
+    return refresh_phones(
+        conn, campaign.phone_region, max_rows=campaign.normalize_max_rows_per_run,
+        lookback=timedelta(minutes=campaign.normalize_lookback_minutes),
+    )
+
+
 # -- fetch_contact_batch -----------------------------------------------------------------------------
 def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Claim the run's batch in the ledger (or find its earlier claim) and describe its segments."""
@@ -135,17 +222,38 @@ def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[di
         contact_id_prefix=campaign.contact_id_prefix,
         phone_region=campaign.phone_region,
         label_prefix=run.label_prefix,
+        eligibility=Eligibility.for_campaign(campaign),
     )
     with dialer_db(campaign) as conn:
+        check_contact_columns(conn, campaign)
+        refresh = _refresh_phones(conn, campaign)
+        blockers = claim_blockers(campaign, refresh, registry_snapshot(conn), run.data_interval_end.date())
+        if blockers:
+            for blocker in blockers:
+                log.error("Claiming nothing: %s", blocker)
+            claim = {"contacts": 0, "claimed_now": 0, "adopted": 0, "retried": 0, "held_back": {}, "reused": False,
+                     "segments": 0, "dry_run": run.dry_run, "blocked": blockers}
+            return [], claim
         result = contacts_mod.claim_batch(conn, request, dry_run=run.dry_run)
     claim = {
         "contacts": result.contacts,
         "claimed_now": result.claimed_now,
         "adopted": result.adopted,
+        "retried": result.retried,
+        "held_back": result.held_back,
         "reused": result.reused,
         "segments": len(result.segments),
         "dry_run": run.dry_run,
+        "blocked": [],
     }
+    if result.held_back:
+        log.info(
+            "%s back %d contacts: %s (the ledger records each one's reason)",
+            "Would hold" if run.dry_run else "Held", sum(result.held_back.values()), result.held_back,
+        )
+        if not run.dry_run:
+            for reason, count in result.held_back.items():
+                metrics.contacts(campaign.campaign_id, "skipped", count, reason)
     if result.reused:
         log.info(
             "Run %s already claimed %d contacts in %d segments: re-dispatching what is undelivered (%d)",
@@ -154,10 +262,10 @@ def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[di
     else:
         verb = "Would claim (dry run, rolled back)" if run.dry_run else "Claimed"
         log.info(
-            "%s %d contacts (%d adopted from earlier runs whose claim lease expired) created before %s, "
-            "in %d segments of at most %d",
-            verb, result.contacts, result.adopted, run.data_interval_end.isoformat(), len(result.segments),
-            campaign.segment_size,
+            "%s %d contacts (%d adopted from earlier runs whose claim lease expired, %d earlier skips retried) "
+            "created before %s, in %d segments of at most %d",
+            verb, result.contacts, result.adopted, result.retried, run.data_interval_end.isoformat(),
+            len(result.segments), campaign.segment_size,
         )
         if not run.dry_run:
             metrics.contacts(campaign.campaign_id, "claimed", result.contacts)
@@ -243,12 +351,12 @@ def create_segment(
     """Upsert one segment's undelivered contacts into the contact list, 1 request per N contacts."""
     index, label = segment["index"], segment["label"]
     if run.dry_run:
-        skips = segment.get("would_skip") or {}
+        skips = segment.get("would_skip") or {}  # the claim holds back ineligible contacts: a segment is sendable
         sendable = segment["contacts"] - sum(skips.values())
         requests_needed = -(-sendable // campaign.contacts_per_request)
         log.info(
-            "Dry run: segment %s would send %d contacts in %d requests to contact list %s; would skip %s",
-            label, sendable, requests_needed, resolved["contact_list_id"], skips or "none",
+            "Dry run: segment %s would send %d contacts in %d requests to contact list %s",
+            label, sendable, requests_needed, resolved["contact_list_id"],
         )
         return {"index": index, "label": label, "sent": 0, "would_send": sendable, "skipped": skips,
                 "requests": {}, "dry_run": True}
@@ -260,10 +368,17 @@ def create_segment(
         return {"index": index, "label": label, "sent": 0, "skipped": {}, "requests": {}, "dry_run": False}
 
     hook = genesys_hook(campaign)
+    rules = Eligibility.for_campaign(campaign)
     sent = 0
     skipped: dict[str, int] = {}
     buffer: list[tuple[int, dict[str, Any]]] = []
     with dialer_db(campaign) as conn:
+        if not _refresh_phones(conn, campaign).caught_up:
+            # Numbers changed faster than they are normalized: a newly suppressed number could be missed.
+            raise ComplianceError(
+                f"segment {label}: phone numbers are not all normalized (region {campaign.phone_region}); nothing "
+                "sent, the contacts stay claimed for a retry"
+            )
 
         def flush() -> None:
             nonlocal sent
@@ -299,20 +414,23 @@ def create_segment(
         try:
             pages = contacts_mod.iter_segment_pages(
                 conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index,
-                page_size=campaign.contacts_per_request,
+                page_size=campaign.contacts_per_request, eligibility=rules,
             )
             for page in pages:
                 skips_in_page: dict[str, list[int]] = {}
+                contacts_mod.record_numbers(conn, campaign_id=campaign.campaign_id, run_id=run.run_id, page=[
+                    p for p in page if not p.reason])
                 for pending in page:
-                    e164, reason = (None, contacts_mod.SKIP_NO_LONGER_ELIGIBLE)
-                    if pending.eligible:
-                        e164, reason = contacts_mod.normalize_phone(pending.phone_number, campaign.phone_region)
-                    if reason:
-                        skips_in_page.setdefault(reason, []).append(pending.contact_id)
+                    reason = pending.reason
+                    if reason or not pending.e164:
+                        skips_in_page.setdefault(reason or reasons.PHONE_NOT_NORMALIZED, []).append(
+                            pending.contact_id)
                         continue
                     buffer.append((pending.contact_id, contacts_mod.genesys_contact(
-                        pending, e164, contact_list_id=resolved["contact_list_id"],
+                        pending, pending.e164, contact_list_id=resolved["contact_list_id"],
                         phone_column=campaign.phone_column, segment_column=campaign.segment_column, segment=label,
+                        timezone_column=campaign.list_timezone_column,
+                        postal_code_column=campaign.list_postal_code_column,
                     )))
                     if len(buffer) >= campaign.contacts_per_request:
                         flush()
@@ -363,20 +481,38 @@ def summarize(
     segment_results: list[dict[str, Any]],
     ratio: dict[str, Any] | None,
     pacing_result: dict[str, Any] | None,
+    withdrawal_result: dict[str, Any] | None = None,
 ) -> RunReport:
     """Build the run report from the ledger (the truth) and the tasks' XComs; log and record it."""
+    ids = {"campaign_id": campaign.campaign_id, "run_id": run.run_id}
     with dialer_db(campaign) as conn:
-        ledger = contacts_mod.ledger_summary(conn, campaign_id=campaign.campaign_id, run_id=run.run_id)
+        ledger = contacts_mod.ledger_summary(conn, **ids)
+        with conn.cursor() as cur:
+            cur.execute(load_sql("run_unknown_statuses"), ids)
+            unknown_statuses = {str(value)[:40]: int(count) for value, count in cur.fetchall()}
+        conn.commit()
+        compliance = {
+            "withdrawn": withdrawal.run_withdrawals(conn, **ids),
+            "would_withdraw": (withdrawal_result or {}).get("would_withdraw") or {},
+            "withdrawal_failed": withdrawal_result is None and resolved is not None,
+            "unknown_statuses": unknown_statuses,
+            "blocked": list((claim or {}).get("blocked") or []),
+            "skip_alert_share": campaign.skip_alert_share,
+        }
         finished = datetime.now(UTC)
         report = RunReport.build(
             campaign=campaign, run=run, resolved=resolved, claim=claim, segments=segments,
             segment_results=segment_results, ratio=ratio, pacing_result=pacing_result, ledger=ledger,
-            finished_at=finished,
+            finished_at=finished, compliance=compliance, withdrawal_result=withdrawal_result,
         )
         run_sql(conn, "record_run", report.run_log_row())
     for line in report.lines():
         log.info("%s", line)
     metrics.run_finished(campaign.campaign_id, report.outcome, report.duration_seconds or 0.0)
+    if not run.dry_run and ledger["claimed"]:
+        # One run's share of its batch held back: the skip alert compares it with the campaign's threshold.
+        share = ledger["skipped"] / ledger["claimed"]
+        metrics.run_skipped_share(campaign.campaign_id, share, campaign.skip_alert_share)
     interval = schedule_interval_seconds(campaign.schedule, finished)
     if interval:
         metrics.schedule_interval(campaign.campaign_id, interval)  # the staleness alert's yardstick

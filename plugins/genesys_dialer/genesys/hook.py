@@ -32,7 +32,8 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
@@ -71,6 +72,7 @@ from genesys_dialer.genesys.state import StateStore, default_store
 log = logging.getLogger(__name__)
 
 OUTBOUND = "/api/v2/outbound"
+MAX_CONTACT_IDS_PER_DELETE = 1000
 DEFAULT_TIMEOUT = (5.0, 30.0)
 # Raised while building a request, before anything is sent: a bug or a bad host, not an outage.
 _UNSENDABLE = (
@@ -635,6 +637,72 @@ class GenesysHook(BaseHook):
         if not isinstance(result, list):
             raise GenesysResponseError("expected the array of stored contacts", endpoint="contacts_add")
         return result
+
+    def delete_contacts(self, contact_list_id: str, contact_ids: list[str]) -> str | None:
+        """Remove contacts from a contact list (``DELETE .../contacts?contactIds=a,b``); unknown ids are ignored.
+
+        The withdrawal of delivered contacts that opted out. Genesys deletes only contacts no campaign is using
+        at that moment (the SDK's note), so callers check with :meth:`get_contacts`. Returns the response's
+        contextId, for the ledger. The SDK states no cap on ids per call; at most
+        ``MAX_CONTACT_IDS_PER_DELETE`` keeps the URL short.
+        """
+        if not contact_ids or len(contact_ids) > MAX_CONTACT_IDS_PER_DELETE:
+            raise ValueError(f"delete 1 to {MAX_CONTACT_IDS_PER_DELETE} contacts per call, not {len(contact_ids)}")
+        with self._context_ids() as seen:
+            self.request(
+                "DELETE",
+                f"{OUTBOUND}/contactlists/{quote(contact_list_id)}/contacts",
+                params={"contactIds": ",".join(contact_ids)},
+                endpoint="contacts_delete",
+            )
+        return seen[-1] if seen else None
+
+    def get_contacts(self, contact_list_id: str, contact_ids: list[str]) -> list[dict[str, Any]]:
+        """The contacts of a list with these ids that exist (``POST .../contacts/bulk``), in request order."""
+        result = self.request(
+            "POST",
+            f"{OUTBOUND}/contactlists/{quote(contact_list_id)}/contacts/bulk",
+            json=list(contact_ids),
+            endpoint="contacts_bulk_get",
+        )
+        if not isinstance(result, list):
+            raise GenesysResponseError("expected the array of contacts", endpoint="contacts_bulk_get")
+        return [c for c in result if isinstance(c, dict)]
+
+    def add_dnc_numbers(self, dnc_list_id: str, phone_numbers: list[str]) -> str | None:
+        """Add numbers to an internal DNC list (``PATCH /dnclists/{id}/phonenumbers``, action ``Add``).
+
+        Numbers on a DNC list attached to a campaign are skipped by its dialer. Returns the contextId.
+        """
+        if not phone_numbers:
+            raise ValueError("no phone numbers to add")
+        with self._context_ids() as seen:
+            self.request(
+                "PATCH",
+                f"{OUTBOUND}/dnclists/{quote(dnc_list_id)}/phonenumbers",
+                json={"action": "Add", "phoneNumbers": list(phone_numbers)},
+                endpoint="dnc_numbers_patch",
+            )
+        return seen[-1] if seen else None
+
+    @contextmanager
+    def _context_ids(self) -> Iterator[list[str]]:
+        """Genesys' contextId (``ININ-Correlation-Id``) of each response received inside the block, in order:
+        the last is that of the call that returned. Read from the session's response hook, so the request path
+        itself stays as it is."""
+        seen: list[str] = []
+
+        def record(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+            context_id = response.headers.get("ININ-Correlation-Id")
+            if context_id:
+                seen.append(context_id)
+
+        hooks = self.get_conn().hooks["response"]
+        hooks.append(record)
+        try:
+            yield seen
+        finally:
+            hooks.remove(record)
 
     def search_contacts(self, contact_list_id: str, page_size: int = 100) -> Iterable[dict[str, Any]]:
         """Every contact of a list: ``POST .../contactlists/{contact_list_id}/contacts/search``, page by page.

@@ -1,8 +1,10 @@
-"""Contacts: claiming a run's batch in the dispatch ledger, validating numbers, building Genesys contacts.
+"""Contacts: claiming a run's batch in the dispatch ledger, checking eligibility, building Genesys contacts.
 
-The ledger is the single source of truth for "what went where": a contact is claimed for a campaign once
-(primary key), a run re-dispatches only its own undelivered claim, and memory never grows with the
-batch: segments are read page by page in keyset order.
+The ledger is the single source of truth for "what went where" and "why not": a contact is claimed for a
+campaign once (primary key), a contact held back is recorded with its reason, a run re-dispatches only its own
+undelivered claim, and memory never grows with the batch: segments are read page by page in keyset order.
+Who may be sent is decided in SQL by one expression shared with the send-time check and the withdrawal
+(genesys_dialer.compliance.eligibility).
 """
 
 from __future__ import annotations
@@ -14,28 +16,21 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-import phonenumbers
-
+from genesys_dialer.compliance import reasons
+from genesys_dialer.compliance.eligibility import Eligibility
+from genesys_dialer.compliance.phones import describe_phone, normalize_stale
 from genesys_dialer.ledger.sql import load_sql, run_sql
 
 log = logging.getLogger(__name__)
 
-SKIP_MISSING_PHONE = "missing_phone"
-SKIP_INVALID_PHONE = "invalid_phone"
-SKIP_NO_LONGER_ELIGIBLE = "no_longer_eligible"
+SKIP_MISSING_PHONE = reasons.MISSING_PHONE
+SKIP_INVALID_PHONE = reasons.INVALID_PHONE
 
 
 def normalize_phone(raw: str | None, region: str) -> tuple[str | None, str | None]:
     """(E.164 number, None) for a valid number, else (None, skip reason). Uses libphonenumber's rules."""
-    if raw is None or not raw.strip():
-        return None, SKIP_MISSING_PHONE
-    try:
-        parsed = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None, SKIP_INVALID_PHONE
-    if not phonenumbers.is_valid_number(parsed):
-        return None, SKIP_INVALID_PHONE
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), None
+    facts = describe_phone(raw, region)
+    return facts.e164, facts.problem
 
 
 @dataclass(frozen=True)
@@ -65,6 +60,14 @@ class ClaimRequest:
     contact_id_prefix: str
     phone_region: str
     label_prefix: str
+    eligibility: Eligibility | None = None  # None: the defaults for campaign_id and phone_region
+
+    def rules(self) -> Eligibility:
+        return self.eligibility or Eligibility(campaign_id=self.campaign_id, region=self.phone_region)
+
+    def params(self) -> dict[str, Any]:
+        fields = {k: v for k, v in asdict(self).items() if k != "eligibility"}
+        return {**fields, **self.rules().params()}
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class ClaimResult:
     claimed_now: int
     adopted: int
     reused: bool  # True when the run had claimed before (a cleared, re-run run)
+    retried: int = 0  # earlier skips claimed again (their contact changed, or they were re-queued)
+    held_back: dict[str, int] = field(default_factory=dict)  # skipped by the claim, by reason
 
     @property
     def contacts(self) -> int:
@@ -84,29 +89,41 @@ def segment_label(prefix: str, index: int) -> str:
 
 
 def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResult:
-    """Claim (or, for a re-run, find) the run's batch; in a dry run, compute it and roll it back."""
-    params = asdict(request)
-    claimed_now = adopted = 0
+    """Claim (or, for a re-run, find) the run's batch; in a dry run, compute it and roll it back.
+
+    The batch is at most ``batch_size`` candidates; each is claimed into a segment or recorded as skipped
+    with the reason it is held back. Numbers must be normalized (compliance.phones.refresh_phones) first:
+    candidates whose row changed since are normalized here, in the claim's transaction.
+    """
+    rules = request.rules()
+    params = request.params()
+    claimed_now = adopted = retried = 0
+    held_back: Counter[str] = Counter()
     with conn.cursor() as cur:
         cur.execute(load_sql("lock_campaign"), params)
         cur.execute(load_sql("run_segments"), params)
         rows = cur.fetchall()
         reused = bool(rows)
         if not reused:
-            cur.execute(load_sql("claim_batch"), params)
-            claimed_now, adopted = cur.fetchone()
+            cur.execute(load_sql("no_jit"))
+            cur.execute(load_sql("status_values"))
+            params["scan_statuses"] = rules.scan_statuses([value for (value,) in cur.fetchall()])
+            cur.execute(load_sql("claim_candidates"), params)
+            cur.execute(load_sql("analyze_claim_candidates"))
+            normalize_stale(conn, rules.region, load_sql("claim_stale_phones"), params)
+            cur.execute(rules.render("claim_batch"), params)
+            for source, status, reason, count in cur.fetchall():
+                if status == "skipped":
+                    held_back[reason] += count
+                elif source == 0:
+                    adopted += count
+                elif source == 1:
+                    retried += count
+                else:
+                    claimed_now += count
             cur.execute(load_sql("run_segments"), params)
             rows = cur.fetchall()
-    would_skip: dict[int, Counter[str]] = {}
     if dry_run:
-        # A server-side cursor streams the (uncommitted) claim's numbers: memory stays flat with the batch.
-        with conn.cursor(name="genesys_dialer_preview") as stream:
-            stream.itersize = 1000
-            stream.execute(load_sql("preview_phones"), params)
-            for segment_index, phone in stream:
-                _, reason = normalize_phone(phone, request.phone_region)
-                if reason:
-                    would_skip.setdefault(segment_index, Counter())[reason] += 1
         conn.rollback()
     else:
         conn.commit()
@@ -116,42 +133,54 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResu
             label=segment_label(request.label_prefix, index),
             contacts=count,
             pending=pending,
-            would_skip=dict(would_skip.get(index, {})),
         )
         for index, count, pending in rows
+        if index >= 0  # segment -1: contacts the claim held back
     ]
-    return ClaimResult(segments, claimed_now, adopted, reused)
+    return ClaimResult(segments, claimed_now, adopted, reused, retried, dict(held_back))
 
 
 @dataclass(frozen=True)
 class PendingContact:
     contact_id: int
     genesys_contact_id: str
-    phone_number: str | None
-    eligible: bool
+    e164: str | None  # the number to send, normalized from the contact's row as it is now
+    reason: str | None  # why it may not be sent now (compliance.reasons), None if it may
+    time_zone: str | None = None  # IANA zone from the configured column or the number
+    postal_code: str | None = None
+    claimed_e164: str | None = None  # the number the ledger recorded at the claim
 
 
 def iter_segment_pages(
-    conn: Any, *, campaign_id: str, run_id: str, segment_index: int, page_size: int
+    conn: Any, *, campaign_id: str, run_id: str, segment_index: int, page_size: int,
+    eligibility: Eligibility | None = None,
 ) -> Iterator[list[PendingContact]]:
-    """The segment's undelivered contacts, one keyset page at a time (memory bounded by page_size).
+    """The segment's undelivered contacts, one keyset page at a time (memory bounded by page_size), each
+    checked again for eligibility right before it is sent.
 
-    Each page is a fresh query, so the caller may update and commit between pages.
+    Each page is a fresh query, so the caller may update and commit between pages. Contacts whose row changed
+    since their number was normalized are normalized first.
     """
+    rules = eligibility or Eligibility(campaign_id=campaign_id)
+    query = rules.render("segment_page")
     after = 0
     while True:
+        params = {
+            **rules.params(),
+            "run_id": run_id,
+            "segment_index": segment_index,
+            "after_contact_id": after,
+            "page_size": page_size,
+        }
         with conn.cursor() as cur:
-            cur.execute(
-                load_sql("segment_page"),
-                {
-                    "campaign_id": campaign_id,
-                    "run_id": run_id,
-                    "segment_index": segment_index,
-                    "after_contact_id": after,
-                    "page_size": page_size,
-                },
-            )
+            cur.execute(load_sql("no_jit"))
+            cur.execute(query, params)
             page = [PendingContact(*row) for row in cur.fetchall()]
+            if any(p.reason == reasons.PHONE_NOT_NORMALIZED for p in page):
+                stale = {**params, "through_contact_id": page[-1].contact_id}
+                normalize_stale(conn, rules.region, load_sql("segment_stale_phones"), stale)
+                cur.execute(query, params)
+                page = [PendingContact(*row) for row in cur.fetchall()]
         conn.commit()
         if not page:
             return
@@ -166,15 +195,32 @@ def mark(conn: Any, sql_name: str, *, campaign_id: str, run_id: str, contact_ids
     return run_sql(conn, sql_name, {"campaign_id": campaign_id, "run_id": run_id, "contact_ids": contact_ids, **extra})
 
 
+def record_numbers(conn: Any, *, campaign_id: str, run_id: str, page: list[PendingContact]) -> int:
+    """Record in the ledger the number each contact of ``page`` is sent with, where it changed since the claim."""
+    changed = [p for p in page if p.e164 and p.e164 != p.claimed_e164]
+    if not changed:
+        return 0
+    return run_sql(conn, "record_numbers", {
+        "campaign_id": campaign_id, "run_id": run_id,
+        "contact_ids": [p.contact_id for p in changed], "numbers": [p.e164 for p in changed],
+    })
+
+
 def genesys_contact(
     pending: PendingContact, e164: str, *, contact_list_id: str, phone_column: str, segment_column: str,
-    segment: str,
+    segment: str, timezone_column: str | None = None, postal_code_column: str | None = None,
 ) -> dict[str, Any]:
-    """The DialerContact body: our stable id (a re-send upserts), the number and the segment column."""
+    """The DialerContact body: our stable id (a re-send upserts), the number and the segment column, and the
+    time zone / postal code in the list columns the campaign's callable time set reads them from."""
+    data = {phone_column: e164, segment_column: segment}
+    if timezone_column and pending.time_zone:
+        data[timezone_column] = pending.time_zone
+    if postal_code_column and pending.postal_code:
+        data[postal_code_column] = pending.postal_code
     return {
         "id": pending.genesys_contact_id,
         "contactListId": contact_list_id,
-        "data": {phone_column: e164, segment_column: segment},
+        "data": data,
         "callable": True,
     }
 

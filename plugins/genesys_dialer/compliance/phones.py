@@ -1,0 +1,172 @@
+"""Phone numbers normalized once per contact and region, in PostgreSQL beside the user's contacts table.
+
+``contact_phones`` holds, for each contact and default region, the E.164 form (or why there is none), the
+number's type, region and time zone as libphonenumber sees them, and the contacts row's ``updated_at`` it was
+computed from. The claim and the send-time check compare numbers there, in SQL with an index, so a number
+written ``(317) 555-0100`` and ``+1 317-555-0100`` is one number, whichever contact carries it.
+
+The table is kept current incrementally: a walk of ``contacts`` in ``(updated_at, id)`` order, in bounded chunks,
+parsing only rows whose ``updated_at`` moved; ``contact_phones_progress`` records where it stands per region, so
+a walk interrupted by its budget (or a killed task) resumes where it stopped, and one that caught up starts
+again a look-back before the time the last complete walk started (rows committed late by long transactions
+carry an older ``updated_at``; transactions are assumed to commit within the look-back). Suppression by
+number is only sound once every contact is normalized, so a claim waits until the walk has caught up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezones
+
+from genesys_dialer.compliance import reasons
+from genesys_dialer.ledger.sql import load_sql
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 5000
+# libphonenumber's number types that may be a mobile phone: consent rules for mobiles apply to them. US and
+# Canadian numbers are FIXED_LINE_OR_MOBILE (the numbering plan does not tell), so they count.
+MAYBE_MOBILE_TYPES = ("mobile", "fixed_line_or_mobile", "personal_number", "pager", "unknown")
+_UNKNOWN_ZONE = "Etc/Unknown"
+
+
+@dataclass(frozen=True)
+class PhoneFacts:
+    """What libphonenumber says about one raw number, for one default region."""
+
+    e164: str | None
+    problem: str | None  # missing_phone / invalid_phone, when e164 is None
+    number_type: str | None = None  # "fixed_line_or_mobile", "mobile", ...
+    number_region: str | None = None  # the region the number belongs to ("US", "GB")
+    time_zone: str | None = None  # IANA zone, when the number maps to exactly one
+
+
+def describe_phone(raw: str | None, region: str) -> PhoneFacts:
+    """Parse ``raw`` with ``region`` as the default for numbers written without ``+country``."""
+    if raw is None or not raw.strip():
+        return PhoneFacts(None, reasons.MISSING_PHONE)
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return PhoneFacts(None, reasons.INVALID_PHONE)
+    if not phonenumbers.is_valid_number(parsed):
+        return PhoneFacts(None, reasons.INVALID_PHONE)
+    # A number may map to several zones (a toll-free number to every zone of its plan): then it has none of
+    # its own, and the time zone comes from a column or a postal code, or the contact is held back.
+    zones = [z for z in phone_timezones.time_zones_for_number(parsed) if z != _UNKNOWN_ZONE]
+    return PhoneFacts(
+        e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        problem=None,
+        number_type=phonenumbers.PhoneNumberType.to_string(phonenumbers.number_type(parsed)).lower(),
+        number_region=phonenumbers.region_code_for_number(parsed),
+        time_zone=zones[0] if len(zones) == 1 else None,
+    )
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    scanned: int  # contacts rows looked at
+    normalized: int  # rows (re)parsed and written
+    caught_up: bool  # every row changed before the refresh started is normalized
+    seconds: float
+
+
+def _upsert(conn: Any, region: str, rows: list[tuple[int, str | None, datetime]]) -> int:
+    """Normalize ``(contact_id, phone_number, updated_at)`` rows and write them; no commit."""
+    if not rows:
+        return 0
+    rows = sorted(rows)  # one lock order for concurrent writers of overlapping rows
+    facts = [describe_phone(raw, region) for _, raw, _ in rows]
+    params = {
+        "region": region,
+        "contact_ids": [r[0] for r in rows],
+        "e164": [f.e164 for f in facts],
+        "problems": [f.problem for f in facts],
+        "number_types": [f.number_type for f in facts],
+        "number_regions": [f.number_region for f in facts],
+        "time_zones": [f.time_zone for f in facts],
+        "source_updated_at": [r[2] for r in rows],
+    }
+    with conn.cursor() as cur:
+        cur.execute(load_sql("phones_upsert"), params)
+    return len(rows)
+
+
+def refresh_phones(
+    conn: Any, region: str, *, max_rows: int, lookback: timedelta, chunk: int = CHUNK_ROWS
+) -> RefreshResult:
+    """Bring ``contact_phones`` for ``region`` up to date with ``contacts``, parsing at most ``max_rows`` numbers.
+
+    Walks ``contacts`` in ``(updated_at, id)`` order from where the last walk stopped (or, when it had caught up,
+    from ``lookback`` before that walk started), a chunk per transaction that also records the progress,
+    so an interrupted walk loses nothing. Holds a session advisory lock per region for the walk.
+    """
+    started = time.monotonic()
+    scanned = normalized = 0
+    caught_up = False
+    params = {"region": region}
+    with conn.cursor() as cur:
+        cur.execute(load_sql("phones_lock"), params)
+        try:
+            cur.execute(load_sql("phones_progress"), params)
+            resume_at, resume_id, was_caught_up, last_walk_started, walk_started = cur.fetchone()
+            conn.commit()
+            if resume_at is None:
+                after_at, after_id = "-infinity", 0
+            elif was_caught_up:
+                # The last walk saw every row committed when it started. A row it missed was committed later by a
+                # transaction that began earlier (updated_at is its start): no earlier than ``lookback`` before.
+                after_at, after_id = last_walk_started - lookback, 0
+            else:
+                after_at, after_id = resume_at, resume_id  # an interrupted walk resumes where it stopped
+            while not caught_up and normalized < max_rows and scanned < max_rows * 10:
+                cur.execute(load_sql("phones_changed"), {
+                    "region": region, "after_updated_at": after_at, "after_id": after_id, "limit": chunk})
+                page = cur.fetchall()
+                stale: list[tuple[int, str | None, datetime]] = []
+                taken = 0
+                for cid, raw, updated, is_stale in page:
+                    if is_stale:
+                        if normalized + len(stale) >= max_rows:
+                            break
+                        stale.append((cid, raw, updated))
+                    taken += 1
+                caught_up = taken == len(page) < chunk
+                normalized += _upsert(conn, region, stale)
+                scanned += taken
+                if taken:
+                    after_id, after_at = page[taken - 1][0], page[taken - 1][2]
+                if taken or caught_up:
+                    cur.execute(load_sql("phones_record_progress"), {
+                        "region": region, "resume_updated_at": after_at, "resume_id": after_id,
+                        "caught_up": caught_up, "walk_started_at": walk_started})
+                conn.commit()
+        finally:
+            conn.rollback()
+            cur.execute(load_sql("phones_unlock"), params)
+            conn.commit()
+    result = RefreshResult(scanned, normalized, caught_up, time.monotonic() - started)
+    if normalized or not caught_up:
+        log.info(
+            "Phone numbers (region %s): %d contacts rows scanned, %d normalized in %.1f s%s",
+            region, scanned, normalized, result.seconds, "" if caught_up else "; NOT caught up yet",
+        )
+    return result
+
+
+def normalize_stale(conn: Any, region: str, query: Any, params: dict[str, Any]) -> int:
+    """Normalize the rows ``query`` returns as ``(contact_id, phone_number, updated_at)``; no commit.
+
+    For the few rows a claim or a segment finds stale (changed since the last refresh): they are fixed in the
+    same transaction that then classifies them.
+    """
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        rows = cur.fetchall()
+    return _upsert(conn, region, rows)

@@ -1,0 +1,182 @@
+"""Numbers normalized once per contact and region (contact_phones), incrementally, on a real PostgreSQL; and the
+claim's decisions that rest on them (other regions, a row changed since its normalization, a claim refused)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from genesys_dialer.compliance.eligibility import Eligibility
+from genesys_dialer.compliance.phones import PhoneFacts, describe_phone, refresh_phones
+from genesys_dialer.ledger.claims import ClaimRequest, claim_batch
+
+HOUR = timedelta(minutes=60)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "facts"),
+    [
+        ("(317) 555-0100", "US", PhoneFacts("+13175550100", None, "fixed_line_or_mobile", "US", "America/New_York")),
+        ("+1 317-555-0100", "US", PhoneFacts("+13175550100", None, "fixed_line_or_mobile", "US", "America/New_York")),
+        ("  317.555.0100 ", "GB", PhoneFacts(None, "invalid_phone")),
+        ("0044 20 7946 0018", "GB", PhoneFacts("+442079460018", None, "fixed_line", "GB", "Europe/London")),
+        ("020 7946 0018", "GB", PhoneFacts("+442079460018", None, "fixed_line", "GB", "Europe/London")),
+        ("0044 20 7946 0018", "US", PhoneFacts(None, "invalid_phone")),  # the US international prefix is 011
+        ("011 44 20 7946 0018", "US", PhoneFacts("+442079460018", None, "fixed_line", "GB", "Europe/London")),
+        ("+44 7400 123456", "US", PhoneFacts("+447400123456", None, "mobile", "GB", None)),  # UK mobiles: no zone
+        ("+1 800 225 5288", "US", PhoneFacts("+18002255288", None, "toll_free", "US", None)),  # every zone: none
+        ("555-CALL-NOW", "US", PhoneFacts(None, "invalid_phone")),
+        ("", "US", PhoneFacts(None, "missing_phone")),
+        (None, "US", PhoneFacts(None, "missing_phone")),
+    ],
+)
+def test_numbers_in_any_spelling_are_one_e164_number(raw: str | None, region: str, facts: PhoneFacts) -> None:
+    assert describe_phone(raw, region) == facts
+
+
+def _add(db: Any, phones: list[str | None], **columns: Any) -> list[int]:
+    ids = []
+    for phone in phones:
+        ids.append(db.execute(
+            "INSERT INTO contacts (phone_number, status, suppression_status, created_at) VALUES (%s, %s, %s, "
+            "now() - interval '1 day') RETURNING id",
+            [phone, columns.get("status", "active"), columns.get("suppression", "none")]).fetchone()[0])
+    db.commit()
+    return ids
+
+
+def _phones(db: Any, region: str = "US") -> dict[int, tuple[str | None, str | None]]:
+    rows = db.execute("SELECT contact_id, e164, problem FROM contact_phones WHERE region = %s", [region]).fetchall()
+    db.commit()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_normalization_is_incremental_bounded_and_per_region(db: Any, dialer_db: str) -> None:
+    ids = _add(db, [f"(317) 555-{i:04d}" for i in range(100, 112)] + ["n/a", None])
+    with psycopg.connect(dialer_db) as conn:
+        first = refresh_phones(conn, "US", max_rows=9, lookback=HOUR, chunk=4)
+        assert (first.scanned, first.normalized, first.caught_up) == (9, 9, False)
+        rest = refresh_phones(conn, "US", max_rows=100, lookback=HOUR, chunk=4)
+        assert rest.caught_up and rest.normalized == 5  # re-reads the look-back window, parses only what is new
+        assert _phones(db) == {**{cid: (f"+1317555{100 + i:04d}", None) for i, cid in enumerate(ids[:12])},
+                               ids[12]: (None, "invalid_phone"), ids[13]: (None, "missing_phone")}
+        # A changed row (its updated_at moved) is normalized again; nothing else is parsed.
+        db.execute("UPDATE contacts SET phone_number = '+44 20 7946 0018', updated_at = now() WHERE id = %s",
+                   [ids[0]])
+        db.commit()
+        again = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+        assert (again.normalized, again.caught_up) == (1, True)
+        assert _phones(db)[ids[0]] == ("+442079460018", None)
+        # Another region is its own normalization.
+        gb = refresh_phones(conn, "GB", max_rows=100, lookback=HOUR)
+        assert gb.normalized == 14 and _phones(db, "GB")[ids[1]] == (None, "invalid_phone")
+
+
+def test_a_row_committed_late_with_an_older_updated_at_is_found_by_the_look_back(db: Any, dialer_db: str) -> None:
+    _add(db, ["(317) 555-0100"])
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
+        late = db.execute("INSERT INTO contacts (phone_number, updated_at) VALUES ('(317) 555-0101', "
+                          "now() - interval '10 minutes') RETURNING id").fetchone()[0]
+        db.commit()
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).normalized == 1
+        assert late in _phones(db)
+
+
+def test_a_caught_up_walk_does_not_read_old_rows_again(db: Any, dialer_db: str) -> None:
+    """A table loaded long ago (one updated_at for every row) is walked once; later walks read only what is
+    newer than a look-back before the last complete walk began."""
+    ids = _add(db, [f"(317) 555-{i:04d}" for i in range(100, 120)])
+    db.execute("UPDATE contacts SET updated_at = now() - interval '3 days'")
+    db.commit()
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).scanned == 20
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).scanned == 0
+        db.execute("UPDATE contacts SET phone_number = '(317) 555-0199', updated_at = now() WHERE id = %s", [ids[3]])
+        db.commit()
+        again = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+        assert (again.scanned, again.normalized) == (1, 1)
+
+
+def test_the_reason_vocabulary_matches_the_sql() -> None:
+    """The reasons the SQL can write are the documented vocabulary; opt-out reasons are what withdraws."""
+    import re
+
+    from genesys_dialer.compliance import reasons
+    from genesys_dialer.ledger.sql import load_sql
+
+    def written(name: str) -> set[str]:
+        return set(re.findall(r"THEN '([a-z_]+)'", load_sql(name)))
+
+    assert written("opt_out_reason") == set(reasons.WITHDRAWAL_REASONS)
+    claim_reasons = written("opt_out_reason") | written("hold_reason") | {"missing_phone", "invalid_phone"}
+    assert claim_reasons | {"duplicate_number"} <= reasons.ALL_REASONS
+    assert reasons.FINAL_REASONS.isdisjoint(reasons.DATA_REASONS)
+
+
+def _request(run_id: str, eligibility: Eligibility, batch: int = 50) -> ClaimRequest:
+    return ClaimRequest(
+        campaign_id=eligibility.campaign_id, campaign_key="k", run_id=run_id, batch_size=batch, segment_size=20,
+        created_before=datetime.now(UTC), lease_minutes=60, contact_id_prefix="", phone_region=eligibility.region,
+        label_prefix="20260101T0000", eligibility=eligibility,
+    )
+
+
+def _reasons(db: Any, run_id: str) -> dict[int, str | None]:
+    rows = db.execute("SELECT contact_id, skip_reason FROM dispatch_ledger WHERE run_id = %s", [run_id]).fetchall()
+    db.commit()
+    return dict(rows)
+
+
+def test_a_uk_campaign_sees_one_number_in_its_national_and_international_spellings(db: Any, dialer_db: str) -> None:
+    ids = _add(db, ["020 7946 0018", "0044 20 7946 0018", "+44 (0)20 7946 0019", "07400 123456"])
+    _add(db, ["+44 20 7946 0019"], suppression="Do_Not_Call ")
+    rules = Eligibility(campaign_id="uk", region="GB")
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "GB", max_rows=100, lookback=HOUR).caught_up
+        result = claim_batch(conn, _request("uk-1", rules), dry_run=False)
+    assert _reasons(db, "uk-1") == {ids[0]: None, ids[1]: "duplicate_number", ids[2]: "suppressed_number",
+                                   ids[3]: None, ids[3] + 1: "suppressed"}
+    assert result.contacts == 2 and result.held_back == {
+        "duplicate_number": 1, "suppressed_number": 1, "suppressed": 1}
+
+
+def test_the_claim_normalizes_a_row_changed_since_the_refresh(db: Any, dialer_db: str) -> None:
+    """Numbers are checked as they are now, not as the last refresh saw them: a contact's row that changed (or
+    arrived) after the refresh is normalized in the claim's own transaction."""
+    ids = _add(db, ["(317) 555-0100", "(317) 555-0101"])
+    rules = Eligibility(campaign_id="c-now")
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
+        db.execute("UPDATE contacts SET phone_number = '(317) 555-0199', updated_at = now() WHERE id = %s", [ids[1]])
+        late = _add(db, ["(317) 555-0199"], suppression="do_not_call")
+        claim_batch(conn, _request("now-1", rules), dry_run=False)
+    assert _reasons(db, "now-1") == {ids[0]: None, ids[1]: "suppressed_number", late[0]: "suppressed"}
+
+
+def test_a_claim_is_refused_while_numbers_are_not_all_normalized(db: Any, emulator: Any, airflow_db: str) -> None:
+    """Suppression by number on a half-normalized table would miss numbers: the run claims nothing, says why,
+    and is red; the next one (the rest normalized) claims."""
+    from genesys_dialer.config import CampaignConfig
+    from genesys_dialer.dags import tasks
+    from genesys_dialer.dags.run import RunInfo
+
+    _add(db, [f"(317) 555-{i:04d}" for i in range(100, 130)])
+    campaign = CampaignConfig(key="slow", campaign_id="c-slow", normalize_max_rows_per_run=10)
+    now = datetime.now(UTC)
+    info = RunInfo(run_id="slow-1", run_type="manual", dry_run=False, batch_size=20, data_interval_start=now,
+                   data_interval_end=now, started_at=now)
+    segments, claim = tasks.fetch_contact_batch(campaign, info)
+    assert segments == [] and claim["contacts"] == 0
+    assert "not all normalized" in claim["blocked"][0] and "genesys-dialer normalize" in claim["blocked"][0]
+    assert db.execute("SELECT count(*) FROM dispatch_ledger").fetchone()[0] == 0
+    db.commit()
+    report = tasks.summarize(campaign, info, resolved={"contact_list_id": "x"}, claim=claim, segments=[],
+                             segment_results=[], ratio=None, pacing_result=None, withdrawal_result={})
+    assert report.outcome == "failed" and any("claimed nothing" in w for w in report.warnings)
+    tasks.fetch_contact_batch(campaign, RunInfo(**{**info.__dict__, "run_id": "slow-2"}))  # scans 10 more
+    segments, claim = tasks.fetch_contact_batch(campaign, RunInfo(**{**info.__dict__, "run_id": "slow-3"}))
+    assert claim["blocked"] == [] and claim["contacts"] == 20
