@@ -106,7 +106,7 @@ def test_the_reason_vocabulary_matches_the_sql() -> None:
     import re
 
     from genesys_dialer.compliance import reasons
-    from genesys_dialer.ledger.sql import load_sql
+    from genesys_dialer.queries import load_sql
 
     def written(name: str) -> set[str]:
         return set(re.findall(r"THEN '([a-z_]+)'", load_sql(name)))

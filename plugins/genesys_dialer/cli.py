@@ -57,7 +57,7 @@ def _apply_schema(args: argparse.Namespace) -> int:
 
 def _requeue(args: argparse.Namespace) -> int:
     from genesys_dialer.compliance import reasons
-    from genesys_dialer.ledger.sql import run_sql
+    from genesys_dialer.queries import run_sql
 
     if args.reason in reasons.FINAL_REASONS:
         print(
@@ -91,7 +91,7 @@ def _normalize(args: argparse.Namespace) -> int:
 
 def _dnc_import(args: argparse.Namespace) -> int:
     from genesys_dialer.compliance.phones import describe_phone
-    from genesys_dialer.ledger.sql import run_sql
+    from genesys_dialer.queries import run_sql
 
     numbers: set[str] = set()
     bad_lines: list[int] = []

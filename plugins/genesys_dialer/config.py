@@ -24,13 +24,6 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from genesys_dialer.compliance.defaults import (
-    DEFAULT_CALLABLE_STATUSES,
-    DEFAULT_CONSENT_VALUES,
-    DEFAULT_INACTIVE_STATUSES,
-    DEFAULT_SUPPRESSION_VALUES,
-    normalize_value,
-)
 from genesys_dialer.exceptions import ConfigError
 
 CONFIG_ENV_VAR = "GENESYS_DIALER_CONFIG"
@@ -38,6 +31,16 @@ CONFIG_ENV_VAR = "GENESYS_DIALER_CONFIG"
 COMPLIANCE_ABANDON_CAP_PERCENT = 3.0
 # Genesys Cloud org maximum for a campaign's Max Calls Per Agent.
 GENESYS_MAX_CALLS_PER_AGENT = 15.0
+# Defaults of the compliance fields (docs/compliance.md).
+DEFAULT_SUPPRESSION_VALUES = ("do_not_call",)
+DEFAULT_CALLABLE_STATUSES = ("active",)
+DEFAULT_INACTIVE_STATUSES = ("inactive", "closed")
+DEFAULT_CONSENT_VALUES = ("true", "t", "yes", "y", "1")
+
+
+def normalize_value(value: str) -> str:
+    """How config values are compared with the columns: trimmed, lower case (``genesys_dialer_norm`` in SQL)."""
+    return value.strip().lower()
 # The names of genesys_dialer.pacing.STRATEGIES, kept here so validating a config (at every DAG parse) does
 # not import the pacing model.
 RATIO_STRATEGIES = ("model", "tutorial")

@@ -6,7 +6,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from genesys_dialer.exceptions import ConfigError
-from genesys_dialer.ledger.sql import load_sql
+from genesys_dialer.queries import load_sql
 
 if TYPE_CHECKING:
     from genesys_dialer.compliance.phones import RefreshResult

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from genesys_dialer.compliance import reasons
-from genesys_dialer.compliance.defaults import (
+from genesys_dialer.compliance.phones import MAYBE_MOBILE_TYPES
+from genesys_dialer.config import (
     DEFAULT_CALLABLE_STATUSES,
     DEFAULT_CONSENT_VALUES,
     DEFAULT_INACTIVE_STATUSES,
     DEFAULT_SUPPRESSION_VALUES,
     normalize_value,
 )
-from genesys_dialer.compliance.phones import MAYBE_MOBILE_TYPES
-from genesys_dialer.ledger.sql import load_sql
+from genesys_dialer.queries import load_sql
 
 if TYPE_CHECKING:
     from genesys_dialer.config import CampaignConfig

@@ -25,7 +25,7 @@ import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
 from genesys_dialer.compliance import reasons
-from genesys_dialer.ledger.sql import load_sql
+from genesys_dialer.queries import load_sql
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from genesys_dialer.genesys.errors import GenesysTransientError
-from genesys_dialer.ledger.sql import load_sql, run_sql
+from genesys_dialer.queries import load_sql, run_sql
 
 if TYPE_CHECKING:
     from genesys_dialer.compliance.eligibility import Eligibility

@@ -33,8 +33,8 @@ from genesys_dialer.genesys.errors import (
 )
 from genesys_dialer.genesys.hook import GenesysHook
 from genesys_dialer.ledger import claims as contacts_mod
-from genesys_dialer.ledger.sql import load_sql, run_sql
 from genesys_dialer.pacing import strategies as pacing
+from genesys_dialer.queries import load_sql, run_sql
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 from genesys_dialer.compliance import reasons
 from genesys_dialer.compliance.eligibility import Eligibility
 from genesys_dialer.compliance.phones import describe_phone, normalize_stale
-from genesys_dialer.ledger.sql import load_sql, run_sql
+from genesys_dialer.queries import load_sql, run_sql
 
 log = logging.getLogger(__name__)
 

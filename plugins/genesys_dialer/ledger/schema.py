@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from genesys_dialer.ledger.sql import load_sql
+from genesys_dialer.queries import load_sql
 
 
 def apply_schema(conn: Any) -> None:
