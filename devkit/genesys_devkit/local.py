@@ -146,13 +146,14 @@ def seed_dialer_database(url: str, campaigns: list[DemoCampaign], contacts: int)
 
 
 def seed_emulator(base_url: str, campaigns: list[DemoCampaign]) -> None:
-    seed: dict[str, list[Any]] = {"contactLists": [], "campaigns": []}
+    seed: dict[str, list[Any]] = {}
     for campaign in campaigns:
         one = emulator_seed(campaign.campaign_id, campaign.contact_list_id)
         one["campaigns"][0]["name"] = campaign.name
         one["contactLists"][0]["name"] = f"{campaign.name} list"
-        for kind in seed:
-            seed[kind] += one[kind]
+        for kind, entities in one.items():
+            known = {entity["id"] for entity in seed.setdefault(kind, [])}
+            seed[kind] += [entity for entity in entities if entity["id"] not in known]  # shared DNC lists once
     requests.post(f"{base_url}/__emulator__/seed", json=seed, timeout=10).raise_for_status()
 
 
