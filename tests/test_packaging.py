@@ -96,8 +96,12 @@ def declared(pyproject: Path, *, extras: bool = False) -> set[str]:
     return {canonicalize_name(Requirement(r).name) for r in requirements}
 
 
+# Dependencies that are data, read by the standard library rather than imported, each with its reader.
+DATA_ONLY = {"tzdata": "zoneinfo: IANA zone names on hosts without a system zone database"}
+
+
 def _check_dependencies(package_dirs: list[Path], own: str, deps: set[str]) -> None:
-    used: dict[str, set[str]] = {}
+    used: dict[str, set[str]] = {name: set() for name in DATA_ONLY if name in deps}
     for package_dir in package_dirs:
         for module, files in imported_modules(package_dir).items():
             owner = owning_distribution(module)
