@@ -3,6 +3,12 @@
 The ledger is the single source of truth for "what went where": a contact is claimed for a campaign once
 (primary key), a run re-dispatches only its own undelivered claim, and memory never grows with the
 batch: segments are read page by page in keyset order.
+
+Claims hold by construction, not by the campaign's advisory lock (kept as an optimisation): a fresh claim never
+overwrites another run's row, adoption of an expired claim is a separate, explicit statement that locks and
+re-checks each row, and every claim, adoption and segment try takes a new *fence* that every later mark must
+present. Whoever lost a row (adopted by another run, superseded by a newer try) can no longer mark or send it.
+Before a request is sent its contacts are marked *in doubt* (``sending_at``); see docs/resilience.md.
 """
 
 from __future__ import annotations
@@ -83,18 +89,34 @@ def segment_label(prefix: str, index: int) -> str:
     return f"{prefix}-s{index:03d}"
 
 
-def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResult:
-    """Claim (or, for a re-run, find) the run's batch; in a dry run, compute it and roll it back."""
+def next_fence(conn: Any) -> int:
+    """A new fencing token (not committed on its own: sequences are not transactional)."""
+    with conn.cursor() as cur:
+        cur.execute(load_sql("next_fence"))
+        return int(cur.fetchone()[0])
+
+
+def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool, lock: bool = True) -> ClaimResult:
+    """Claim (or, for a re-run, find) the run's batch; in a dry run, compute it and roll it back.
+
+    ``lock=False`` skips the campaign's advisory lock: claims stay correct without it (tests prove it with
+    concurrent claimants); the lock only keeps concurrent runs' batches full and contiguous.
+    """
     params = asdict(request)
     claimed_now = adopted = 0
     with conn.cursor() as cur:
-        cur.execute(load_sql("lock_campaign"), params)
+        if lock:
+            cur.execute(load_sql("lock_campaign"), params)
         cur.execute(load_sql("run_segments"), params)
         rows = cur.fetchall()
         reused = bool(rows)
         if not reused:
-            cur.execute(load_sql("claim_batch"), params)
-            claimed_now, adopted = cur.fetchone()
+            params["fence"] = next_fence(conn)
+            cur.execute(load_sql("adopt_claims"), params)
+            adopted = len(cur.fetchall())
+            cur.execute(load_sql("claim_batch"), {**params, "offset": adopted,
+                                                  "limit": max(request.batch_size - adopted, 0)})
+            claimed_now = adopted + int(cur.fetchone()[0])
             cur.execute(load_sql("run_segments"), params)
             rows = cur.fetchall()
     would_skip: dict[int, Counter[str]] = {}
@@ -123,6 +145,36 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResu
     return ClaimResult(segments, claimed_now, adopted, reused)
 
 
+def take_segment(conn: Any, *, campaign_id: str, run_id: str, segment_index: int) -> tuple[int, int]:
+    """Take a segment's undelivered rows for this try: (its new fence, how many rows it now owns)."""
+    fence = next_fence(conn)
+    count = run_sql(conn, "take_segment", {"campaign_id": campaign_id, "run_id": run_id,
+                                            "segment_index": segment_index, "fence": fence})
+    return fence, count
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    """A contact whose last request's outcome is unknown; ``settles_in``: seconds until it cannot apply any more."""
+
+    contact_id: int
+    genesys_contact_id: str
+    settles_in: float
+
+
+def in_doubt(conn: Any, *, campaign_id: str, run_id: str, segment_index: int, fence: int,
+             settle_seconds: float) -> list[InDoubt]:
+    """The segment try's contacts in doubt (bounded by the segment's size)."""
+    with conn.cursor() as cur:
+        cur.execute(load_sql("segment_in_doubt"), {
+            "campaign_id": campaign_id, "run_id": run_id, "segment_index": segment_index, "fence": fence,
+            "settle_seconds": settle_seconds,
+        })
+        rows = [InDoubt(int(r[0]), str(r[1]), float(r[2])) for r in cur.fetchall()]
+    conn.commit()
+    return rows
+
+
 @dataclass(frozen=True)
 class PendingContact:
     contact_id: int
@@ -132,9 +184,10 @@ class PendingContact:
 
 
 def iter_segment_pages(
-    conn: Any, *, campaign_id: str, run_id: str, segment_index: int, page_size: int
+    conn: Any, *, campaign_id: str, run_id: str, segment_index: int, fence: int, page_size: int
 ) -> Iterator[list[PendingContact]]:
-    """The segment's undelivered contacts, one keyset page at a time (memory bounded by page_size).
+    """The segment's undelivered contacts that this try owns and that are not in doubt, one keyset page at a
+    time (memory bounded by page_size).
 
     Each page is a fresh query, so the caller may update and commit between pages.
     """
@@ -147,6 +200,7 @@ def iter_segment_pages(
                     "campaign_id": campaign_id,
                     "run_id": run_id,
                     "segment_index": segment_index,
+                    "fence": fence,
                     "after_contact_id": after,
                     "page_size": page_size,
                 },
@@ -159,11 +213,23 @@ def iter_segment_pages(
         after = page[-1].contact_id
 
 
-def mark(conn: Any, sql_name: str, *, campaign_id: str, run_id: str, contact_ids: list[int], **extra: Any) -> int:
-    """Update ledger rows (mark_dispatched / mark_skipped / mark_failed) and commit."""
+def mark(conn: Any, sql_name: str, *, campaign_id: str, fence: int, contact_ids: list[int], **extra: Any) -> int:
+    """Update the rows this try owns (mark_dispatched / mark_skipped / mark_failed / mark_in_doubt /
+    clear_doubt), commit, and return how many it still owned."""
     if not contact_ids:
         return 0
-    return run_sql(conn, sql_name, {"campaign_id": campaign_id, "run_id": run_id, "contact_ids": contact_ids, **extra})
+    return run_sql(conn, sql_name, {"campaign_id": campaign_id, "fence": fence, "contact_ids": contact_ids, **extra})
+
+
+def mark_sending(conn: Any, *, campaign_id: str, fence: int, contact_ids: list[int]) -> set[int]:
+    """Mark contacts in doubt before their request is sent (committed); return those this try still owns."""
+    if not contact_ids:
+        return set()
+    with conn.cursor() as cur:
+        cur.execute(load_sql("mark_sending"), {"campaign_id": campaign_id, "fence": fence, "contact_ids": contact_ids})
+        owned = {int(r[0]) for r in cur.fetchall()}
+    conn.commit()
+    return owned
 
 
 def genesys_contact(
@@ -180,15 +246,17 @@ def genesys_contact(
 
 
 def ledger_summary(conn: Any, *, campaign_id: str, run_id: str) -> dict[str, Any]:
-    """Counts of the run's ledger rows by status, and skips by reason."""
+    """Counts of the run's ledger rows by status, skips by reason, and contacts in doubt."""
     with conn.cursor() as cur:
         cur.execute(load_sql("run_ledger_summary"), {"campaign_id": campaign_id, "run_id": run_id})
         rows = cur.fetchall()
     conn.commit()
     by_status: Counter[str] = Counter()
     skip_reasons: Counter[str] = Counter()
-    for status, reason, count in rows:
+    in_doubt_count = 0
+    for status, reason, count, doubtful in rows:
         by_status[status] += count
+        in_doubt_count += doubtful
         if status == "skipped":
             skip_reasons[reason or "unknown"] += count
     return {
@@ -197,5 +265,6 @@ def ledger_summary(conn: Any, *, campaign_id: str, run_id: str) -> dict[str, Any
         "skipped": by_status["skipped"],
         "failed": by_status["failed"],
         "pending": by_status["claimed"] + by_status["failed"],
+        "in_doubt": in_doubt_count,
         "skip_reasons": dict(skip_reasons),
     }
