@@ -6,7 +6,8 @@ half-open probe requests through; their successes close it, a failure re-opens i
 Airflow Variables have no locking and no compare-and-set (last writer wins), so the stored state is made
 of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys_breaker__<conn_id>``:
 
-* ``P`` = ``{"opened_at": t, "reason", "by"}``: written only when the breaker opens, never deleted.
+* ``P`` = ``{"opened_at": t, "reason", "by", "history"}``: written only when the breaker opens, never deleted
+  (``history``: the previous openings' times, at most 20).
   ``opened_at`` is the *generation* of that opening. Open while ``now < opened_at + open_seconds``,
   half-open after, until a close fact for that generation exists. Two writers opening at once both write a
   recent ``opened_at``; either is right.
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 KEY_PREFIX = "genesys_breaker__"
+HISTORY_SIZE = 20  # earlier openings kept in P
 
 
 @dataclass(frozen=True)
@@ -313,7 +315,14 @@ class CircuitBreaker:
         return total
 
     def _open(self, now: float, reason: str, *, from_state: str) -> None:
-        self.store.set(self.key, {"opened_at": now, "reason": reason, "by": self.writer})
+        # The earlier openings (bounded), for post-mortems and the tests' "nothing sent while open" check. Two
+        # writers opening at once may each drop the other's near-identical time: harmless.
+        previous = self.store.get(self.key) or {}
+        history = [t for t in previous.get("history") or [] if _number(t) is not None][-(HISTORY_SIZE - 1):]
+        if _number(previous.get("opened_at")) is not None:
+            history.append(previous["opened_at"])
+        self.store.set(self.key, {"opened_at": now, "reason": reason, "by": self.writer,
+                                  "history": history[-HISTORY_SIZE:]})
         if self._streak:
             self._streak = 0
             self.store.delete(self._fail_key(self.writer))
