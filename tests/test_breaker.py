@@ -262,6 +262,17 @@ def test_a_probe_lease_of_a_dead_process_on_this_host_is_free_at_once():
     assert other.acquire().probe_slot == 0
 
 
+def test_writers_opening_at_once_keep_one_generation():
+    """A writer that saw the breaker closed does not overwrite the opening another writer wrote meanwhile."""
+    clock, store = Clock(), MemoryStateStore()
+    a, b = writers(2, store, clock)
+    a._open(clock.now, "a's outage", from_state=CLOSED, seen=None)
+    first = a.snapshot().opened_at
+    clock.now += 0.2
+    b._open(clock.now, "b's view of the same outage", from_state=CLOSED, seen=None)  # b read P before a wrote
+    assert b.snapshot().opened_at == first and store.get(a.key)["reason"] == "a's outage"
+
+
 def test_a_close_written_after_a_reopen_does_not_hide_it():
     """The race a Variable.delete-based close loses: writer A closes generation 1 after B re-opened."""
     clock, store = Clock(), MemoryStateStore()
@@ -269,7 +280,7 @@ def test_a_close_written_after_a_reopen_does_not_hide_it():
     store.set(a.key, {"opened_at": clock.now - 31, "reason": "test"})
     gen1 = a.acquire().gen
     clock.now += 1
-    b._open(clock.now, "probe failed", from_state=HALF_OPEN)
+    b._open(clock.now, "probe failed", from_state=HALF_OPEN, seen=gen1)
     store.set(a._closed_key, {"gen": gen1, "closed_at": clock.now})  # A's late close of generation 1
     assert a.state() == OPEN
 
@@ -349,7 +360,7 @@ def test_a_writer_reads_a_close_once_and_still_sees_a_newer_opening():
     assert store.calls["get"] == 5  # P only: the close of this generation is final
     assert a.snapshot().closed_at is not None  # and the failure window still starts at the close
 
-    b._open(clock.now, "another worker's outage", from_state=CLOSED)
+    b._open(clock.now, "another worker's outage", from_state=CLOSED, seen=b.snapshot().opened_at)
     with pytest.raises(GenesysCircuitOpenError, match="another worker's outage"):
         a.acquire()
     clock.now += 31

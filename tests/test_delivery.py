@@ -147,3 +147,48 @@ def test_the_report_counts_the_requests_of_failed_tries(db, emulator):
     segments = report["segments_total"]
     assert requests["task_tries"] == 2 + segments  # resolve_campaign, apply_pacing, one try per segment
     assert report["ledger"]["pending"] == report["ledger"]["claimed"] - report["ledger"]["skipped"]
+
+
+def test_an_open_breaker_reschedules_tasks_instead_of_using_their_tries(db, emulator):
+    """The shared breaker was opened (by another DAG's outage) just before the run: its tasks wait it out by
+    rescheduling themselves (UP_FOR_RESCHEDULE keeps the try number), and nothing reaches Genesys while open."""
+    import time
+
+    from airflow.models import Variable
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from pipeline_helpers import check_breaker_windows, task_instances
+    from support import BREAKER_KEY
+
+    clear_shared_state()
+    insert_contacts(db, contact_rows(120, seed=55))
+    Variable.set(BREAKER_KEY, {"opened_at": time.time(), "reason": "another DAG's outage", "by": "test"},
+                 serialize_json=True)
+
+    dag_run = run_dag()
+
+    assert str(dag_run.state) == "success"
+    tis = task_instances(dag_run.dag_id, dag_run.run_id)
+    assert {ti.try_number for ti in tis} == {1}, "waiting out the breaker used a try"
+    with create_session() as session:
+        rescheduled = {ti.task_id for ti in tis if session.query(TaskReschedule).filter(
+            TaskReschedule.ti_id == ti.id).count()}
+    assert "resolve_campaign" in rescheduled
+    window = check_breaker_windows(emulator.requests_log(), open_seconds=30, probe_allowance=6)
+    assert window["requests_while_open"] == 0
+    check_delivery(db, emulator, campaign_id=CAMPAIGN_ID)
+
+
+def test_past_breaker_wait_minutes_an_open_breaker_ends_the_try():
+    from pipeline_helpers import campaign_config
+
+    from genesys_dialer.dags.tasks import breaker_reschedule
+    from genesys_dialer.genesys.errors import GenesysCircuitOpenError
+
+    campaign = campaign_config().model_copy(update={"breaker_wait_minutes": 5})
+    err = GenesysCircuitOpenError("open", retry_after=20)
+    now = datetime.now(UTC)
+    when = breaker_reschedule(campaign, err, None)
+    assert when is not None and 19 <= (when - now).total_seconds() <= 22
+    assert breaker_reschedule(campaign, err, now - timedelta(minutes=4)) is not None
+    assert breaker_reschedule(campaign, err, now - timedelta(minutes=6)) is None  # the retry policy takes over

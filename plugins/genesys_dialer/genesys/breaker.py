@@ -271,7 +271,8 @@ class CircuitBreaker:
         if total < self.settings.failure_threshold:
             total = self._recent_failures(now, since=snap.closed_at or 0.0)
         if total >= self.settings.failure_threshold:
-            self._open(now, f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED)
+            self._open(now, f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED,
+                       seen=snap.opened_at)
 
     def _probe_failed(self, permit: Permit, reason: str, now: float) -> None:
         """Re-open if Genesys still looks down; else free the slot and keep the other probes' successes."""
@@ -286,7 +287,7 @@ class CircuitBreaker:
                              if slot != permit.probe_slot and _number(lease.get("gen")) == permit.gen)
         if not succeeded or failed >= self.settings.failure_threshold:
             self._open(now, f"half-open probe failed: {reason}"
-                       + (f" ({failed} probe failures)" if succeeded else ""), from_state=HALF_OPEN)
+                       + (f" ({failed} probe failures)" if succeeded else ""), from_state=HALF_OPEN, seen=permit.gen)
             return
         log.warning("Circuit breaker %s: a half-open probe failed (%s); %d probe(s) already succeeded, so the slot "
                     "goes to another probe (%d probe failures of %d before re-opening)", self.name, reason,
@@ -314,19 +315,28 @@ class CircuitBreaker:
                 total += sum(1 for t in times if (_number(t) or 0.0) > after)
         return total
 
-    def _open(self, now: float, reason: str, *, from_state: str) -> None:
-        # The earlier openings (bounded), for post-mortems and the tests' "nothing sent while open" check. Two
-        # writers opening at once may each drop the other's near-identical time: harmless.
+    def _open(self, now: float, reason: str, *, from_state: str, seen: float | None) -> None:
+        """Open a new generation, unless another writer opened one since this writer saw generation ``seen``."""
+        # The earlier openings (bounded), for post-mortems and the tests' "nothing sent while open" check.
         previous = self.store.get(self.key) or {}
+        latest = _number(previous.get("opened_at"))
+        if latest is not None and latest != seen and (seen is None or latest > seen):
+            self._end_streak()
+            return  # already (re-)opened by another writer: one outage, one generation
         history = [t for t in previous.get("history") or [] if _number(t) is not None][-(HISTORY_SIZE - 1):]
         if _number(previous.get("opened_at")) is not None:
             history.append(previous["opened_at"])
         self.store.set(self.key, {"opened_at": now, "reason": reason, "by": self.writer,
                                   "history": history[-HISTORY_SIZE:]})
+        self._end_streak()
+        self._transition(from_state, OPEN, f"{reason}; open for {self.settings.open_seconds:g} s")
+
+    def _end_streak(self) -> None:
+        """The breaker opened on this writer's failures (among others'): they are spent."""
         if self._streak:
             self._streak = 0
+            self._failure_times.clear()
             self.store.delete(self._fail_key(self.writer))
-        self._transition(from_state, OPEN, f"{reason}; open for {self.settings.open_seconds:g} s")
 
     def _transition(self, from_state: str, to_state: str, reason: str) -> None:
         log.warning("Circuit breaker %s: %s -> %s (%s)", self.name, from_state, to_state, reason)
@@ -375,6 +385,10 @@ class CircuitBreaker:
                 self._sleep(self.settings.probe_settle_seconds)  # let a racing writer's set land first
             confirmed = self.store.get(key) or {}
             if confirmed.get("holder") == self.writer and _number(confirmed.get("gen")) == gen:
+                if self.settings.probe_settle_seconds and self.snapshot().opened_at != gen:
+                    # Another probe failed and re-opened the breaker while this one settled: do not send.
+                    self.release(Permit(probe_slot=slot, gen=gen, fails=fails))
+                    return None
                 log.info("Circuit breaker %s half-open: sending probe request %d of %d",
                          self.name, slot + 1, self.settings.half_open_max)
                 return Permit(probe_slot=slot, gen=gen, fails=fails)
