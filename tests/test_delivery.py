@@ -158,14 +158,14 @@ def test_an_open_breaker_reschedules_tasks_instead_of_using_their_tries(db, emul
     from airflow.models.taskreschedule import TaskReschedule
     from airflow.utils.session import create_session
     from pipeline_helpers import check_breaker_windows, task_instances
-    from support import BREAKER_KEY
+    from support import BREAKER_KEY, IWAIT_CAMPAIGN_ID
 
     clear_shared_state()
     insert_contacts(db, contact_rows(120, seed=55))
     Variable.set(BREAKER_KEY, {"opened_at": time.time(), "reason": "another DAG's outage", "by": "test"},
                  serialize_json=True)
 
-    dag_run = run_dag()
+    dag_run = run_dag(key="iwait")
 
     assert str(dag_run.state) == "success"
     tis = task_instances(dag_run.dag_id, dag_run.run_id)
@@ -176,7 +176,7 @@ def test_an_open_breaker_reschedules_tasks_instead_of_using_their_tries(db, emul
     assert "resolve_campaign" in rescheduled
     window = check_breaker_windows(emulator.requests_log(), open_seconds=30, probe_allowance=6)
     assert window["requests_while_open"] == 0
-    check_delivery(db, emulator, campaign_id=CAMPAIGN_ID)
+    check_delivery(db, emulator, campaign_id=IWAIT_CAMPAIGN_ID)
 
 
 def test_past_breaker_wait_minutes_an_open_breaker_ends_the_try():
@@ -187,6 +187,7 @@ def test_past_breaker_wait_minutes_an_open_breaker_ends_the_try():
 
     campaign = campaign_config().model_copy(update={"breaker_wait_minutes": 5})
     err = GenesysCircuitOpenError("open", retry_after=20)
+    assert breaker_reschedule(campaign.model_copy(update={"breaker_wait_minutes": 0}), err, None) is None
     now = datetime.now(UTC)
     when = breaker_reschedule(campaign, err, None)
     assert when is not None and 19 <= (when - now).total_seconds() <= 22

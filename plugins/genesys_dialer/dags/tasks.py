@@ -63,6 +63,8 @@ def breaker_reschedule(campaign: CampaignConfig, err: GenesysCircuitOpenError,
     any transient error (the retry policy), so a long outage still ends in a red run that says why.
     """
     now = datetime.now(UTC)
+    if not campaign.breaker_wait_minutes:
+        return None
     if waiting_since is not None and now - waiting_since > timedelta(minutes=campaign.breaker_wait_minutes):
         log.warning("Circuit breaker still not closed after %d minutes of waiting: ending this try (%s)",
                     campaign.breaker_wait_minutes, err)
