@@ -193,3 +193,41 @@ def test_past_breaker_wait_minutes_an_open_breaker_ends_the_try():
     assert when is not None and 19 <= (when - now).total_seconds() <= 22
     assert breaker_reschedule(campaign, err, now - timedelta(minutes=4)) is not None
     assert breaker_reschedule(campaign, err, now - timedelta(minutes=6)) is None  # the retry policy takes over
+
+
+def test_a_2xx_whose_body_cannot_be_read_leaves_its_contacts_in_doubt_not_failed(db, dialer_db, emulator):
+    """Genesys applied the POST (2xx) but a proxy mangled the body: "failed" would let a retry queue them again."""
+    import psycopg
+    import requests
+
+    from genesys_dialer.dags.delivery import SegmentDelivery
+    from genesys_dialer.genesys.errors import GenesysResponseError
+    from genesys_dialer.ledger.claims import ClaimRequest, claim_batch, take_segment
+
+    class MangledSession(requests.Session):
+        def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+            response = super().request(method, url, *args, **kwargs)
+            if method == "POST" and url.endswith("/contacts") and response.ok:
+                response._content, response.headers["Content-Type"] = b"<html>gateway</html>", "text/html"
+            return response
+
+    insert_contacts(db, contact_rows(40, seed=56))
+    request = ClaimRequest(campaign_id="camp-x", campaign_key="x", run_id="run-x", batch_size=10, segment_size=10,
+                           created_before=datetime.now(UTC), lease_minutes=60, contact_id_prefix="",
+                           phone_region="US", label_prefix="20260101T0000")
+    hook = GenesysHook(state_store=MemoryStateStore())
+    hook._session = MangledSession()
+    with psycopg.connect(dialer_db) as conn:
+        claim_batch(conn, request, dry_run=False)
+        fence, _ = take_segment(conn, campaign_id="camp-x", run_id="run-x", segment_index=0)
+        ids = [r[0] for r in conn.execute("SELECT contact_id FROM dispatch_ledger ORDER BY 1").fetchall()]
+        delivery = SegmentDelivery(conn=conn, hook=hook, campaign_id="camp-x", run_id="run-x", segment_index=0,
+                                   label="s0", contact_list_id=CONTACT_LIST_ID, fence=fence)
+        batch = [(cid, {"id": str(cid), "contactListId": CONTACT_LIST_ID,
+                        "data": {"phone": "+13175550100", "segment": "s0"}, "callable": True}) for cid in ids]
+        with pytest.raises(GenesysResponseError, match="expected JSON, got text/html"):
+            delivery.send(batch)
+    rows = db.execute("SELECT status, sending_at IS NOT NULL FROM dispatch_ledger").fetchall()
+    db.commit()
+    assert rows and all(row == ("failed", True) for row in rows), "applied contacts were not left in doubt"
+    assert len(emulator.contacts()) == len(ids)  # Genesys does hold them: a read-back will say so

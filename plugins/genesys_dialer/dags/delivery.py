@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from genesys_dialer import metrics
@@ -55,9 +55,8 @@ class SegmentDelivery:
     sleep: Callable[[float], None] = time.sleep
     sent: int = 0  # delivered by a POST that Genesys answered 2xx
     confirmed: int = 0  # found by a read-back after a lost answer: delivered without a second POST
-    resent: int = 0  # read back absent after settling, and sent again
+    resent: int = 0  # in doubt, read back absent after settling: sent again
     superseded: int = 0  # rows this try no longer owns (adopted by another run, or a newer try)
-    _doubt_errors: dict[int, str] = field(default_factory=dict)
 
     @property
     def delivered(self) -> int:
@@ -89,7 +88,7 @@ class SegmentDelivery:
         if absent:
             # Not applied, and no request carrying them can still be: they are sent again, once.
             self.hook.record_lost_request("read back absent")
-            self.mark("clear_doubt", sorted(absent.values()))
+            self.resent += self.mark("clear_doubt", sorted(absent.values()))
             log.info("Segment %s: %d contacts are not in the list after their requests settled; they will be "
                      "sent again", self.label, len(absent))
         return set(absent.values())
@@ -129,7 +128,6 @@ class SegmentDelivery:
                     raise
                 absent = self.resolve_doubts()
                 pending = [(cid, body) for cid, body in pending if cid in absent]
-                self.resent += len(pending)
                 if not pending:
                     return
                 continue
