@@ -163,6 +163,21 @@ def test_a_success_by_any_writer_ends_the_streaks_before_it():
     assert a.state() == OPEN
 
 
+def test_a_writer_that_fails_again_still_carries_its_last_success():
+    clock, store = Clock(), MemoryStateStore()
+    a, b, c = writers(3, store, clock)
+    b.record_failure(Permit(), "503")
+    clock.now += 1
+    a.record_failure(Permit(), "503")
+    a.record_success(Permit())  # ends b's failure (and a's)...
+    clock.now += 1
+    a.record_failure(Permit(), "503")  # ...and a's next failure must not bring them back
+    c.record_failure(Permit(), "503")
+    assert a.state() == CLOSED  # two failures since the last success, not three
+    c.record_failure(Permit(), "503")
+    assert a.state() == OPEN
+
+
 def test_half_open_lets_at_most_the_probes_through_across_many_writers():
     """40 writers ask at once, 20 times: each round grants at most 3 probes (6 in the documented worst case)."""
     granted_per_round = []

@@ -9,8 +9,9 @@ of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys
 * ``P`` = ``{"opened_at": t, "reason", "by", "history"}``: written only when the breaker opens, never deleted
   (``history``: the previous openings' times, at most 20).
   ``opened_at`` is the *generation* of that opening. Open while ``now < opened_at + open_seconds``,
-  half-open after, until a close fact for that generation exists. Two writers opening at once both write a
-  recent ``opened_at``; either is right.
+  half-open after, until a close fact for that generation exists. A writer about to open re-reads ``P`` and
+  leaves an opening another writer made meanwhile alone (one outage, one generation); two writers within one
+  round trip can still both write a recent ``opened_at``, and either is right.
 * ``P__closed`` = ``{"gen": opened_at, "closed_at": t}``: written when the probes of generation ``gen``
   succeeded. A close can never hide a newer opening (its ``gen`` would not match ``opened_at``), which a
   ``Variable.delete(P)`` racing a re-open could. A close is final for its generation, so a writer that
@@ -27,7 +28,8 @@ of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys
   or an answer lost on a request that may have been applied) releases its lease.
 * ``P__fail__<writer>`` = ``{"streak", "times", "at", "ok_at"}``: one writer's own run of consecutive transient
   failures (``times``: when its last ``failure_threshold`` failures happened, ``at`` the last); only that writer
-  updates it, so no increment is lost. When the writer succeeds again it writes ``streak 0, ok_at``. To decide
+  updates it, so no increment is lost. When the writer succeeds again it writes ``streak 0, ok_at`` (and keeps
+  ``ok_at`` in its later failure facts). To decide
   whether to open, the writers' failure times are counted if they are within ``open_seconds``, newer than the
   last close, and newer than the latest ``ok_at`` of any writer: a success seen anywhere ends every streak
   before it, so failures scattered between successes of other writers do not add up. Stale keys of
@@ -35,7 +37,8 @@ of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys
   API round trip, so it only happens on a failure, never on the success path.
 
 Residual approximations (see docs/resilience.md): in a race, two writers can both keep one probe slot
-(the settle delay makes it unlikely, not impossible), so up to ``2 * half_open_max`` probes can go out; only
+(the settle delay makes it unlikely, not impossible), so with the slots freed by failed probes up to
+``2 * (half_open_max + failure_threshold - 1)`` probes can go out in one half-open window; only
 writers that failed record their next success, so successes of writers that never failed do not end other
 writers' streaks; a garbage collection racing its owner's write can lose one failure fact; workers' clocks are
 assumed to agree to well under ``open_seconds``. If the Variables themselves cannot be read or written, the
@@ -135,6 +138,7 @@ class CircuitBreaker:
         self._streak = 0
         self._failure_times: deque[float] = deque(maxlen=self.settings.failure_threshold)
         self._last_failure_at = 0.0
+        self._last_ok_at: float | None = None  # this writer's last success after a failure (ends others' runs)
         self._seen_closed: Snapshot | None = None  # a close is final for its generation: read it once
         self.key = f"{KEY_PREFIX}{name}"
 
@@ -231,8 +235,9 @@ class CircuitBreaker:
             # This writer's streak is over, and so is every other writer's that began before now.
             self._streak = 0
             self._failure_times.clear()
+            self._last_ok_at = self._clock()
             self.store.set(self._fail_key(self.writer),
-                           {"streak": 0, "times": [], "at": self._last_failure_at, "ok_at": self._clock()})
+                           {"streak": 0, "times": [], "at": self._last_failure_at, "ok_at": self._last_ok_at})
         if permit.probe_slot is None:
             return
         lease = {"gen": permit.gen, "holder": self.writer, "expires_at": self._clock(), "ok": True,
@@ -263,7 +268,7 @@ class CircuitBreaker:
         self._failure_times.append(now)
         self._last_failure_at = now
         self.store.set(self._fail_key(self.writer), {"streak": self._streak, "times": list(self._failure_times),
-                                                     "at": now, "ok_at": None})
+                                                     "at": now, "ok_at": self._last_ok_at})
         snap = self.snapshot()
         if snap.state != CLOSED:
             return  # a request that was in flight when the breaker opened
