@@ -24,6 +24,7 @@ from support import (
     DIALER_URL,
     EMULATOR_CLIENT_ID,
     EMULATOR_CLIENT_SECRET,
+    IWAIT_CAMPAIGN_ID,
     TMP,
     VENV_BIN,
     XFAULT_CAMPAIGN_ID,
@@ -109,7 +110,8 @@ def emulator(emulator_server: Any) -> Emulator:
     handle.reset()
     seed = emulator_seed(CAMPAIGN_ID, CONTACT_LIST_ID)
     test_campaign = seed["campaigns"][0]
-    seed["campaigns"] += [{**test_campaign, "id": other} for other in (XRUN_CAMPAIGN_ID, XFAULT_CAMPAIGN_ID)]
+    seed["campaigns"] += [{**test_campaign, "id": other}
+                          for other in (XRUN_CAMPAIGN_ID, XFAULT_CAMPAIGN_ID, IWAIT_CAMPAIGN_ID)]
     handle.seed(seed)
     auth.token_cache.clear()
     return handle

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from support import CAMPAIGN_ID, CONFIG_PATH, CONTACTS_ROUTE
+from support import BREAKER_KEY, CAMPAIGN_ID, CONFIG_PATH, CONTACT_LIST_ID, CONTACTS_ROUTE
 
 from genesys_dialer.ledger.claims import normalize_phone
 
@@ -233,3 +236,132 @@ def contact_posts(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def segments_for(batch: int, segment_size: int) -> int:
     return math.ceil(batch / segment_size)
+
+
+# -- exactly once: what every fault case asserts ---------------------------------------------------------------
+def posts_per_contact(log: list[dict[str, Any]], *, applied: bool = False) -> Counter[str]:
+    """How many contact POSTs carried each contact id (the emulator's request log). ``applied``: only those that
+    Genesys applied (a 2xx, whether or not its answer reached the client)."""
+    counts: Counter[str] = Counter()
+    for entry in contact_posts(log):
+        if applied and not 200 <= (entry["status"] or 0) < 300:
+            continue
+        counts.update(i for i in entry["contactIds"] or [] if i)
+    return counts
+
+
+def queue_entries(emulator: Any, contact_list_id: str = CONTACT_LIST_ID) -> Counter[str]:
+    """How many times each contact id entered the dialing queue (a contact queued twice is dialed twice)."""
+    history = emulator.admin("GET", f"contactlists/{contact_list_id}/queue/history")
+    return Counter(history["entries"])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the checks counted, for the figures."""
+
+    claimed: int
+    dispatched: int
+    skipped: int
+    pending: int
+    in_doubt: int
+    contact_posts: int
+    max_posts_per_contact: int
+    max_queue_entries: int
+
+
+def check_delivery(db: Any, emulator: Any, *, campaign_id: str, run_ids: list[str] | None = None,
+                   contact_list_id: str = CONTACT_LIST_ID, all_sent: bool = True) -> Delivery:
+    """0 lost, 0 queued twice, ledger = list, from the ledger and the emulator (never the hook's own word).
+
+    * ledger = list: the contact list holds exactly the contacts the ledger says were dispatched;
+    * 0 queued twice: no contact entered the dialing queue twice, no contact was applied by two POSTs;
+    * 0 lost (``all_sent``): every claimed contact is dispatched or skipped with a reason, none left in doubt.
+    """
+    sql = "SELECT genesys_contact_id, status, sending_at IS NOT NULL FROM dispatch_ledger WHERE campaign_id = %s"
+    params: list[Any] = [campaign_id]
+    if run_ids is not None:
+        sql += " AND run_id = ANY(%s)"
+        params.append(run_ids)
+    rows = db.execute(sql, params).fetchall()
+    db.commit()
+    status = {cid: st for cid, st, _ in rows}
+    dispatched = {cid for cid, st in status.items() if st == "dispatched"}
+    pending = {cid for cid, st in status.items() if st in ("claimed", "failed")}
+    in_doubt = {cid for cid, _, doubtful in rows if doubtful}
+    listed = {c["id"] for c in emulator.contacts(contact_list_id)}
+    assert listed == dispatched, (
+        f"ledger != list: {len(listed - dispatched)} in the list but not dispatched, "
+        f"{len(dispatched - listed)} dispatched but not in the list")
+    log = emulator.requests_log()
+    applied = posts_per_contact(log, applied=True)
+    twice = {cid: n for cid, n in applied.items() if n > 1}
+    assert not twice, f"{len(twice)} contacts were applied by more than one POST, e.g. {list(twice.items())[:3]}"
+    entries = queue_entries(emulator, contact_list_id)
+    requeued = {cid: n for cid, n in entries.items() if n > 1}
+    assert not requeued, f"{len(requeued)} contacts entered the dialing queue twice, e.g. {list(requeued.items())[:3]}"
+    assert set(entries) == listed, "a contact in the list never entered the queue, or one not in it did"
+    if all_sent:
+        assert not pending, f"{len(pending)} claimed contacts were never sent ({len(in_doubt)} in doubt)"
+    posts = posts_per_contact(log)
+    return Delivery(
+        claimed=len(status), dispatched=len(dispatched), skipped=sum(1 for st in status.values() if st == "skipped"),
+        pending=len(pending), in_doubt=len(in_doubt), contact_posts=len(contact_posts(log)),
+        max_posts_per_contact=max(posts.values(), default=0), max_queue_entries=max(entries.values(), default=0),
+    )
+
+
+# -- the shared circuit breaker, from its Variables ---------------------------------------------------------------
+def variables(prefix: str) -> dict[str, Any]:
+    """The metadata DB's Variables whose key starts with ``prefix`` (decrypted)."""
+    from airflow.models import Variable
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(Variable).filter(Variable.key.startswith(prefix)).all()
+        return {row.key: row.val for row in rows}
+
+
+def breaker_generations(key: str = BREAKER_KEY) -> list[tuple[float, float | None]]:
+    """Every opening of the breaker, oldest first: (opened_at, when that generation ended), where it ended at the
+    next opening, or at its close; None for the last one if it never closed."""
+    values = variables(key)
+    if key not in values:
+        return []
+    record = json.loads(values[key])
+    current = float(record["opened_at"])
+    # Racing writers can land an older opening last: the one stored is what every writer goes by from then on.
+    openings = [*sorted({float(t) for t in record.get("history") or [] if float(t) < current}), current]
+    closed = json.loads(values.get(f"{key}__closed") or "{}")
+    last_end = closed.get("closed_at") if closed.get("gen") == openings[-1] else None
+    ends: list[float | None] = [*openings[1:], last_end]
+    return list(zip(openings, ends, strict=True))
+
+
+def received_at(entry: dict[str, Any]) -> float:
+    """When Genesys received the request (a request held by injected latency answers much later)."""
+    return datetime.fromisoformat(entry["receivedAt"].replace("Z", "+00:00")).timestamp()
+
+
+def check_breaker_windows(log: list[dict[str, Any]], *, open_seconds: float, probe_allowance: int) -> dict[str, Any]:
+    """For every opening: no API request reached Genesys while it was open, and at most ``probe_allowance``
+    while it was half-open. 0.5 s of slack: a request in flight when it opened is logged as it arrives."""
+    generations = breaker_generations()
+    if not generations:
+        return {"breaker": "never opened"}
+    assert generations[-1][1] is not None, "the breaker opened and never closed again"
+    api = [e for e in log if (e["path"] or "").startswith("/api/v2/")]
+    probes = []
+    for opened, ended in generations:
+        assert ended is not None
+        while_open = [e for e in api if opened + 0.5 < received_at(e) < min(opened + open_seconds, ended)]
+        assert while_open == [], f"{len(while_open)} requests reached Genesys while the breaker was open: " + str(
+            [(round(received_at(e) - opened, 2), e["method"], e["route"], e["status"]) for e in while_open]
+            + [("openings", [round(t - opened, 2) for t, _ in generations])])
+        half_open = [e for e in api if opened + open_seconds <= received_at(e) <= ended]
+        assert len(half_open) <= probe_allowance, f"{len(half_open)} requests in half-open: " + str(
+            [(round(received_at(e) - opened, 2), e["method"], e["status"]) for e in half_open])
+        probes.append(len(half_open))
+    first, (last_opened, closed) = generations[0][0], generations[-1]
+    return {"breaker": f"opened {len(generations)}x and closed", "requests_while_open": 0, "probes": probes,
+            "recovered_after_s": round((closed or last_opened) - first, 1)}

@@ -96,7 +96,11 @@ TEST_CAMPAIGN: dict[str, Any] = {
     "contacts_per_request": 25,
     "agents": 20,
     "retries": 0,
+    # An open breaker ends the try at once (the metrics tests watch that path); the real-executor campaigns and
+    # iwait wait it out by rescheduling, as deployed (the default, 60 minutes).
+    "breaker_wait_minutes": 0,
 }
+WAITS_OUT_THE_BREAKER = {"breaker_wait_minutes": 60}
 # A campaign id Genesys does not know (bad-input tests).
 GHOST_CAMPAIGN = {**TEST_CAMPAIGN, "key": "ghost", "campaign_id": "00000000-0000-4000-8000-00000000dead"}
 # Real-executor campaigns: manual only, so the scheduler starts nothing the tests did not ask for. One DAG per
@@ -106,11 +110,18 @@ XRUN_CAMPAIGN_ID = "1c7e5b3a-9d2f-4e8a-b6c4-3f2a1e0d9c8b"
 XFAULT_CAMPAIGN_ID = "2d8f6c4b-0e3a-4f9b-a7d5-4a3b2f1e0d9c"
 XRUN_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xrun", "campaign_id": XRUN_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,
-    "schedule": None, "batch_size": 300, "segment_size": 60,
+    "schedule": None, "batch_size": 300, "segment_size": 60, **WAITS_OUT_THE_BREAKER,
 }
 XFAULT_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xfault", "campaign_id": XFAULT_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,
     "schedule": None, "batch_size": 240, "segment_size": 60, "retries": 4, "retry_delay_seconds": 3,
+    **WAITS_OUT_THE_BREAKER,
+}
+# dag.test runs of a campaign that waits out the breaker (manual only, paused: the scheduler never runs it).
+IWAIT_CAMPAIGN_ID = "3e9a7d5c-1f4b-4a0c-b8e6-5b4c3a2f1e0d"
+IWAIT_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "iwait", "campaign_id": IWAIT_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,
+    "schedule": None, **WAITS_OUT_THE_BREAKER,
 }
 BACKFILL_CAMPAIGN_ID = "7e4c2a10-3b5d-4f6e-8a9b-0c1d2e3f4a5b"
 BACKFILL_LIST_ID = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
@@ -118,7 +129,7 @@ XBACKFILL_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xbackfill", "campaign_id": BACKFILL_CAMPAIGN_ID, "schedule": "@daily",
     "batch_size": 40, "segment_size": 20,
 }
-ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN]
+ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, IWAIT_CAMPAIGN]
 
 # The connection the emulator fixture defines (AIRFLOW_CONN_GENESYS_DEFAULT), and the Variables its hooks share
 # across processes and tests: the circuit breaker's facts and the cached access token.

@@ -7,6 +7,7 @@ behave like Variables through the API server: every call takes a little time and
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -136,8 +137,45 @@ def test_stale_fail_keys_of_dead_writers_are_collected():
     clock.now += 601
     alive.record_failure(Permit(), "503")
     assert store.keys(f"{alive.key}__fail__") == [alive._fail_key(alive.writer)]
-    alive.record_success(Permit())
-    assert store.keys(f"{alive.key}__fail__") == []
+    alive.record_success(Permit())  # its streak is over: a fact of its success remains (it ends others' streaks)
+    assert store.get(alive._fail_key(alive.writer))["streak"] == 0
+    clock.now += 601
+    dead.record_failure(Permit(), "503")  # a writer listing the facts collects the stale success too
+    assert store.keys(f"{alive.key}__fail__") == [dead._fail_key(dead.writer)]
+
+
+def test_a_success_by_any_writer_ends_the_streaks_before_it():
+    """Failures scattered between other writers' successes are not consecutive: they do not open the breaker."""
+    clock, store = Clock(), MemoryStateStore()
+    a, b, c = writers(3, store, clock)
+    a.record_failure(Permit(), "503")
+    clock.now += 1
+    b.record_failure(Permit(), "503")
+    clock.now += 1
+    a.record_success(Permit())  # Genesys answered a: the two failures before it are not part of a run
+    clock.now += 1
+    c.record_failure(Permit(), "503")
+    clock.now += 1
+    b.record_failure(Permit(), "503")  # b's second failure counts, its first does not
+    assert a.state() == CLOSED
+    clock.now += 1
+    a.record_failure(Permit(), "503")  # three failures since the last success, by three writers: an outage
+    assert a.state() == OPEN
+
+
+def test_a_writer_that_fails_again_still_carries_its_last_success():
+    clock, store = Clock(), MemoryStateStore()
+    a, b, c = writers(3, store, clock)
+    b.record_failure(Permit(), "503")
+    clock.now += 1
+    a.record_failure(Permit(), "503")
+    a.record_success(Permit())  # ends b's failure (and a's)...
+    clock.now += 1
+    a.record_failure(Permit(), "503")  # ...and a's next failure must not bring them back
+    c.record_failure(Permit(), "503")
+    assert a.state() == CLOSED  # two failures since the last success, not three
+    c.record_failure(Permit(), "503")
+    assert a.state() == OPEN
 
 
 def test_half_open_lets_at_most_the_probes_through_across_many_writers():
@@ -187,6 +225,69 @@ def test_probe_successes_close_and_a_probe_failure_reopens_with_a_new_generation
     assert a.acquire() == Permit()
 
 
+def test_a_failed_probe_after_another_succeeded_keeps_that_success_and_frees_its_slot(caplog):
+    clock, store = Clock(), MemoryStateStore()
+    a, b, c = writers(3, store, clock)
+    store.set(a.key, {"opened_at": clock.now - 31, "reason": "test"})
+    gen = a.snapshot().opened_at
+    a.record_success(a.acquire())  # probe 1 succeeded
+    failing = b.acquire()
+    with caplog.at_level(logging.WARNING, logger="genesys_dialer.genesys.breaker"):
+        b.record_failure(failing, "timeout")  # probe 2 failed: one failure does not erase probe 1's success
+    assert a.state() == HALF_OPEN and a.snapshot().opened_at == gen
+    assert "1 probe(s) already succeeded, so the slot goes to another probe" in caplog.text
+    c.record_success(c.acquire())  # the freed slot goes to another probe...
+    assert a.state() == HALF_OPEN
+    b.record_success(b.acquire())
+    assert a.state() == CLOSED  # ...and three successes close it
+
+
+def test_probe_failures_reaching_the_threshold_reopen_even_after_a_success():
+    clock, store = Clock(), MemoryStateStore()
+    a, b = writers(2, store, clock)
+    store.set(a.key, {"opened_at": clock.now - 31, "reason": "test"})
+    gen = a.snapshot().opened_at
+    a.record_success(a.acquire())
+    for _ in range(2):
+        b.record_failure(b.acquire(), "503")
+        assert a.state() == HALF_OPEN
+    b.record_failure(b.acquire(), "503")  # the third probe failure of the generation (threshold 3)
+    assert a.state() == OPEN and a.snapshot().opened_at > gen
+
+
+def test_a_probe_lease_of_a_dead_process_on_this_host_is_free_at_once():
+    """A SIGKILLed task's probe lease does not block half-open until it expires; a live or remote one does."""
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process (pids are not reused within the test's milliseconds)
+    clock, store = Clock(), MemoryStateStore()
+    settings = BreakerSettings(half_open_max=1, probe_lease_seconds=45, probe_settle_seconds=0)
+    (other,) = writers(1, store, clock, settings)
+    store.set(other.key, {"opened_at": clock.now - 31, "reason": "test"})
+    host = socket.gethostname()
+    lease = {"gen": other.snapshot().opened_at, "expires_at": clock.now + 45, "ok": False, "fails": 0}
+    for holder in (f"{host}-{os.getppid()}-live0001", f"elsewhere-{gone.pid}-remote01"):
+        store.set(other._probe_key(0), {**lease, "holder": holder})
+        with pytest.raises(GenesysCircuitOpenError, match="probe requests are taken"):
+            other.acquire()
+    store.set(other._probe_key(0), {**lease, "holder": f"{host}-{gone.pid}-dead0001"})
+    assert other.acquire().probe_slot == 0
+
+
+def test_writers_opening_at_once_keep_one_generation():
+    """A writer that saw the breaker closed does not overwrite the opening another writer wrote meanwhile."""
+    clock, store = Clock(), MemoryStateStore()
+    a, b = writers(2, store, clock)
+    a._open(clock.now, "a's outage", from_state=CLOSED, seen=None)
+    first = a.snapshot().opened_at
+    clock.now += 0.2
+    b._open(clock.now, "b's view of the same outage", from_state=CLOSED, seen=None)  # b read P before a wrote
+    assert b.snapshot().opened_at == first and store.get(a.key)["reason"] == "a's outage"
+
+
 def test_a_close_written_after_a_reopen_does_not_hide_it():
     """The race a Variable.delete-based close loses: writer A closes generation 1 after B re-opened."""
     clock, store = Clock(), MemoryStateStore()
@@ -194,7 +295,7 @@ def test_a_close_written_after_a_reopen_does_not_hide_it():
     store.set(a.key, {"opened_at": clock.now - 31, "reason": "test"})
     gen1 = a.acquire().gen
     clock.now += 1
-    b._open(clock.now, "probe failed", from_state=HALF_OPEN)
+    b._open(clock.now, "probe failed", from_state=HALF_OPEN, seen=gen1)
     store.set(a._closed_key, {"gen": gen1, "closed_at": clock.now})  # A's late close of generation 1
     assert a.state() == OPEN
 
@@ -274,7 +375,7 @@ def test_a_writer_reads_a_close_once_and_still_sees_a_newer_opening():
     assert store.calls["get"] == 5  # P only: the close of this generation is final
     assert a.snapshot().closed_at is not None  # and the failure window still starts at the close
 
-    b._open(clock.now, "another worker's outage", from_state=CLOSED)
+    b._open(clock.now, "another worker's outage", from_state=CLOSED, seen=b.snapshot().opened_at)
     with pytest.raises(GenesysCircuitOpenError, match="another worker's outage"):
         a.acquire()
     clock.now += 31

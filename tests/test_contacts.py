@@ -149,3 +149,159 @@ def test_applying_the_schema_twice_keeps_every_row(db, dialer_db):
     assert db.execute("SELECT count(*) FROM dial_history").fetchone()[0] == 1
     indexes = {r[0] for r in db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'").fetchall()}
     assert {"contacts_status_id_idx", "dial_history_campaign_id_created_at_idx"} <= indexes
+
+
+# -- claims that hold by construction (no advisory lock) ------------------------------------------------------
+def _claims_by_run(db) -> dict[str, set[int]]:
+    rows = db.execute("SELECT run_id, contact_id FROM dispatch_ledger").fetchall()
+    db.commit()
+    by_run: dict[str, set[int]] = {}
+    for run_id, contact_id in rows:
+        by_run.setdefault(run_id, set()).add(contact_id)
+    return by_run
+
+
+def _check_no_takeover(db, results: dict[str, int]) -> None:
+    """Every claimant still holds exactly the ledger rows it was told it wrote (claimed or held back with a
+    reason); no contact is held twice."""
+    by_run = _claims_by_run(db)
+    held = {run_id: len(by_run.get(run_id, set())) for run_id in results}
+    assert held == results, "a claimant lost rows it had claimed to another claimant"
+    all_ids = [cid for ids in by_run.values() for cid in ids]
+    assert len(all_ids) == len(set(all_ids))
+
+
+def test_concurrent_claimants_without_the_lock_never_take_over_a_live_claim(db, dialer_db):
+    """Six threads claim at the same instant, five rounds, with the advisory lock off."""
+    insert_contacts(db, contact_rows(1200, seed=31))
+    short_batches = 0
+    for round_number in range(5):
+        db.execute("TRUNCATE dispatch_ledger")
+        db.commit()
+        barrier = threading.Barrier(6)
+        results: dict[str, int] = {}
+
+        def claim(run_id: str, barrier: threading.Barrier, results: dict[str, int]) -> None:
+            with psycopg.connect(dialer_db) as conn:
+                barrier.wait()
+                result = claim_batch(conn, _request(run_id, 150), dry_run=False, lock=False)
+                results[run_id] = result.contacts + sum(result.held_back.values())  # its ledger rows
+
+        threads = [threading.Thread(target=claim, args=(f"r{round_number}-{i}", barrier, results))
+                   for i in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(results) == 6
+        _check_no_takeover(db, results)
+        short_batches += sum(1 for n in results.values() if n < 150)
+    # Without the lock concurrent claimants saw the same fresh contacts: the losers got short batches (the lock
+    # would have kept them full), and none of them took a row from the winner.
+    assert short_batches > 0, "the claimants never contended: the test did not test concurrency"
+
+
+CLAIM_IN_A_PROCESS = """
+import json, sys, time
+from datetime import UTC, datetime
+import psycopg
+from genesys_dialer.ledger.claims import ClaimRequest, claim_batch
+
+dsn, run_id, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+request = ClaimRequest(campaign_id="camp-1", campaign_key="k", run_id=run_id, batch_size=150, segment_size=30,
+                       created_before=datetime.now(UTC), lease_minutes=60, contact_id_prefix="", phone_region="US",
+                       label_prefix="20260101T0000")
+with psycopg.connect(dsn) as conn:
+    conn.execute("SELECT 1")
+    while time.time() < start_at:
+        time.sleep(0.0005)
+    result = claim_batch(conn, request, dry_run=False, lock=False)
+print(json.dumps({"run_id": run_id, "contacts": result.contacts + sum(result.held_back.values())}))
+"""
+
+
+def test_concurrent_claimant_processes_without_the_lock_never_take_over_a_live_claim(db, dialer_db):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    insert_contacts(db, contact_rows(1000, seed=32))
+    start_at = time.time() + 6  # every process connected and waiting when the clock strikes
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM_IN_A_PROCESS, dialer_db, f"proc-{i}", str(start_at)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(5)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outputs]
+    results = {r["run_id"]: r["contacts"] for r in (json.loads(out) for out, _ in outputs)}
+    _check_no_takeover(db, results)
+    assert 0 < sum(results.values()) <= 750
+
+
+def test_expired_claims_are_adopted_once_across_concurrent_adopters_and_a_worked_claim_never(db, dialer_db):
+    insert_contacts(db, contact_rows(300, seed=33))
+    with psycopg.connect(dialer_db) as conn:
+        claim_batch(conn, _request("crashed", 40), dry_run=False)
+        claim_batch(conn, _request("working", 40), dry_run=False)
+    # Both claims are older than the lease; the working run's segment task renewed its heartbeat a moment ago.
+    db.execute("UPDATE dispatch_ledger SET claimed_at = now() - interval '2 hours'")
+    db.execute("UPDATE dispatch_ledger SET heartbeat_at = now() - interval '1 minute' WHERE run_id = 'working'")
+    db.commit()
+    working_before = _claims_by_run(db)["working"]
+    expired = db.execute("SELECT count(*) FROM dispatch_ledger WHERE run_id = 'crashed' AND status = 'claimed'"
+                         ).fetchone()[0]  # the claim's held-back contacts (skipped, with a reason) stay its own
+    db.commit()
+    assert expired > 30  # more than one adopter's batch
+
+    barrier = threading.Barrier(4)
+    adopted: dict[str, int] = {}
+
+    def adopt(run_id: str) -> None:
+        with psycopg.connect(dialer_db) as conn:
+            barrier.wait()
+            adopted[run_id] = claim_batch(conn, _request(run_id, 30), dry_run=False, lock=False).adopted
+
+    threads = [threading.Thread(target=adopt, args=(f"adopter-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    by_run = _claims_by_run(db)
+    assert sum(adopted.values()) == expired, adopted  # every expired row adopted, by exactly one adopter
+    assert db.execute("SELECT count(*) FROM dispatch_ledger WHERE run_id = 'crashed' AND status <> 'skipped'"
+                      ).fetchone()[0] == 0
+    assert by_run["working"] == working_before, "a claim being worked was adopted"
+
+
+def _take(db_url: str, run_id: str, segment: int = 0) -> tuple[int, int]:
+    from genesys_dialer.ledger.claims import take_segment
+
+    with psycopg.connect(db_url) as conn:
+        return take_segment(conn, campaign_id="camp-1", run_id=run_id, segment_index=segment)
+
+
+def test_a_try_that_lost_its_rows_can_mark_and_send_none_and_their_doubt_survives_adoption(db, dialer_db):
+    from genesys_dialer.ledger.claims import mark, mark_sending
+
+    insert_contacts(db, contact_rows(100, seed=34, mix=CLEAN))  # every contact claimable: whole segments
+    with psycopg.connect(dialer_db) as conn:
+        claim_batch(conn, _request("old", 30), dry_run=False)
+        first_try, owned = _take(dialer_db, "old")
+        assert owned == 30
+        ids = [r[0] for r in db.execute("SELECT contact_id FROM dispatch_ledger ORDER BY contact_id").fetchall()]
+        db.commit()
+        # The first try marks ten contacts in doubt (a request is on its way), then a newer try takes over.
+        assert mark_sending(conn, campaign_id="camp-1", fence=first_try, contact_ids=ids[:10]) == set(ids[:10])
+        second_try, _ = _take(dialer_db, "old")
+        assert mark_sending(conn, campaign_id="camp-1", fence=first_try, contact_ids=ids[10:20]) == set()
+        assert mark(conn, "mark_dispatched", campaign_id="camp-1", fence=first_try, contact_ids=ids[:10]) == 0
+        # The run is abandoned; another run adopts its claim after the lease, in doubt marks and all.
+        db.execute("UPDATE dispatch_ledger SET claimed_at = now() - interval '2 hours', "
+                   "heartbeat_at = now() - interval '2 hours'")
+        db.commit()
+        assert claim_batch(conn, _request("adopter", 30), dry_run=False, lock=False).adopted == 30
+        assert mark_sending(conn, campaign_id="camp-1", fence=second_try, contact_ids=ids[10:20]) == set()
+    rows = dict(db.execute("SELECT contact_id, sending_at IS NOT NULL FROM dispatch_ledger "
+                           "WHERE run_id = 'adopter'").fetchall())
+    db.commit()
+    assert len(rows) == 30
+    assert {cid for cid, doubtful in rows.items() if doubtful} == set(ids[:10]), "the doubt was lost on adoption"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 from airflow.sdk.definitions.retry_policy import RetryAction
-from support import CAMPAIGN_ID, CONTACT_LIST_ID, CONTACTS_ROUTE, EMULATOR_CLIENT_SECRET, Emulator
+from support import CAMPAIGN_ID, CONTACT_LIST_ID, CONTACTS_ROUTE, EMULATOR_CLIENT_SECRET, Emulator, free_port
 
 from genesys_dialer.exceptions import ConfigError
 from genesys_dialer.genesys.auth import ConnectionInfo
@@ -27,6 +27,7 @@ from genesys_dialer.genesys.errors import (
     GenesysCircuitOpenError,
     GenesysClientError,
     GenesysNotFoundError,
+    GenesysOutcomeUnknownError,
     GenesysResponseError,
     GenesysServerError,
     GenesysTransientError,
@@ -197,30 +198,58 @@ def test_a_wrong_secret_is_an_auth_error_without_the_secret(emulator, clock, mon
     assert "invalid_client" in str(info.value) and wrong not in str(info.value)
 
 
-def test_a_post_applied_but_dropped_is_retried_without_duplicates(emulator, clock):
-    """The emulator stores the contacts, then closes the connection: the retry upserts the same ids."""
+def test_a_contacts_post_without_an_answer_is_not_repeated_and_the_list_tells_what_happened(emulator, clock):
+    """The emulator stores the contacts, then closes the connection: re-sending would queue them again."""
     emulator.fault(route=CONTACTS_ROUTE, dropAfterApply=1)
-    hook = make_hook(clock)
-    hook.add_contacts(CONTACT_LIST_ID, contacts(10))
+    records = []
+    hook = make_hook(clock, on_request=records.append)
+    with pytest.raises(GenesysOutcomeUnknownError, match="may have been applied") as info:
+        hook.add_contacts(CONTACT_LIST_ID, contacts(10))
+    assert info.value.reason == "connection" and info.value.transient
     posts = api_log(emulator)
-    assert [(p["dropped"], p["contactCount"]) for p in posts] == [(True, 10), (False, 10)]
-    stored = [c["id"] for c in emulator.contacts()]
-    assert sorted(stored) == sorted(f"c{i}" for i in range(1, 11))
+    assert [(p["dropped"], p["contactCount"]) for p in posts] == [(True, 10)], "the POST was sent once"
+    assert emulator.admin("GET", f"contactlists/{CONTACT_LIST_ID}/queue/history")["entries"] == {
+        f"c{i}": 1 for i in range(1, 11)}
+    assert hook.stats.retries == 0 and clock.sleeps == []
+    assert hook.breaker._streak == 0, "a lost answer is no evidence of an outage"
+    # The read-back (a read: retried like any other) says which ids the list holds.
+    asked = [f"c{i}" for i in range(1, 13)]
+    assert hook.present_contact_ids(CONTACT_LIST_ID, asked) == {f"c{i}" for i in range(1, 11)}
+    assert [(r.endpoint, r.status, r.failure, r.items) for r in records if r.endpoint != "token"] == [
+        ("contacts_add", None, "connection", 10), ("contacts_bulk_get", 200, None, 12)]
+
+    # A read that loses its answer is simply repeated.
+    emulator.fault(route="POST /api/v2/outbound/contactlists/{contactListId}/contacts/bulk", dropAfterApply=1)
+    assert hook.present_contact_ids(CONTACT_LIST_ID, asked[:3]) == {"c1", "c2", "c3"}
     assert hook.stats.retries == 1
 
 
-def test_latency_past_the_read_timeout_is_a_retried_timeout_and_stays_idempotent(emulator, clock, monkeypatch):
+def test_a_post_that_never_reached_genesys_is_retried(clock, monkeypatch):
+    """No connection could be opened: nothing was sent, so the hook's retry is safe even for contacts."""
+    monkeypatch.setenv("AIRFLOW_CONN_GENESYS_CLOSED", json.dumps(
+        {"conn_type": "genesys_cloud", "host": f"http://127.0.0.1:{free_port()}", "login": "a", "password": "b"}))
+    hook = make_hook(clock, "genesys_closed", max_attempts=2, breaker_settings=BreakerSettings(failure_threshold=5))
+    hook.get_token = lambda **_: "token"  # type: ignore[method-assign]
+    with pytest.raises(GenesysTransientError, match="gave up after 2 attempts") as info:
+        hook.add_contacts(CONTACT_LIST_ID, contacts(1))
+    assert not isinstance(info.value, GenesysOutcomeUnknownError)
+    assert hook.breaker._streak == 2  # a refused connection is an outage signal
+
+
+def test_latency_past_the_read_timeout_leaves_the_outcome_unknown_and_genesys_applies_it_late(
+    emulator, clock, monkeypatch
+):
     conn = json.loads(os.environ["AIRFLOW_CONN_GENESYS_DEFAULT"])
     monkeypatch.setenv("AIRFLOW_CONN_GENESYS_FAST", json.dumps({**conn, "extra": {"timeout": [2, 0.3]}}))
     emulator.fault(route=CONTACTS_ROUTE, latencyMs=700)
     hook = make_hook(clock, "genesys_fast", max_attempts=2, breaker_settings=BreakerSettings(failure_threshold=5))
-    assert hook.timeout == (2.0, 0.3)
-    with pytest.raises(GenesysTransientError, match=r"gave up after 2 attempts: .*ReadTimeout") as info:
+    assert hook.timeout == (2.0, 0.3) and hook.outcome_settle_seconds == 4.6  # 2 x (connect + read)
+    with pytest.raises(GenesysOutcomeUnknownError, match=r"may have been applied \(ReadTimeout\)") as info:
         hook.add_contacts(CONTACT_LIST_ID, contacts(4))
-    assert str(info.value).count("POST /api/v2/outbound") == 1
-    emulator.admin("DELETE", "faults")
-    hook.add_contacts(CONTACT_LIST_ID, contacts(4))  # what the task retry does
-    assert sorted(c["id"] for c in emulator.contacts()) == ["c1", "c2", "c3", "c4"]
+    assert info.value.reason == "timeout" and str(info.value).count("POST /api/v2/outbound") == 1
+    time.sleep(0.6)  # the held request is applied (and logged) after the client gave up on it
+    assert len(api_log(emulator)) == 1
+    assert hook.present_contact_ids(CONTACT_LIST_ID, ["c1", "c2", "c3", "c4"]) == {"c1", "c2", "c3", "c4"}
 
 
 @pytest.mark.parametrize("extra", [{"timeout": "soon"}, {"timeout": [1, 2, 3]}, {"breaker_open_seconds": "x"},

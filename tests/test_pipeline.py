@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pipeline_helpers import (
+    check_delivery,
     contact_posts,
     e164,
     expected_batch,
     expected_reasons,
     ledger,
+    posts_per_contact,
+    queue_entries,
     run_dag,
     run_xcoms,
     task_states,
@@ -51,11 +54,13 @@ def test_one_run_loads_exactly_the_eligible_contacts_and_applies_pacing(db, emul
     assert 0 < len(sendable) < BATCH  # the demo mix has do-not-call, missing and malformed numbers in the batch
     assert {"suppressed", "missing_phone", "invalid_phone"} <= set(reasons.values())
 
-    # Through the real API: the list holds exactly the sendable contacts, each once, with its segment.
+    # Through the real API: the list holds exactly the sendable contacts, each sent once and queued once, with its
+    # segment.
     stored = emulator.contacts()
     ids = [c["id"] for c in stored]
-    assert len(ids) == len(set(ids)), "a contact reached the list twice"
     assert {int(i) for i in ids} == set(sendable)
+    assert posts_per_contact(emulator.requests_log()) == Counter(ids), "a contact was POSTed twice (or never)"
+    assert queue_entries(emulator) == Counter(ids), "a contact entered the dialing queue twice (or never)"
     rows = ledger(db, dag_run.run_id)
     for contact in stored:
         cid = int(contact["id"])
@@ -144,10 +149,8 @@ def test_rerun_sends_nothing_new_and_next_run_takes_a_disjoint_batch(db, emulato
     assert len(second_ledger) == BATCH
     assert not set(first_ledger) & set(second_ledger), "two runs claimed the same contact"
     assert min(second_ledger) > max(first_ledger)  # keyset order: the next batch follows the first
-    ids = [c["id"] for c in emulator.contacts()]
-    assert len(ids) == len(set(ids))
-    dispatched = [cid for cid, row in {**first_ledger, **second_ledger}.items() if row[0] == "dispatched"]
-    assert sorted(int(i) for i in ids) == sorted(dispatched)
+    delivery = check_delivery(db, emulator, campaign_id=CAMPAIGN_ID)  # ledger = list, each queued once
+    assert delivery.claimed == 2 * BATCH and delivery.max_posts_per_contact == 1
 
 
 def test_past_interval_uses_its_own_answer_rate_window_and_creation_cutoff(db, emulator):

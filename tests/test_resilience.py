@@ -1,15 +1,17 @@
-"""Fault matrix under a real executor: nothing lost, nothing sent twice, the breaker holds.
+"""Fault matrix under a real executor: nothing lost, nothing queued twice, the breaker holds.
 
 Every case is a real run of ``genesys_predictive_xfault`` (240 contacts, 4 mapped segments of 60, 25
-contacts per request, retries 4 / 3 s) on the session's api-server + scheduler + LocalExecutor, with one
-emulator fault. Every case asserts, from the emulator's request log and contact list, the ledger and the
-run log (never the hook's own word):
+contacts per request, retries 4 / 3 s) on the session's api-server + scheduler + executor (the ``airflow_stack``
+fixture), with one emulator fault. The cases are data (``CASES``): what to inject, what to do while the run runs,
+and what else to check. Every case asserts, from the emulator's request log, contact list and dialing-queue
+history, the ledger and the run log (never the hook's own word), with the helpers in ``pipeline_helpers``:
 
-* every contact the ledger says was dispatched is in the contact list exactly once, and nothing else is;
-  nothing claimed is left unsent once the run succeeded;
-* the run log agrees with the ledger;
-* while the shared breaker (its facts read from the Variables) was open, Genesys saw no request, and in
-  half-open no more than the probes.
+* 0 lost: every claimed contact is dispatched or skipped with a reason once the run succeeded, none in doubt;
+* 0 queued twice: no contact was applied by two POSTs or entered the dialing queue twice;
+* ledger = list: the contact list holds exactly the contacts the ledger says were dispatched;
+* for every opening of the shared breaker (its facts read from the Variables), Genesys saw no request while it
+  was open and no more than the probes while it was half-open;
+* the run log agrees with the ledger, and the report counts every request Genesys received (every try's).
 
 Figures (requests, retries, tries, time to recover) are printed per case (``-s``) and kept in
 docs/resilience.md.
@@ -21,6 +23,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,17 +31,21 @@ from typing import Any
 
 import pytest
 from pipeline_helpers import (
+    check_breaker_windows,
+    check_delivery,
     contact_posts,
     finished_run,
     phone_forms,
+    posts_per_contact,
+    received_at,
     segments_for,
     task_instances,
     task_log_text,
     task_logs,
+    variables,
     xcoms,
 )
 from support import (
-    BREAKER_KEY,
     CONTACTS_ROUTE,
     EMULATOR_CLIENT_SECRET,
     TOKEN_KEY,
@@ -58,34 +65,15 @@ pytestmark = [pytest.mark.executor, pytest.mark.usefixtures("airflow_db")]
 DAG_ID = "genesys_predictive_xfault"
 BATCH = XFAULT_CAMPAIGN["batch_size"]  # 240 contacts claimed per run...
 SEGMENTS = segments_for(BATCH, XFAULT_CAMPAIGN["segment_size"])  # ...in 4 mapped create_segment instances
-OPEN_SECONDS = BreakerSettings().open_seconds  # the hook's defaults: the emulator connection tunes nothing
-HALF_OPEN_MAX = BreakerSettings().half_open_max
+BREAKER = BreakerSettings()  # the hook's defaults: the emulator connection tunes nothing of the breaker
+# Half-open lets half_open_max probes succeed and frees the slot of up to failure_threshold - 1 failed ones; the
+# documented slot race can double that.
+PROBE_ALLOWANCE = 2 * (BREAKER.half_open_max + BREAKER.failure_threshold - 1)
+BULK_ROUTE = "POST /api/v2/outbound/contactlists/{contactListId}/contacts/bulk"
 FIGURES: dict[str, dict[str, Any]] = {}
 
 
 # -- helpers -----------------------------------------------------------------------------------------------
-def _variables(prefix: str) -> dict[str, Any]:
-    from airflow.models import Variable
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        rows = session.query(Variable).filter(Variable.key.startswith(prefix)).all()
-        return {row.key: row.val for row in rows}
-
-
-def _breaker_facts() -> tuple[float | None, float | None]:
-    """(opened_at, closed_at of that opening) from the breaker's Variables."""
-    values = _variables(BREAKER_KEY)
-    opened = json.loads(values[BREAKER_KEY]).get("opened_at") if BREAKER_KEY in values else None
-    closed = json.loads(values.get(f"{BREAKER_KEY}__closed") or "{}")
-    return opened, (closed.get("closed_at") if closed.get("gen") == opened else None)
-
-
-def _stamp(entry: dict[str, Any]) -> float:
-    """When Genesys received the request (a request held by injected latency answers much later)."""
-    return datetime.fromisoformat(entry["receivedAt"].replace("Z", "+00:00")).timestamp()
-
-
 def _trigger(name: str) -> str:
     run_id = f"manual__resilience_{name}_{int(time.time())}"
     airflow("dags", "trigger", DAG_ID, "--run-id", run_id)
@@ -98,77 +86,22 @@ def _setup(db: Any, seed: int) -> None:
     insert_dial_history(db, XFAULT_CAMPAIGN_ID, end=datetime.now(UTC), days=3, per_day=50, answer_rate=0.2)
 
 
-def _ledger(db: Any, run_id: str) -> dict[str, str]:
-    rows = db.execute("SELECT genesys_contact_id, status FROM dispatch_ledger WHERE run_id = %s", [run_id]).fetchall()
-    db.commit()
-    return dict(rows)
+def _segment_tries(run_id: str) -> list[int]:
+    return sorted(ti.try_number for ti in task_instances(DAG_ID, run_id) if ti.task_id == "create_segment")
 
 
-def check_exactly_once(db: Any, emulator: Emulator, run_id: str, *, expect_outcome: str = "success") -> dict[str, int]:
-    """Contact list == dispatched ledger rows, once each; the run log agrees with the ledger."""
-    ledger = _ledger(db, run_id)
-    assert len(ledger) == BATCH, "the run claimed its batch"
-    stored = [c["id"] for c in emulator.contacts()]
-    assert len(stored) == len(set(stored)), "a contact is in the list twice"
-    dispatched = {cid for cid, status in ledger.items() if status == "dispatched"}
-    assert set(stored) == dispatched
-    pending = {cid for cid, status in ledger.items() if status in ("claimed", "failed")}
-    if expect_outcome == "success":
-        assert not pending, f"{len(pending)} claimed contacts were never sent"
+def _held_posts(emulator: Emulator) -> int:
+    """Contact POSTs the emulator's fault rules have matched (a latency rule holds each as it arrives)."""
+    return sum(f["matchedCalls"] for f in emulator.admin("GET", "faults"))
+
+
+def _run_log(db: Any, run_id: str) -> tuple[Any, ...]:
     row = db.execute(
         "SELECT outcome, claimed, dispatched, skipped, failed, pending, report FROM run_log WHERE run_id = %s",
         [run_id]).fetchone()
     db.commit()
     assert row is not None, "no run report"
-    outcome, claimed, n_dispatched, skipped, failed, n_pending, report = row
-    assert outcome == expect_outcome
-    assert (claimed, n_dispatched, n_pending) == (BATCH, len(dispatched), len(pending))
-    assert skipped == sum(1 for s in ledger.values() if s == "skipped")
-    assert failed == sum(1 for s in ledger.values() if s == "failed")
-    assert isinstance(report, dict), "run_log.report is JSONB"
-    return {"dispatched": len(dispatched), "pending": len(pending), **(report.get("requests") or {})}
-
-
-def check_breaker_window(log: list[dict[str, Any]]) -> dict[str, Any]:
-    """While open, Genesys saw nothing; in half-open, no more than the probes (2x in the documented race)."""
-    opened, closed = _breaker_facts()
-    if opened is None:
-        return {"breaker": "never opened"}
-    assert closed is not None, "the breaker opened and never closed again"
-    api = [e for e in log if (e["path"] or "").startswith("/api/v2/")]
-    # 0.5 s of slack: a request in flight when the breaker opened is logged when it completes.
-    while_open = [e for e in api if opened + 0.5 < _stamp(e) < opened + OPEN_SECONDS]
-    # A probe is logged before its success is recorded, so before closed_at.
-    half_open = [e for e in api if opened + OPEN_SECONDS <= _stamp(e) <= closed]
-    assert while_open == [], f"{len(while_open)} requests reached Genesys while the breaker was open"
-    assert len(half_open) <= 2 * HALF_OPEN_MAX, f"{len(half_open)} requests in half-open: " + str(
-        [(round(_stamp(e) - opened, 2), e["method"], e["status"]) for e in api if _stamp(e) >= opened - 1]
-        + [("closed", round(closed - opened, 2))])
-    return {"breaker": "opened and closed", "requests_while_open": 0, "probes": len(half_open),
-            "recovered_after_s": round(closed - opened, 1)}
-
-
-def _segment_tries(run_id: str) -> list[int]:
-    return sorted(ti.try_number for ti in task_instances(DAG_ID, run_id) if ti.task_id == "create_segment")
-
-
-@dataclass
-class FaultRun:
-    """One case's run: its id, when it was triggered, then what the emulator saw and the checked counts."""
-
-    case: str
-    run_id: str
-    started: float
-    log: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-
-
-def _start(case: str, db: Any, emulator: Emulator, *, seed: int, fault: dict[str, Any]) -> FaultRun:
-    """Inject ``fault`` on the contact POSTs, seed the database and trigger the case's run."""
-    emulator.fault(route=CONTACTS_ROUTE, **fault)
-    _setup(db, seed)
-    started = time.monotonic()
-    return FaultRun(case, _trigger(case), started)
+    return row
 
 
 def _wait(run_id: str, timeout: float = 240) -> str:
@@ -179,143 +112,214 @@ def _wait(run_id: str, timeout: float = 240) -> str:
         raise AssertionError(f"{err}; task instances: {states}") from None
 
 
-def _finish(run: FaultRun, db: Any, emulator: Emulator, *, expect: str = "success", timeout: float = 240) -> FaultRun:
-    """Wait for the run's ``expect``ed end, then read the emulator's log and check exactly-once delivery."""
-    assert _wait(run.run_id, timeout) == expect
-    run.log = emulator.requests_log()
-    run.counts = check_exactly_once(db, emulator, run.run_id, expect_outcome=expect)
+@dataclass
+class FaultRun:
+    """One case's run: its id and start, then what the emulator saw and what the checks counted."""
+
+    case: str
+    run_id: str
+    started: float
+    stack: dict[str, Any]
+    log: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api(self) -> list[dict[str, Any]]:
+        return [e for e in self.log if (e["path"] or "").startswith("/api/v2/")]
+
+    @property
+    def tries(self) -> list[int]:
+        return _segment_tries(self.run_id)
+
+    def report(self, db: Any) -> dict[str, Any]:
+        return _run_log(db, self.run_id)[6]
+
+    def logs(self, task_id: str | None = None) -> str:
+        return task_log_text(self.stack["task_logs"], self.run_id, task_id)
+
+
+@dataclass(frozen=True)
+class FaultCase:
+    """A row of the matrix: the contact-POST fault at trigger time, what the test does while the run runs
+    (``during``), the run's expected end, and the case's own checks (``verify``) on top of the common ones."""
+
+    name: str
+    seed: int
+    fault: dict[str, Any]
+    during: Callable[[FaultRun, Any, Emulator], None] | None = None
+    verify: Callable[[FaultRun, Any, Emulator], None] | None = None
+    expect: str = "success"
+    timeout: float = 240
+
+
+def run_case(case: FaultCase, db: Any, emulator: Emulator, stack: dict[str, Any]) -> FaultRun:
+    """Inject, trigger, act, wait, then check 0 lost / 0 queued twice / ledger = list / the breaker windows /
+    the run log and the report's request count; then the case's own checks."""
+    emulator.fault(route=CONTACTS_ROUTE, **case.fault)
+    _setup(db, case.seed)
+    run = FaultRun(case.name, _trigger(case.name), time.monotonic(), stack)
+    if case.during:
+        case.during(run, db, emulator)
+    assert _wait(run.run_id, case.timeout) == case.expect
+    run.log = emulator.requests_log()  # before the checks, whose own API reads are logged too
+    delivery = check_delivery(db, emulator, campaign_id=XFAULT_CAMPAIGN_ID, run_ids=[run.run_id],
+                              all_sent=case.expect == "success")
+    assert delivery.claimed == BATCH, "the run claimed its batch"
+    window = check_breaker_windows(run.log, open_seconds=BREAKER.open_seconds, probe_allowance=PROBE_ALLOWANCE)
+    outcome, claimed, dispatched, skipped, failed, pending, report = _run_log(db, run.run_id)
+    assert outcome == case.expect
+    assert (claimed, dispatched, skipped, pending) == (BATCH, delivery.dispatched, delivery.skipped, delivery.pending)
+    assert failed <= pending
+    assert isinstance(report, dict), "run_log.report is JSONB"
+    requests = report["requests"]
+    # Every request Genesys received is in the report, except one whose task was killed before it got the answer.
+    assert requests["requests"] == len(run.log) - run.extra.pop("unlogged", 0), "the report missed requests"
+    assert requests["throttled"] == sum(1 for e in run.log if e["status"] == 429)
+    run.counts = {"dispatched": dispatched, "pending": pending, "in_doubt": delivery.in_doubt,
+                  "max_posts_per_contact": delivery.max_posts_per_contact,
+                  "max_queue_entries": delivery.max_queue_entries, **requests, **window}
+    if case.verify:
+        case.verify(run, db, emulator)
+    _figures(run)
     return run
 
 
-def _fault_run(case: str, db: Any, emulator: Emulator, *, seed: int, fault: dict[str, Any]) -> FaultRun:
-    """A case with nothing to do while it runs: fault, run to success, exactly once."""
-    return _finish(_start(case, db, emulator, seed=seed, fault=fault), db, emulator)
-
-
-def _figures(run: FaultRun, window: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    """Record (and print) the case's figures, with the breaker window checked (unless already checked)."""
-    window = check_breaker_window(run.log) if window is None else window
-    api = [e for e in run.log if (e["path"] or "").startswith("/api/v2/")]
+def _figures(run: FaultRun) -> None:
     statuses: dict[str, int] = {}
     for e in run.log:
         key = "dropped" if e["dropped"] else str(e["status"])
         statuses[key] = statuses.get(key, 0) + 1
     FIGURES[run.case] = {
-        "api_requests": len(api), "contact_posts": len(contact_posts(api)),
+        "api_requests": len(run.api), "contact_posts": len(contact_posts(run.log)),
+        "read_backs": sum(1 for e in run.log if e["route"] == BULK_ROUTE),
         "token_requests": sum(1 for e in run.log if e["route"] == "POST /oauth/token"), "statuses": statuses,
-        "segment_tries": _segment_tries(run.run_id), "wall_s": round(time.monotonic() - run.started, 1),
-        **window, **run.counts, **extra,
+        "segment_tries": run.tries, "wall_s": round(time.monotonic() - run.started, 1), **run.counts, **run.extra,
     }
     print(f"\nFIGURES {run.case}: {json.dumps(FIGURES[run.case], sort_keys=True)}")
-    return FIGURES[run.case]
 
 
-def _held_posts(emulator: Emulator) -> int:
-    """Contact POSTs the emulator's fault rule has matched (a latency rule holds each as it arrives)."""
-    return sum(f["matchedCalls"] for f in emulator.admin("GET", "faults"))
+# -- what the cases do while their run runs, and check on top of the common checks ------------------------
+def _retried_in_the_hook(status: int, count: int) -> Callable[[FaultRun, Any, Emulator], None]:
+    def verify(run: FaultRun, db: Any, emulator: Emulator) -> None:
+        assert sum(1 for e in run.log if e["status"] == status) == count
+        assert run.counts["retries"] >= count
+        assert run.tries == [1] * SEGMENTS, "retried inside the task (Retry-After honoured)"
+        assert run.counts["breaker"] == "never opened"  # throttling is not an outage, nor are 2 failures
+
+    return verify
 
 
-# -- the matrix --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("case", "seed", "fault", "status", "count"),
-    [
-        pytest.param("429_storm", 101, {"sequence": [429] * 6, "retryAfter": 2}, 429, 6, id="429_storm"),
-        pytest.param("503_burst", 102, {"sequence": [503, 503]}, 503, 2, id="503_burst"),
-    ],
-)
-def test_transient_bursts_are_retried_with_backoff_inside_the_task(
-    db, emulator, airflow_stack, case, seed, fault, status, count
-):
-    """429s (honouring Retry-After) and 503s are retried by the hook: no task retry, and no outage either."""
-    run = _fault_run(case, db, emulator, seed=seed, fault=fault)
-    assert sum(1 for e in run.log if e["status"] == status) == count
-    assert run.counts["retries"] >= count
-    assert run.counts["throttled"] == (count if status == 429 else 0)
-    assert _segment_tries(run.run_id) == [1] * SEGMENTS, "retried inside the task (Retry-After honoured)"
-    assert _figures(run)["breaker"] == "never opened"  # throttling is not an outage, nor are 2 failures
-
-
-def test_500s_are_not_retried_by_the_hook_and_the_task_retry_sends_the_segment(db, emulator, airflow_stack):
-    run = _fault_run("500s", db, emulator, seed=103, fault={"sequence": [500, 500]})
+def _verify_500s(run: FaultRun, db: Any, emulator: Emulator) -> None:
     assert sum(1 for e in contact_posts(run.log) if e["status"] == 500) == 2
-    tries = _segment_tries(run.run_id)
+    tries = run.tries
     assert tries.count(2) == 2 and tries.count(1) == 2, "each 500 failed its task once; the retry sent it"
-    _figures(run)
+    assert run.counts["task_tries"] == 2 + SEGMENTS + 2  # the failed tries' requests are in the report too
 
 
-def test_connection_dropped_after_the_request_was_applied(db, emulator, airflow_stack):
-    run = _fault_run("dropped_after_apply", db, emulator, seed=104, fault={"dropAfterApply": 2})
-    dropped = [e for e in run.log if e["dropped"]]
-    assert len(dropped) == 2 and all(e["contactCount"] > 0 for e in dropped)
-    # The dropped POSTs were applied AND re-sent: more contacts were posted than are stored, none twice.
-    posted = sum(e["contactCount"] for e in contact_posts(run.log) if e["status"] == 200)
-    assert posted == run.counts["dispatched"] + sum(e["contactCount"] for e in dropped)
-    _figures(run)
+def _no_resend_after_lost_answers(minimum_dropped: int) -> Callable[[FaultRun, Any, Emulator], None]:
+    def verify(run: FaultRun, db: Any, emulator: Emulator) -> None:
+        dropped = [e for e in contact_posts(run.log) if e["dropped"]]
+        run.extra["dropped"] = len(dropped)
+        assert len(dropped) >= minimum_dropped and all(e["contactCount"] > 0 for e in dropped)
+        # Each lost answer was settled by reading the list back: every contact was POSTed exactly once.
+        assert run.counts["max_posts_per_contact"] == 1, "a contact whose answer was lost was sent again"
+        assert sum(1 for e in run.log if e["route"] == BULK_ROUTE) >= len(dropped)
+        assert run.counts["unanswered"] == len(dropped)
+        assert run.counts["breaker"] == "never opened", "lost answers of applied requests opened the breaker"
+        assert run.tries == [1] * SEGMENTS
+
+    return verify
 
 
-def test_token_expiring_mid_run_is_refreshed_once_per_worker(db, emulator, airflow_stack):
-    run = _start("token_expiry", db, emulator, seed=105, fault={"latencyMs": 1200})
+def _expire_token_mid_run(run: FaultRun, db: Any, emulator: Emulator) -> None:
     wait_for(lambda: len(contact_posts(emulator.requests_log())) >= 2, 120, "the first contact POSTs", 0.5)
-    expired_at = time.time()
+    run.extra["expired_at"] = time.time()
     emulator.admin("POST", "tokens/expire")
-    _finish(run, db, emulator)
+
+
+def _verify_token_expiry(run: FaultRun, db: Any, emulator: Emulator) -> None:
     unauthorized = [e for e in run.log if e["status"] == 401]
     assert unauthorized, "no call met the expired token"
-    assert _segment_tries(run.run_id) == [1] * SEGMENTS
+    assert run.tries == [1] * SEGMENTS
     # Each worker refreshed once, on its first 401: one refresh logged per task process (one log file per
     # try), one per 401 in all. A worker whose 401 came after another's refresh re-used the shared token, so
     # Genesys saw between one and one-per-401 token requests after the expiry.
     refreshing = {path: text.count("refreshing the access token once")
-                  for path, text in task_logs(airflow_stack["task_logs"], run.run_id).items()}
+                  for path, text in task_logs(run.stack["task_logs"], run.run_id).items()}
     assert max(refreshing.values()) == 1, f"a worker refreshed the token more than once: {refreshing}"
     assert sum(refreshing.values()) == len(unauthorized)
-    new_tokens = [e for e in run.log if e["route"] == "POST /oauth/token" and _stamp(e) >= expired_at]
+    expired_at = run.extra.pop("expired_at")
+    new_tokens = [e for e in run.log if e["route"] == "POST /oauth/token" and received_at(e) >= expired_at]
     assert 1 <= len(new_tokens) <= len(unauthorized), f"{len(new_tokens)} token requests for {len(unauthorized)} 401s"
-    _figures(run, unauthorized=len(unauthorized), new_tokens=len(new_tokens))
+    run.extra.update(unauthorized=len(unauthorized), new_tokens=len(new_tokens))
 
 
-def test_latency_past_the_client_timeout(db, emulator, airflow_stack):
-    """A POST held past the read timeout is applied by Genesys anyway: the retry must upsert, not duplicate."""
+def _read_timeout() -> float:
     conn = json.loads(os.environ["AIRFLOW_CONN_GENESYS_DEFAULT"])
     timeout = (conn.get("extra") or {}).get("timeout")
     assert timeout is not None, "tests/conftest.py gives the emulator connection a short 'timeout' extra"
-    read_timeout = float(timeout[1] if isinstance(timeout, list) else timeout)
-    run = _start("latency_timeout", db, emulator, seed=106, fault={"latencyMs": int((read_timeout + 1.5) * 1000)})
-    # Hold every segment's first POST past the timeout (a held POST's retry is held too, so this count is
-    # reached even if a segment starts late), then let Genesys be fast again.
+    return float(timeout[1] if isinstance(timeout, list) else timeout)
+
+
+def _hold_the_first_posts_then_recover(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    # Every segment's first POST is held past the read timeout (and applied late), then Genesys is fast again.
     wait_for(lambda: _held_posts(emulator) >= SEGMENTS, 120, f"{SEGMENTS} contact POSTs to be held", 0.25)
     emulator.admin("DELETE", "faults")
-    _finish(run, db, emulator, timeout=300)
-    slow = [e for e in contact_posts(run.log) if e["contactCount"] and e["status"] == 200]
-    assert len(slow) > run.counts["dispatched"] // 25, "the timed-out POSTs were applied and re-sent"
-    _figures(run, read_timeout_s=read_timeout)
 
 
-def test_worker_killed_mid_segment_then_run_cleared_and_rerun(db, emulator, airflow_stack):
+LATENCY_PAST_TIMEOUT_MS = 6500  # the session connection's read timeout (5 s, tests/conftest.py) + 1.5 s
+
+
+def _verify_latency(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    assert _read_timeout() * 1000 < LATENCY_PAST_TIMEOUT_MS
+    slow = [e for e in contact_posts(run.log) if received_at(e) + _read_timeout() < _answered_at(e)]
+    assert len(slow) >= SEGMENTS and all(e["status"] == 200 for e in slow), "the held POSTs were applied late"
+    assert run.counts["max_posts_per_contact"] == 1, "a POST applied after its timeout was sent again"
+    assert run.counts["unanswered"] == len(slow)
+    assert run.counts["breaker"] == "never opened" and run.tries == [1] * SEGMENTS
+    run.extra["read_timeout_s"] = _read_timeout()
+
+
+def _answered_at(entry: dict[str, Any]) -> float:
+    return datetime.fromisoformat(entry["time"].replace("Z", "+00:00")).timestamp()
+
+
+def _segments_sending(db: Any, run_id: str, *, after: float, before: float) -> set[int]:
+    """Segments whose contacts were marked in doubt between ``after`` and ``before`` seconds ago: their POST was
+    sent right after the mark (a second is ample) and, held 4 s by the emulator, is not answered yet."""
+    rows = db.execute("SELECT segment_index FROM dispatch_ledger WHERE run_id = %s AND sending_at IS NOT NULL "
+                      "AND status IN ('claimed', 'failed') GROUP BY 1 HAVING max(sending_at) BETWEEN "
+                      "now() - %s * interval '1 second' AND now() - %s * interval '1 second'",
+                      [run_id, before, after]).fetchall()
+    db.commit()
+    return {r[0] for r in rows}
+
+
+def _kill_a_segment_mid_post_then_clear_the_run(run: FaultRun, db: Any, emulator: Emulator) -> None:
     import psutil
 
-    run = _start("sigkill", db, emulator, seed=107, fault={"latencyMs": 4000})
-
     def victim() -> Any:
-        if not _held_posts(emulator):
-            return None  # wait until a POST is held by the emulator
-        running = [t for t in task_instances(DAG_ID, run.run_id)
-                   if t.task_id == "create_segment" and str(t.state) == "running"]
+        # A segment that marked contacts in doubt just now: their POST is on its way (each is held 4 s) ...
+        sending = _segments_sending(db, run.run_id, after=1.0, before=3.0)
+        running = [t for t in task_instances(DAG_ID, run.run_id) if t.task_id == "create_segment"
+                   and str(t.state) == "running" and t.map_index in sending]
+        # ... and its task process, titled exactly "airflow worker -- <task instance id>" (its supervisor, the
+        # LocalExecutor worker, is "airflow worker -- LocalExecutor: <workload>", which names the id too).
+        titles = {f"airflow worker -- {t.id}": t for t in running}
         for proc in psutil.process_iter(["cmdline"]):
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if "airflow worker --" not in cmdline:
-                continue  # the task runner's title is "airflow worker -- <task instance id>"
-            for t in running:
-                if str(t.id) in cmdline:
-                    return proc, t
+            title = " ".join(proc.info["cmdline"] or []).strip()
+            if title in titles:
+                return proc, titles[title]
         return None
 
-    proc, ti = wait_for(victim, 120, "a create_segment task process with a POST in flight", 0.25)
+    proc, ti = wait_for(victim, 120, "a create_segment task process with a POST in flight", 0.1)
     # Kill the task process as the kernel's OOM killer would. (Killing the LocalExecutor worker above it
     # instead can deadlock the scheduler on the executor's multiprocessing queue: an Airflow limitation.)
     os.kill(proc.pid, signal.SIGKILL)
+    run.extra.update(killed_at=time.time(), killed_map_index=ti.map_index)
     emulator.admin("DELETE", "faults")
-    first = _wait(run.run_id, 300)
+    run.extra["first_outcome"] = _wait(run.run_id, 300)
     # Whatever the first outcome (the killed try is retried, or the run failed), clear and re-run the run.
     from airflow.models import TaskInstance
     from airflow.models.taskinstance import clear_task_instances
@@ -325,40 +329,60 @@ def test_worker_killed_mid_segment_then_run_cleared_and_rerun(db, emulator, airf
         tis = session.query(TaskInstance).filter_by(dag_id=DAG_ID, run_id=run.run_id).all()
         clear_task_instances(tis, session)
     wait_for(lambda: finished_run(DAG_ID, run.run_id) is None, 60, "the cleared run to restart", 1)
-    _finish(run, db, emulator, timeout=300)
-    _figures(run, first_outcome=first, killed_map_index=ti.map_index)
+    # The killed try's POST: Genesys got it, its task never lived to log it.
+    run.extra["unlogged"] = len(_killed_posts(run, db, emulator.requests_log()))
 
 
-def test_full_outage_opens_the_breaker_and_the_run_recovers(db, emulator, airflow_stack):
-    run = _start("outage", db, emulator, seed=108, fault={"probabilities": {"503": 1.0}})
-    wait_for(lambda: _breaker_facts()[0], 180, "the breaker to open", 0.5)
-    emulator.admin("DELETE", "faults")
-    _finish(run, db, emulator, timeout=300)
-    window = check_breaker_window(run.log)
-    assert window["breaker"] == "opened and closed"
-    tries = _segment_tries(run.run_id)
-    assert max(tries) >= 2, "segments ended retryably while the breaker was open"
-    failures = [_stamp(e) for e in run.log if e["status"] == 503]
-    _figures(run, window, outage_s=round(max(failures) - min(failures), 1), failed_requests=len(failures))
-    # The task logs say why: the breaker's transitions and the circuit-open retries, nothing dropped.
-    logs = task_log_text(airflow_stack["task_logs"], run.run_id, "create_segment")
-    assert "closed -> open" in logs and "half_open -> closed" in logs
-    assert "circuit breaker open, nothing sent" in logs
-    # ...and so does the run report: every segment was delivered, on a task retry.
-    report = db.execute("SELECT report FROM run_log WHERE run_id = %s", [run.run_id]).fetchone()[0]
+def _killed_posts(run: FaultRun, db: Any, log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The killed segment's contact POSTs in flight at the kill: received before it, answered after it."""
+    killed_at, segment = run.extra["killed_at"], run.extra["killed_map_index"]
+    ids = {str(cid) for (cid,) in db.execute(
+        "SELECT genesys_contact_id FROM dispatch_ledger WHERE run_id = %s AND segment_index = %s",
+        [run.run_id, segment]).fetchall()}
     db.commit()
-    assert report["segments_retried"] == sum(1 for t in tries if t >= 2) > 0
-    assert "on a task retry (circuit breaker open" in task_log_text(airflow_stack["task_logs"], run.run_id, "summarize")
+    return [e for e in contact_posts(log)
+            if received_at(e) < killed_at < _answered_at(e) and set(e["contactIds"]) <= ids]
 
 
-def test_a_failing_run_leaks_no_token_secret_or_phone_number(db, emulator, airflow_stack):
+def _verify_sigkill(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    killed = _killed_posts(run, db, run.log)
+    killed_at = run.extra.pop("killed_at")
+    assert len(killed) == 1, f"the killed segment had {len(killed)} POSTs in flight"
+    # Genesys applied the killed try's POST after its task died; the next try read the list back and sent none
+    # of those contacts again.
+    assert killed[0]["status"] == 200
+    posts = posts_per_contact(run.log)
+    assert all(posts[cid] == 1 for cid in killed[0]["contactIds"]), "the killed try's contacts were sent again"
+    assert any(e["route"] == BULK_ROUTE and received_at(e) > killed_at for e in run.log), "no read-back"
+    assert run.counts["max_posts_per_contact"] == 1
+
+
+def _outage_until_the_breaker_opens(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    wait_for(lambda: "genesys_breaker__genesys_default" in variables("genesys_breaker__genesys_default"), 180,
+             "the breaker to open", 0.5)
+    emulator.admin("DELETE", "faults")
+
+
+def _verify_outage(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    assert run.counts["breaker"].startswith("opened")
+    failures = [received_at(e) for e in run.log if e["status"] == 503]
+    run.extra.update(outage_s=round(max(failures) - min(failures), 1), failed_requests=len(failures))
+    # Waiting out the breaker used no try: the segments were rescheduled, and the logs and the report say so.
+    assert run.tries == [1] * SEGMENTS, "waiting out the open breaker used up tries"
+    logs = run.logs("create_segment")
+    assert "closed -> open" in logs and "half_open -> closed" in logs
+    assert "circuit breaker open, nothing sent" in logs and "rescheduling this task" in logs
+    report = run.report(db)
+    assert report["segments_rescheduled"] > 0 and report["segments_retried"] == 0
+    assert "after waiting out the circuit breaker (rescheduled, no try used)" in run.logs("summarize")
+
+
+def _verify_forbidden(run: FaultRun, db: Any, emulator: Emulator) -> None:
     """403 on every contact POST: the run fails; its logs, XComs and run log carry nothing secret."""
-    run = _start("forbidden", db, emulator, seed=109, fault={"probabilities": {"403": 1.0}})
-    _finish(run, db, emulator, expect="failed")  # nothing got through
-    assert run.counts["pending"] > 0 and _segment_tries(run.run_id) == [1] * SEGMENTS, "auth errors are not retried"
-    token = json.loads(_variables(TOKEN_KEY)[TOKEN_KEY])["access_token"]
+    assert run.counts["pending"] > 0 and run.tries == [1] * SEGMENTS, "auth errors are not retried"
+    token = json.loads(variables(TOKEN_KEY)[TOKEN_KEY])["access_token"]
     phones = phone_forms(db)
-    texts = task_log_text(airflow_stack["task_logs"], run.run_id)
+    texts = run.logs()
     assert "HTTP 403" in texts and "lacks a permission" in texts
     run_xcoms = json.dumps(xcoms(DAG_ID, run.run_id), default=str)
     run_log = json.dumps(db.execute("SELECT * FROM run_log WHERE run_id = %s", [run.run_id]).fetchall(), default=str)
@@ -367,7 +391,61 @@ def test_a_failing_run_leaks_no_token_secret_or_phone_number(db, emulator, airfl
         assert token not in text and EMULATOR_CLIENT_SECRET not in text, where
         leaked = [p for p in phones if p in text]
         assert not leaked, f"{where} contain phone numbers: {leaked[:3]}"
-    _figures(run)
+
+
+DROPS = {"dropProbability": 0.2, "seed": 4}  # 20 % of contact POSTs applied, then their connection dropped
+
+
+def _burst_of_503s_for_45_s(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    """Mid-run, every API call answers 503 for 45 s (the drops go on before and after)."""
+    wait_for(lambda: len(contact_posts(emulator.requests_log())) >= 2, 120, "the first contact POSTs", 0.25)
+    run.extra["burst_from"] = time.time()
+    emulator.fault(route=CONTACTS_ROUTE, probabilities={"503": 1.0})
+    emulator.fault(route="*", probabilities={"503": 1.0})
+    time.sleep(45)
+    emulator.admin("DELETE", "faults")
+    emulator.fault(route=CONTACTS_ROUTE, dropProbability=0.2, seed=15)
+    run.extra["burst_s"] = round(time.time() - run.extra["burst_from"], 1)
+
+
+def _verify_combined(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    burst_from = run.extra.pop("burst_from")
+    assert run.counts["breaker"].startswith("opened"), "a 45 s outage did not open the breaker"
+    assert any(e["status"] == 503 and received_at(e) >= burst_from for e in run.log)
+    run.extra["dropped"] = sum(1 for e in contact_posts(run.log) if e["dropped"])
+    assert run.extra["dropped"] >= 1
+    # A POST answered 503 was not applied and is sent again; one whose answer was lost never is.
+    posts = contact_posts(run.log)
+    for lost in (e for e in posts if e["dropped"]):
+        again = [e for e in posts
+                 if received_at(e) > received_at(lost) and set(e["contactIds"]) & set(lost["contactIds"])]
+        assert not again, "contacts whose POST was applied (its answer lost) were sent again"
+    # Finished green on its own: no manual clear, and waiting out the breaker used no try.
+    assert run.tries == [1] * SEGMENTS, "waiting out the breaker used up tries"
+
+
+CASES = [
+    FaultCase("429_storm", 101, {"sequence": [429] * 6, "retryAfter": 2}, verify=_retried_in_the_hook(429, 6)),
+    FaultCase("503_burst", 102, {"sequence": [503, 503]}, verify=_retried_in_the_hook(503, 2)),
+    FaultCase("500s", 103, {"sequence": [500, 500]}, verify=_verify_500s),
+    FaultCase("dropped_after_apply", 104, {"dropAfterApply": 2}, verify=_no_resend_after_lost_answers(2)),
+    FaultCase("drop_20pct", 110, DROPS, verify=_no_resend_after_lost_answers(1)),
+    FaultCase("token_expiry", 105, {"latencyMs": 1200}, during=_expire_token_mid_run, verify=_verify_token_expiry),
+    FaultCase("latency_timeout", 106, {"latencyMs": LATENCY_PAST_TIMEOUT_MS},
+              during=_hold_the_first_posts_then_recover, verify=_verify_latency, timeout=300),
+    FaultCase("sigkill", 107, {"latencyMs": 4000}, during=_kill_a_segment_mid_post_then_clear_the_run,
+              verify=_verify_sigkill, timeout=300),
+    FaultCase("outage", 108, {"probabilities": {"503": 1.0}}, during=_outage_until_the_breaker_opens,
+              verify=_verify_outage, timeout=300),
+    FaultCase("forbidden", 109, {"probabilities": {"403": 1.0}}, verify=_verify_forbidden, expect="failed"),
+    FaultCase("drops_and_45s_503_burst", 111, {**DROPS, "latencyMs": 500}, during=_burst_of_503s_for_45_s,
+              verify=_verify_combined, timeout=420),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_fault_case(case: FaultCase, db: Any, emulator: Emulator, airflow_stack: dict[str, Any]) -> None:
+    run_case(case, db, emulator, airflow_stack)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -34,6 +34,7 @@ HELP = {
     "max_calls_per_agent_cap": "organisation cap on maxCallsPerAgent",
     "default_retry_after": "Retry-After seconds for injected 429s without retryAfter",
     "request_log_size": "entries kept in the request log",
+    "log_contact_ids": "list the contact ids of each contacts POST in the request log",
     "seed": "JSON file loaded at startup (same shape as POST /__emulator__/seed)",
 }
 

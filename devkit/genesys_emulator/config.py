@@ -38,6 +38,7 @@ class EmulatorConfig:
     max_calls_per_agent_cap: float = 15.0
     default_retry_after: int = 1
     request_log_size: int = 100_000
+    log_contact_ids: bool = True
     seed: str | None = None
 
     @classmethod

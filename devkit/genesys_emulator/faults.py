@@ -16,7 +16,9 @@ from typing import Any
 
 from .errors import bad_request
 
-RULE_FIELDS = frozenset(["route", "sequence", "probabilities", "latencyMs", "dropAfterApply", "retryAfter", "seed"])
+RULE_FIELDS = frozenset(
+    ["route", "sequence", "probabilities", "latencyMs", "dropAfterApply", "dropProbability", "retryAfter", "seed"]
+)
 WILDCARD = "*"
 
 
@@ -38,6 +40,7 @@ class FaultRule:
     latency_ms: int
     drop_remaining: int
     retry_after: int | None
+    drop_probability: float
     seed: int | None
     rng: random.Random = field(default_factory=random.Random)
     applied: int = 0
@@ -49,6 +52,7 @@ class FaultRule:
             "probabilities": {str(s): p for s, p in self.probabilities},
             "latencyMs": self.latency_ms,
             "dropAfterApply": self.drop_remaining,
+            "dropProbability": self.drop_probability,
             "retryAfter": self.retry_after,
             "seed": self.seed,
             "matchedCalls": self.applied,
@@ -98,6 +102,8 @@ class FaultRegistry:
             if decision.status is None and rule.drop_remaining > 0:
                 rule.drop_remaining -= 1
                 decision.drop = True
+            elif decision.status is None and rule.drop_probability and rule.rng.random() < rule.drop_probability:
+                decision.drop = True
             return decision
 
     def _parse(self, body: Any) -> FaultRule:
@@ -136,6 +142,10 @@ class FaultRegistry:
         if latency > 600_000:
             raise bad_request("latencyMs must be at most 600000", "latencyMs")
         drop = _non_negative_int(body, "dropAfterApply", 0)
+        drop_probability = body.get("dropProbability", 0)
+        if not isinstance(drop_probability, (int, float)) or isinstance(drop_probability, bool) \
+                or not 0 <= drop_probability <= 1:
+            raise bad_request("dropProbability must be within 0..1", "dropProbability")
         retry_after = body.get("retryAfter")
         if retry_after is not None:
             retry_after = _non_negative_int(body, "retryAfter", 0)
@@ -149,6 +159,7 @@ class FaultRegistry:
             latency_ms=latency,
             drop_remaining=drop,
             retry_after=retry_after,
+            drop_probability=float(drop_probability),
             seed=seed,
             rng=random.Random(seed),
         )

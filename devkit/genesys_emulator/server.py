@@ -399,6 +399,7 @@ class EmulatorServer:
         raw_body, too_large = h.read_body(limit)
         headers = {"ININ-Correlation-Id": context_id}
         contact_count = 0
+        contact_ids: list[Any] | None = None
 
         def record(status: int, dropped: bool) -> None:
             self._record(
@@ -408,6 +409,7 @@ class EmulatorServer:
                     "route": route.name if route else None,
                     "status": status,
                     "contactCount": contact_count,
+                    "contactIds": contact_ids,
                     "queryString": split.query,
                     "time": _utc_stamp(),  # when the answer went out (after any injected latency)
                     "receivedAt": received,  # when the request arrived
@@ -427,6 +429,18 @@ class EmulatorServer:
                 headers.update(extra)
                 h.send(status, _dumps(body), headers)
                 return
+            request = Request(method, params, parse_qs(split.query, keep_blank_values=True), raw_body)
+            if route.name == CONTACTS_ROUTE and not too_large:
+                # Counted (and, when log_contact_ids, listed) for every contacts POST received, whatever then
+                # happens to it: tests count how often each contact id was sent.
+                try:
+                    parsed = request.json()
+                except ApiError:
+                    parsed = None
+                if isinstance(parsed, list):
+                    contact_count = len(parsed)
+                    if self.config.log_contact_ids:
+                        contact_ids = [c.get("id") if isinstance(c, dict) else None for c in parsed]
             token = self._check_token(h.headers.get("Authorization"))
             decision = self.faults.decide(route.name, route.api)
             if decision is not None:
@@ -442,10 +456,6 @@ class EmulatorServer:
             content_type = h.headers.get("Content-Type", "")
             if raw_body.strip() and "json" not in content_type.lower():
                 raise ApiError(415, f"Content type {content_type!r} is not supported; use application/json")
-            request = Request(method, params, parse_qs(split.query, keep_blank_values=True), raw_body)
-            if route.name == CONTACTS_ROUTE:
-                parsed = request.json()
-                contact_count = len(parsed) if isinstance(parsed, list) else 0
             result = route.handler(request)
             if decision is not None and decision.drop:
                 h.drop(200 if result is not NO_BODY else 204)

@@ -1,9 +1,13 @@
--- Claim the batch: classify the run's candidates (claim_candidates.sql) and write each to the ledger, in one
--- statement (a template: compliance/eligibility.py fills in hold_reason.sql). A contact that may be sent is
--- claimed into a segment; one that may not is recorded as skipped with its reason (segment -1), so the ledger
--- says why each contact was held back. Within the batch a number is sent through one contact only: the first
--- eligible one; the others are duplicate_number (hold_reason.sql checks earlier claims and deliveries). The
--- ledger's primary key makes a double claim impossible even without the advisory lock.
+-- Claim the batch after adoption (adopt_claims.sql): classify the run's candidates (claim_candidates.sql) and
+-- write each to the ledger, in one statement (a template: compliance/eligibility.py fills in hold_reason.sql). A
+-- contact that may be sent is claimed into a segment, placed after the %(offset)s rows the run adopted; one that
+-- may not is recorded as skipped with its reason (segment -1), so the ledger says why each contact was held
+-- back. Within the batch a number is sent through one contact only: the first eligible one; the others are
+-- duplicate_number (hold_reason.sql checks earlier claims and deliveries).
+-- Claims hold by construction, with or without the campaign's advisory lock (lock_campaign.sql): a fresh
+-- contact that a concurrent claimant inserted first is left to it (ON CONFLICT DO NOTHING), and a skip is taken
+-- back only while it is still a retryable skip (the UPDATE re-checks that on the locked row version), so a
+-- live claim is never taken over. Every row written carries the claim's new fence.
 -- MATERIALIZED: the reason is computed once per candidate (inlined, the planner would repeat it for every use).
 WITH classified AS MATERIALIZED (
     SELECT k.id, k.source, x.number AS e164, {hold_reason} AS reason
@@ -24,34 +28,43 @@ deduplicated AS (
     FROM classified
 ),
 positioned AS (
-    SELECT id, e164, reason, row_number() OVER (PARTITION BY reason IS NULL ORDER BY source, id) - 1 AS position
+    SELECT id, source, e164, reason,
+           %(offset)s + row_number() OVER (PARTITION BY reason IS NULL ORDER BY source, id) - 1 AS position
     FROM deduplicated
 ),
-written AS (
+inserted AS (
     INSERT INTO dispatch_ledger AS l (
         campaign_id, contact_id, genesys_contact_id, campaign_key, run_id, segment_index, status, skip_reason,
-        phone_e164, claimed_at
+        phone_e164, claimed_at, fence
     )
     SELECT %(campaign_id)s, p.id, %(contact_id_prefix)s || p.id::text, %(campaign_key)s, %(run_id)s,
            CASE WHEN p.reason IS NULL THEN (p.position / %(segment_size)s)::int ELSE -1 END,
-           CASE WHEN p.reason IS NULL THEN 'claimed' ELSE 'skipped' END, p.reason, p.e164, now()
+           CASE WHEN p.reason IS NULL THEN 'claimed' ELSE 'skipped' END, p.reason, p.e164, now(), %(fence)s
     FROM positioned p
-    ON CONFLICT (campaign_id, contact_id) DO UPDATE
-        SET run_id = EXCLUDED.run_id,
-            segment_index = EXCLUDED.segment_index,
-            -- an adopted claim keeps its status (claimed / failed) unless it is held back now
-            status = CASE WHEN EXCLUDED.status = 'skipped' OR l.status = 'skipped' THEN EXCLUDED.status
-                          ELSE l.status END,
-            skip_reason = EXCLUDED.skip_reason,
-            phone_e164 = coalesce(EXCLUDED.phone_e164, l.phone_e164),
-            claimed_at = now(),
-            updated_at = now()
-        WHERE l.status IN ('claimed', 'failed')
-           OR (l.status = 'skipped' AND l.skip_reason = ANY(%(retry_reasons)s))
+    WHERE p.source = 2
+    ON CONFLICT (campaign_id, contact_id) DO NOTHING
+    RETURNING l.contact_id, l.status, l.skip_reason
+),
+retried AS (
+    UPDATE dispatch_ledger AS l
+    SET run_id = %(run_id)s,
+        campaign_key = %(campaign_key)s,
+        segment_index = CASE WHEN p.reason IS NULL THEN (p.position / %(segment_size)s)::int ELSE -1 END,
+        status = CASE WHEN p.reason IS NULL THEN 'claimed' ELSE 'skipped' END,
+        skip_reason = p.reason,
+        phone_e164 = coalesce(p.e164, l.phone_e164),
+        fence = %(fence)s,
+        claimed_at = now(),
+        heartbeat_at = NULL,
+        updated_at = now()
+    FROM positioned p
+    WHERE p.source = 1
+      AND l.campaign_id = %(campaign_id)s AND l.contact_id = p.id
+      AND l.status = 'skipped' AND l.skip_reason = ANY(%(retry_reasons)s)
     RETURNING l.contact_id, l.status, l.skip_reason
 )
 -- A few rows back, whatever the batch size: the task's memory does not grow with the batch.
 SELECT k.source, w.status, coalesce(w.skip_reason, '') AS reason, count(*)
-FROM written w
+FROM (SELECT * FROM inserted UNION ALL SELECT * FROM retried) AS w
 JOIN claim_candidates k ON k.id = w.contact_id
 GROUP BY 1, 2, 3;

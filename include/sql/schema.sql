@@ -153,6 +153,41 @@ CREATE INDEX IF NOT EXISTS dispatch_ledger_phone_idx
 CREATE INDEX IF NOT EXISTS dispatch_ledger_skipped_idx
     ON dispatch_ledger (campaign_id, contact_id) WHERE status = 'skipped';
 
+-- Exactly-once bookkeeping (docs/resilience.md):
+-- * fence: who may mark a row. Every claim, adoption and segment try takes a new value from
+--   dispatch_fence_seq and every mark requires it, so a run or try that lost a row (adopted by another
+--   run, or superseded by a newer try) can no longer mark or send it.
+-- * heartbeat_at: renewed by the segment task working the row; a claim is adopted only when both its
+--   claimed_at and its heartbeat are older than the lease.
+-- * sending_at: set (and committed) before a request carrying the contact is sent, cleared when its outcome
+--   is known. A row with sending_at set is "in doubt": Genesys may hold the contact. It is never sent again
+--   before its list is read back.
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS fence BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS heartbeat_at TIMESTAMPTZ;
+ALTER TABLE dispatch_ledger ADD COLUMN IF NOT EXISTS sending_at TIMESTAMPTZ;
+CREATE SEQUENCE IF NOT EXISTS dispatch_fence_seq;
+
+-- Every Genesys request a run's tasks made (retried, failed and unanswered ones included), written as they
+-- go: the run report counts traffic from here. Delete old rows by sent_at as you see fit.
+CREATE TABLE IF NOT EXISTS request_log (
+    id          BIGSERIAL   PRIMARY KEY,
+    campaign_id TEXT        NOT NULL,
+    run_id      TEXT        NOT NULL,
+    task_id     TEXT        NOT NULL,
+    map_index   INTEGER     NOT NULL DEFAULT -1,
+    try_number  INTEGER     NOT NULL,
+    endpoint    TEXT        NOT NULL,
+    method      TEXT        NOT NULL,
+    status      INTEGER,                -- NULL: no HTTP answer (timeout, dropped connection)
+    failure     TEXT,                   -- 'timeout' or 'connection' when there was no answer
+    attempt     INTEGER     NOT NULL,   -- 1: the call's first attempt; more: a retry inside the hook
+    items       INTEGER     NOT NULL DEFAULT 0,  -- contacts (or ids) in the request body
+    elapsed_ms  INTEGER     NOT NULL DEFAULT 0,
+    sent_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS request_log_run_idx ON request_log (campaign_id, run_id);
+CREATE INDEX IF NOT EXISTS request_log_sent_at_idx ON request_log (sent_at);
+
 -- What each run decided about pacing, so a backfill can rebuild the history.
 CREATE TABLE IF NOT EXISTS pacing_decisions (
     campaign_id          TEXT        NOT NULL,

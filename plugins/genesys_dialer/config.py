@@ -81,7 +81,12 @@ class CampaignConfig(BaseModel):
     segment_size: int = Field(default=1000, ge=1, le=100_000)
     contacts_per_request: int = Field(default=1000, ge=1, le=1000)
     claim_lease_minutes: int = Field(
-        default=60, ge=1, description="Undelivered claims older than this are adopted by the next run."
+        default=60, ge=1, description="Undelivered claims neither claimed nor worked on for this long are adopted "
+        "by the next run."
+    )
+    breaker_wait_minutes: int = Field(
+        default=60, ge=0, le=24 * 60, description="How long a task waits out an open circuit breaker by "
+        "rescheduling itself (no try used) before an open breaker ends its try."
     )
 
     phone_column: str = Field(default="phone", min_length=1, max_length=128)

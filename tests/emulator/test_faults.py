@@ -73,6 +73,35 @@ def test_drop_after_apply_stores_contacts(api, contact_list, make_contacts) -> N
     assert api.get(f"{OUTBOUND}/contactlists/{contact_list['id']}").json()["size"] == 10
     log = api.admin("GET", "/requests", params={"route": CONTACTS_ROUTE}).json()
     assert [(e["status"], e["dropped"], e["contactCount"]) for e in log] == [(200, True, 10), (200, False, 10)]
+    assert [e["contactIds"] for e in log] == [[f"c{i}" for i in range(10)]] * 2
+
+
+def test_drop_probability_drops_a_seeded_share_of_applied_calls(api, contact_list, make_contacts) -> None:
+    url = f"{OUTBOUND}/contactlists/{contact_list['id']}/contacts"
+
+    def run() -> list[bool]:
+        api.admin("DELETE", "/requests")
+        add_fault(api, route=CONTACTS_ROUTE, dropProbability=0.3, seed=5)
+        outcomes = []
+        for _ in range(40):
+            try:
+                outcomes.append(api.post(url, json=make_contacts(2)).status_code == 200)
+            except requests.ConnectionError:
+                outcomes.append(False)
+        return outcomes
+
+    first, second = run(), run()
+    assert first == second and 4 <= first.count(False) <= 20
+    log = api.admin("GET", "/requests", params={"route": CONTACTS_ROUTE}).json()
+    assert [not e["dropped"] for e in log] == second and all(e["status"] == 200 for e in log)
+    assert api.admin("GET", "/faults").json()[0]["dropProbability"] == 0.3
+
+
+def test_an_injected_error_logs_the_contact_ids_it_refused(api, contact_list, make_contacts) -> None:
+    add_fault(api, route=CONTACTS_ROUTE, sequence=[503])
+    assert api.post(f"{OUTBOUND}/contactlists/{contact_list['id']}/contacts", json=make_contacts(3)).status_code == 503
+    (entry,) = api.admin("GET", "/requests", params={"route": CONTACTS_ROUTE}).json()
+    assert (entry["status"], entry["contactCount"], entry["contactIds"]) == (503, 3, ["c0", "c1", "c2"])
 
 
 def test_wildcard_and_specific_rules(api) -> None:
@@ -108,6 +137,7 @@ def test_token_route_fault(emu, credentials) -> None:
         ({"route": LISTS_ROUTE, "probabilities": {"429": 1.5}}, "probabilities.429"),
         ({"route": LISTS_ROUTE, "probabilities": {"429": 0.6, "503": 0.6}}, "probabilities"),
         ({"route": LISTS_ROUTE, "latencyMs": -1}, "latencyMs"),
+        ({"route": LISTS_ROUTE, "dropProbability": 1.5}, "dropProbability"),
         ({"route": LISTS_ROUTE, "bogus": 1}, "bogus"),
     ],
 )

@@ -28,7 +28,7 @@ import requests
 from support import CAMPAIGN_ID, CONTACT_LIST_ID
 
 from genesys_devkit.demo_data import emulator_seed
-from genesys_dialer.dags.tasks import CONTACT_POST_FLAGS
+from genesys_dialer.dags.delivery import CONTACT_POST_FLAGS
 from genesys_dialer.genesys import auth
 from genesys_dialer.genesys.breaker import BreakerSettings
 from genesys_dialer.genesys.hook import GenesysHook

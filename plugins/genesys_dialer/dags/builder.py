@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
 from genesys_dialer.config import CampaignConfig, max_segments_per_run
-from genesys_dialer.dags.run import run_info
+from genesys_dialer.dags.run import run_info, task_try
+from genesys_dialer.genesys.errors import GenesysCircuitOpenError
 from genesys_dialer.genesys.retry import RETRY_POLICY
+
+T = TypeVar("T")
 
 DOC_MD = """
 ### Genesys Cloud predictive feed: `{key}`
@@ -37,6 +41,27 @@ def _tasks() -> ModuleType:
     from genesys_dialer.dags import tasks
 
     return tasks
+
+
+def _waiting_out_the_breaker(campaign: CampaignConfig, body: Callable[[], T]) -> T:
+    """Run a task body that talks to Genesys; while the shared breaker is open, reschedule instead of failing.
+
+    A rescheduled task keeps its try number and frees its worker and pool slot (docs/resilience.md).
+    """
+    try:
+        return body()
+    except GenesysCircuitOpenError as err:
+        from airflow.sdk.exceptions import AirflowRescheduleException
+
+        context = get_current_context()
+        try:
+            waiting_since = context["ti"].get_first_reschedule_date(context)
+        except Exception:  # no supervisor to ask (dag.test without one): count from now
+            waiting_since = None
+        when = _tasks().breaker_reschedule(campaign, err, waiting_since)
+        if when is None:
+            raise
+        raise AirflowRescheduleException(when) from None
 
 
 def build_campaign_dag(campaign: CampaignConfig) -> DAG:
@@ -75,11 +100,15 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
 
         @task
         def resolve_campaign() -> dict[str, Any]:
-            return _tasks().resolve_campaign(campaign, run_info(campaign))
+            return _waiting_out_the_breaker(
+                campaign, lambda: _tasks().resolve_campaign(campaign, run_info(campaign), task_try())
+            )
 
         @task(pool=campaign.pool)
         def withdraw_opt_outs(resolved: dict[str, Any]) -> dict[str, Any]:
-            return _tasks().withdraw_opt_outs(campaign, run_info(campaign), resolved)
+            return _waiting_out_the_breaker(
+                campaign, lambda: _tasks().withdraw_opt_outs(campaign, run_info(campaign), task_try(), resolved)
+            )
 
         @task
         def fetch_contact_batch() -> list[dict[str, Any]]:
@@ -93,14 +122,20 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
 
         @task(pool=campaign.pool)
         def apply_pacing(ratio: dict[str, Any]) -> dict[str, Any]:
-            return _tasks().apply_pacing(campaign, run_info(campaign), ratio)
+            return _waiting_out_the_breaker(
+                campaign, lambda: _tasks().apply_pacing(campaign, run_info(campaign), task_try(), ratio)
+            )
 
         @task(pool=campaign.pool, map_index_template="{{ segment_label }}")
         def create_segment(segment: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
             context = get_current_context()
             context["segment_label"] = segment["label"]  # type: ignore[typeddict-unknown-key]
-            result = _tasks().create_segment(campaign, run_info(campaign), resolved, segment)
-            return {**result, "try_number": context["ti"].try_number}
+            result = _waiting_out_the_breaker(
+                campaign,
+                lambda: _tasks().create_segment(campaign, run_info(campaign), task_try(), resolved, segment),
+            )
+            return {**result, "try_number": context["ti"].try_number,
+                    "reschedules": int(context.get("task_reschedule_count") or 0)}
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def summarize() -> dict[str, Any]:

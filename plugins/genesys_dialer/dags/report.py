@@ -39,6 +39,8 @@ class RunReport:
     warnings: list[str] = field(default_factory=list)
     # withdrawn / would_withdraw (by reason), withdrawal_failed, unknown_statuses (value -> count), blocked
     compliance: dict[str, Any] = field(default_factory=dict)
+    # Segments that waited out an open circuit breaker by rescheduling (no try used).
+    segments_rescheduled: int = 0
 
     @classmethod
     def build(
@@ -53,14 +55,13 @@ class RunReport:
         ratio: dict[str, Any] | None,
         pacing_result: dict[str, Any] | None,
         ledger: dict[str, Any],
+        requests: dict[str, int],
         finished_at: datetime,
         compliance: dict[str, Any] | None = None,
         withdrawal_result: dict[str, Any] | None = None,
     ) -> RunReport:
+        """``ledger`` and ``requests`` come from PostgreSQL (every try's work); the rest from the tasks' XComs."""
         compliance = compliance or {}
-        requests: Counter[str] = Counter()
-        for part in [resolved, withdrawal_result, pacing_result, *segment_results]:
-            requests.update((part or {}).get("requests") or {})
         would_skip: Counter[str] = Counter((claim or {}).get("held_back") or {})  # held back by the claim
         for segment in segments:
             would_skip.update(segment.get("would_skip") or {})
@@ -113,6 +114,8 @@ class RunReport:
             segments_succeeded=succeeded,
             # Delivered by a task retry: the circuit breaker was open or Genesys kept failing on the first try.
             segments_retried=sum(1 for r in segment_results if r and r.get("try_number", 1) > 1),
+            # Waited out an open circuit breaker by rescheduling (no try used).
+            segments_rescheduled=sum(1 for r in segment_results if r and r.get("reschedules", 0) > 0),
             would_send=sum(r.get("would_send", 0) for r in segment_results if r),
             would_skip=dict(would_skip),
             requests=dict(requests),
@@ -156,10 +159,14 @@ class RunReport:
             out += [
                 f"claimed {ledger['claimed']} contacts ({source}) in {self.segments_total} segments",
                 f"dispatched {ledger['dispatched']}, skipped {ledger['skipped']} {self._fmt(ledger['skip_reasons'])}, "
-                f"failed {ledger['failed']}, not yet sent {ledger['pending']}",
+                f"failed {ledger['failed']}, not yet sent {ledger['pending']}"
+                + (f" ({ledger['in_doubt']} in doubt: their request got no answer; they are read back from "
+                   "Genesys before any is sent again)" if ledger.get("in_doubt") else ""),
                 f"segments: {self.segments_succeeded} of {self.segments_total} succeeded"
-                + (f", {self.segments_retried} of them on a task retry (circuit breaker open or transient "
-                   "Genesys errors on the first try: see those segments' logs)" if self.segments_retried else ""),
+                + (f", {self.segments_retried} of them on a task retry (transient Genesys errors on the first "
+                   "try: see those segments' logs)" if self.segments_retried else "")
+                + (f", {self.segments_rescheduled} after waiting out the circuit breaker (rescheduled, no try "
+                   "used)" if self.segments_rescheduled else ""),
             ]
         withdrawn = self.compliance.get("would_withdraw" if self.dry_run else "withdrawn") or {}
         out.append(
@@ -168,8 +175,10 @@ class RunReport:
         )
         req = self.requests
         out.append(
-            f"Genesys requests: {req.get('requests', 0)} (retries {req.get('retries', 0)}, "
-            f"429s {req.get('throttled', 0)}, token refreshes {req.get('token_refreshes', 0)})"
+            f"Genesys requests (every try, from the request log): {req.get('requests', 0)} "
+            f"(retries {req.get('retries', 0)}, 429s {req.get('throttled', 0)}, errors {req.get('errors', 0)}, "
+            f"unanswered {req.get('unanswered', 0)}, token refreshes {req.get('token_refreshes', 0)}; "
+            f"{req.get('task_tries', 0)} task tries)"
         )
         if self.estimate:
             e = self.estimate

@@ -1,4 +1,4 @@
-"""What a DAG run is: its id, type, interval and Params, resolved once from the Airflow context."""
+"""What a DAG run is (its id, type, interval and Params) and which task try is running, from the Airflow context."""
 
 from __future__ import annotations
 
@@ -62,3 +62,18 @@ def run_info(campaign: CampaignConfig) -> RunInfo:
         data_interval_end=_as_utc(interval_end) or datetime.now(UTC),
         started_at=_as_utc(getattr(dag_run, "start_date", None)),
     )
+
+
+@dataclass(frozen=True)
+class TaskTry:
+    """The running task instance's try: what the run's request log records each request under."""
+
+    task_id: str
+    map_index: int
+    try_number: int
+
+
+def task_try() -> TaskTry:
+    ti = get_current_context()["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return TaskTry(ti.task_id, -1 if map_index is None else int(map_index), int(ti.try_number or 1))

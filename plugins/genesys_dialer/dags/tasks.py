@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,8 +21,9 @@ from genesys_dialer.compliance.checks import check_contact_columns, claim_blocke
 from genesys_dialer.compliance.eligibility import Eligibility
 from genesys_dialer.compliance.phones import RefreshResult, refresh_phones
 from genesys_dialer.config import CampaignConfig
+from genesys_dialer.dags.delivery import SegmentDelivery
 from genesys_dialer.dags.report import RunReport
-from genesys_dialer.dags.run import RunInfo
+from genesys_dialer.dags.run import RunInfo, TaskTry
 from genesys_dialer.exceptions import ComplianceError
 from genesys_dialer.genesys.errors import (
     GenesysApiError,
@@ -33,38 +34,63 @@ from genesys_dialer.genesys.errors import (
 )
 from genesys_dialer.genesys.hook import GenesysHook
 from genesys_dialer.ledger import claims as contacts_mod
+from genesys_dialer.ledger.request_log import RequestLog, run_requests
+from genesys_dialer.ledger.session import dialer_session
 from genesys_dialer.pacing import strategies as pacing
 from genesys_dialer.queries import load_sql, run_sql
 
 log = logging.getLogger(__name__)
 
-# Why these query flags (see README, "Loading contacts"): a new batch joins the end of the dialing
-# queue (priority=false) so it does not jump ahead of contacts already waiting; a re-sent contact keeps
-# the dialer's own history of it (clearSystemData=false); and contacts are queued for dialing
-# (doNotQueue=false), which is the point of the feed. Only undelivered contacts are ever re-sent.
-CONTACT_POST_FLAGS = {"priority": False, "clear_system_data": False, "do_not_queue": False}
-
-
 @contextmanager
 def dialer_db(campaign: CampaignConfig) -> Iterator[Any]:
-    """A connection to the campaign's contacts database, closed when the block ends."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    with closing(PostgresHook(postgres_conn_id=campaign.postgres_conn_id).get_conn()) as conn:
+    """A connection to the campaign's contacts database (with the session limits), closed when the block ends."""
+    with dialer_session(campaign.postgres_conn_id) as conn:
         yield conn
 
 
-def genesys_hook(campaign: CampaignConfig) -> GenesysHook:
-    return GenesysHook(campaign.genesys_conn_id)
+def genesys_hook(campaign: CampaignConfig, conn: Any = None, run: RunInfo | None = None,
+                 task: TaskTry | None = None) -> GenesysHook:
+    """The campaign's hook; with a connection, run and task try, every request goes to the run's request log."""
+    on_request = None
+    if conn is not None and run is not None and task is not None:
+        on_request = RequestLog(conn, campaign_id=campaign.campaign_id, run_id=run.run_id, task_id=task.task_id,
+                                map_index=task.map_index, try_number=task.try_number)
+    return GenesysHook(campaign.genesys_conn_id, on_request=on_request)
+
+
+def breaker_reschedule(campaign: CampaignConfig, err: GenesysCircuitOpenError,
+                       waiting_since: datetime | None) -> datetime | None:
+    """When to run the task again while the shared breaker is not closed, or None to end the try instead.
+
+    Waiting out an outage must not use up the task's tries: the task is rescheduled (UP_FOR_RESCHEDULE keeps its
+    try number and frees its worker and pool slot) for when the breaker half-opens, for up to
+    ``breaker_wait_minutes`` since the task's first reschedule. Past that, the open breaker ends the try like
+    any transient error (the retry policy), so a long outage still ends in a red run that says why.
+    """
+    now = datetime.now(UTC)
+    if not campaign.breaker_wait_minutes:
+        return None
+    if waiting_since is not None and now - waiting_since > timedelta(minutes=campaign.breaker_wait_minutes):
+        log.warning("Circuit breaker still not closed after %d minutes of waiting: ending this try (%s)",
+                    campaign.breaker_wait_minutes, err)
+        return None
+    wait = max(err.retry_after or 1.0, 1.0)
+    log.warning("Circuit breaker not closed: nothing sent; rescheduling this task in %.0f s (no try used, its "
+                "contacts stay claimed by this run). %s", wait, err)
+    return now + timedelta(seconds=wait)
 
 
 # -- resolve_campaign --------------------------------------------------------------------------------
-def resolve_campaign(campaign: CampaignConfig, run: RunInfo) -> dict[str, Any]:
+def resolve_campaign(campaign: CampaignConfig, run: RunInfo, task: TaskTry) -> dict[str, Any]:
     """Read the campaign and its contact list from Genesys before anything is claimed.
 
     An unknown campaign fails here, naming it and Genesys' contextId, with nothing claimed.
     """
-    hook = genesys_hook(campaign)
+    with dialer_db(campaign) as conn:
+        return _resolve_campaign(campaign, genesys_hook(campaign, conn, run, task))
+
+
+def _resolve_campaign(campaign: CampaignConfig, hook: GenesysHook) -> dict[str, Any]:
     try:
         remote = hook.get_campaign(campaign.campaign_id)
     except GenesysNotFoundError as err:
@@ -170,7 +196,9 @@ def _calling_window_warnings(
 
 
 # -- withdraw_opt_outs -------------------------------------------------------------------------------
-def withdraw_opt_outs(campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any]) -> dict[str, Any]:
+def withdraw_opt_outs(
+    campaign: CampaignConfig, run: RunInfo, task: TaskTry, resolved: dict[str, Any]
+) -> dict[str, Any]:
     """Remove contacts that opted out after delivery from the contact list (and add their numbers to the DNC
     list) before anything new is claimed. A dry run counts them and sends nothing."""
     rules = Eligibility.for_campaign(campaign)
@@ -187,7 +215,7 @@ def withdraw_opt_outs(campaign: CampaignConfig, run: RunInfo, resolved: dict[str
             would = withdrawal.preview(conn, rules, lookback=timedelta(minutes=campaign.normalize_lookback_minutes))
             log.info("Dry run: would withdraw %d contacts %s", sum(would.values()), would or "")
             return {"withdrawn": {}, "would_withdraw": would, "requests": {}, "dry_run": True}
-        hook = genesys_hook(campaign)
+        hook = genesys_hook(campaign, conn, run, task)
         withdrawn = withdrawal.withdraw(
             conn, hook, rules, contact_list_id=resolved["contact_list_id"], dnc_list_id=campaign.dnc_list_id,
             run_id=run.run_id, page_size=campaign.withdraw_ids_per_request,
@@ -330,15 +358,15 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
 
 
 # -- apply_pacing ------------------------------------------------------------------------------------
-def apply_pacing(campaign: CampaignConfig, run: RunInfo, ratio: dict[str, Any]) -> dict[str, Any]:
+def apply_pacing(campaign: CampaignConfig, run: RunInfo, task: TaskTry, ratio: dict[str, Any]) -> dict[str, Any]:
     """PATCH the campaign's pacing once per run (a dry run logs the body and sends nothing)."""
     body = ratio["patch"]
     if run.dry_run:
         log.info("Dry run: would PATCH campaign %s with %s", campaign.campaign_id, body)
         return {"applied": False, "patch": body, "requests": {}}
-    hook = genesys_hook(campaign)
-    hook.patch_campaign(campaign.campaign_id, body)
     with dialer_db(campaign) as conn:
+        hook = genesys_hook(campaign, conn, run, task)
+        hook.patch_campaign(campaign.campaign_id, body)  # the same body again is harmless: PATCH is repeatable
         run_sql(conn, "mark_pacing_applied", {"campaign_id": campaign.campaign_id, "run_id": run.run_id})
     log.info("Applied pacing to campaign %s: %s", campaign.campaign_id, body)
     return {"applied": True, "patch": body, "requests": hook.stats.as_dict()}
@@ -346,9 +374,14 @@ def apply_pacing(campaign: CampaignConfig, run: RunInfo, ratio: dict[str, Any]) 
 
 # -- create_segment ----------------------------------------------------------------------------------
 def create_segment(
-    campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any], segment: dict[str, Any]
+    campaign: CampaignConfig, run: RunInfo, task: TaskTry, resolved: dict[str, Any], segment: dict[str, Any]
 ) -> dict[str, Any]:
-    """Upsert one segment's undelivered contacts into the contact list, 1 request per N contacts."""
+    """Upsert one segment's undelivered contacts into the contact list, 1 request per N contacts, each once.
+
+    The try takes the segment's rows (a new fence), first resolves contacts left in doubt by an earlier try or
+    by the run it adopted them from, then sends the rest page by page (see :mod:`genesys_dialer.dags.delivery`),
+    each contact checked again for eligibility right before it is sent.
+    """
     index, label = segment["index"], segment["label"]
     if run.dry_run:
         skips = segment.get("would_skip") or {}  # the claim holds back ineligible contacts: a segment is sendable
@@ -367,9 +400,7 @@ def create_segment(
                  segment["contacts"])
         return {"index": index, "label": label, "sent": 0, "skipped": {}, "requests": {}, "dry_run": False}
 
-    hook = genesys_hook(campaign)
     rules = Eligibility.for_campaign(campaign)
-    sent = 0
     skipped: dict[str, int] = {}
     buffer: list[tuple[int, dict[str, Any]]] = []
     with dialer_db(campaign) as conn:
@@ -379,46 +410,24 @@ def create_segment(
                 f"segment {label}: phone numbers are not all normalized (region {campaign.phone_region}); nothing "
                 "sent, the contacts stay claimed for a retry"
             )
-
-        def flush() -> None:
-            nonlocal sent
-            if not buffer:
-                return
-            ids = [contact_id for contact_id, _ in buffer]
-            try:
-                stored = hook.add_contacts(resolved["contact_list_id"], [c for _, c in buffer], **CONTACT_POST_FLAGS)
-            except GenesysApiError as err:
-                contacts_mod.mark(
-                    conn, "mark_failed", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids,
-                    error=str(err)[:500],
-                )
-                metrics.contacts(campaign.campaign_id, "failed", len(ids))
-                raise
-            if len(stored) != len(ids):
-                log.warning("Genesys returned %d contacts for %d sent", len(stored), len(ids))
-            marked = contacts_mod.mark(
-                conn, "mark_dispatched", campaign_id=campaign.campaign_id, run_id=run.run_id, contact_ids=ids
-            )
-            if marked != len(ids):
-                # Another run adopted part of this claim (its lease expired while this task still ran): the
-                # contacts were delivered here, and the adopting run upserts the same ids again.
-                log.warning(
-                    "Segment %s: %d of %d delivered contacts are no longer claimed by this run", label,
-                    len(ids) - marked, len(ids),
-                )
-            # Counted as the ledger changes, so a segment that fails half-way still reports what it delivered.
-            metrics.contacts(campaign.campaign_id, "dispatched", len(ids))
-            sent += len(ids)
-            buffer.clear()
-
+        hook = genesys_hook(campaign, conn, run, task)
+        fence, owned = contacts_mod.take_segment(
+            conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index
+        )
+        delivery = SegmentDelivery(
+            conn=conn, hook=hook, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index,
+            label=label, contact_list_id=resolved["contact_list_id"], fence=fence,
+        )
+        log.info("Segment %s: %d undelivered contacts taken by this try (fence %d)", label, owned, fence)
         try:
+            delivery.resolve_doubts()
             pages = contacts_mod.iter_segment_pages(
-                conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index,
+                conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index, fence=fence,
                 page_size=campaign.contacts_per_request, eligibility=rules,
             )
             for page in pages:
                 skips_in_page: dict[str, list[int]] = {}
-                contacts_mod.record_numbers(conn, campaign_id=campaign.campaign_id, run_id=run.run_id, page=[
+                contacts_mod.record_numbers(conn, campaign_id=campaign.campaign_id, fence=fence, page=[
                     p for p in page if not p.reason])
                 for pending in page:
                     reason = pending.reason
@@ -433,41 +442,41 @@ def create_segment(
                         postal_code_column=campaign.list_postal_code_column,
                     )))
                     if len(buffer) >= campaign.contacts_per_request:
-                        flush()
+                        delivery.send(buffer)
+                        buffer = []
                 for reason, ids in skips_in_page.items():
-                    contacts_mod.mark(
-                        conn, "mark_skipped", campaign_id=campaign.campaign_id, run_id=run.run_id,
-                        contact_ids=ids, reason=reason,
-                    )
-                    metrics.contacts(campaign.campaign_id, "skipped", len(ids), reason)
-                    skipped[reason] = skipped.get(reason, 0) + len(ids)
-            flush()
+                    marked = delivery.mark("mark_skipped", ids, reason=reason)
+                    metrics.contacts(campaign.campaign_id, "skipped", marked, reason)
+                    skipped[reason] = skipped.get(reason, 0) + marked
+            if buffer:
+                delivery.send(buffer)
         except GenesysApiError as err:
             metrics.segment_failed(campaign.campaign_id, err.error_type)
             if isinstance(err, GenesysCircuitOpenError):
-                # Nothing was sent: the breaker shared by every task of this connection is open. The segment
-                # is not dropped: its contacts stay claimed (marked failed = not yet sent) for the retry.
+                # Nothing was sent: the breaker shared by every task of this connection is not closed. The
+                # segment is not dropped: its contacts stay claimed (failed = not yet sent) for when it closes.
                 log.warning(
-                    "Segment %s: circuit breaker open, nothing sent for the current batch (%d contacts sent "
-                    "before it opened); the rest stay claimed by this run and are sent by a retry of this task "
-                    "(in about %.0f s) or a later run. %s",
-                    label, sent, err.retry_after or 0, err,
+                    "Segment %s: circuit breaker open, nothing sent for the current batch (%d contacts delivered "
+                    "before it opened); the rest stay claimed by this run. %s", label, delivery.delivered, err,
                 )
             else:
                 log.error(
-                    "Segment %s: %d contacts sent before the failure; the rest stay claimed by this run and "
-                    "are sent by a retry of this task or a later run. %s",
-                    label, sent, err,
+                    "Segment %s: %d contacts delivered before the failure; the rest stay claimed by this run and "
+                    "are sent by a retry of this task or a later run (contacts whose request got no answer only "
+                    "after reading the list back). %s", label, delivery.delivered, err,
                 )
             raise
 
     metrics.segment_created(campaign.campaign_id)
     stats = hook.stats.as_dict()
     log.info(
-        "Segment %s: sent %d contacts to contact list %s in %d requests (%d retries); skipped %s",
-        label, sent, resolved["contact_list_id"], stats["requests"], stats["retries"], skipped or "none",
+        "Segment %s: sent %d contacts to contact list %s in %d requests (%d retries), %d more found in the list "
+        "after a lost answer (not sent again), %d sent again after a read-back found them absent; skipped %s",
+        label, delivery.sent, resolved["contact_list_id"], stats["requests"], stats["retries"], delivery.confirmed,
+        delivery.resent, skipped or "none",
     )
-    return {"index": index, "label": label, "sent": sent, "skipped": skipped, "requests": stats, "dry_run": False}
+    return {"index": index, "label": label, "sent": delivery.delivered, "confirmed": delivery.confirmed,
+            "superseded": delivery.superseded, "skipped": skipped, "requests": stats, "dry_run": False}
 
 
 # -- summarize ---------------------------------------------------------------------------------------
@@ -483,10 +492,12 @@ def summarize(
     pacing_result: dict[str, Any] | None,
     withdrawal_result: dict[str, Any] | None = None,
 ) -> RunReport:
-    """Build the run report from the ledger (the truth) and the tasks' XComs; log and record it."""
+    """Build the run report from the ledger and the request log (the truth) and the tasks' XComs; log and
+    record it."""
     ids = {"campaign_id": campaign.campaign_id, "run_id": run.run_id}
     with dialer_db(campaign) as conn:
         ledger = contacts_mod.ledger_summary(conn, **ids)
+        requests = run_requests(conn, **ids)
         with conn.cursor() as cur:
             cur.execute(load_sql("run_unknown_statuses"), ids)
             unknown_statuses = {str(value)[:40]: int(count) for value, count in cur.fetchall()}
@@ -503,7 +514,7 @@ def summarize(
         report = RunReport.build(
             campaign=campaign, run=run, resolved=resolved, claim=claim, segments=segments,
             segment_results=segment_results, ratio=ratio, pacing_result=pacing_result, ledger=ledger,
-            finished_at=finished, compliance=compliance, withdrawal_result=withdrawal_result,
+            requests=requests, finished_at=finished, compliance=compliance, withdrawal_result=withdrawal_result,
         )
         run_sql(conn, "record_run", report.run_log_row())
     for line in report.lines():

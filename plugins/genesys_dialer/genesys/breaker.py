@@ -6,30 +6,41 @@ half-open probe requests through; their successes close it, a failure re-opens i
 Airflow Variables have no locking and no compare-and-set (last writer wins), so the stored state is made
 of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys_breaker__<conn_id>``:
 
-* ``P`` = ``{"opened_at": t, "reason", "by"}``: written only when the breaker opens, never deleted.
+* ``P`` = ``{"opened_at": t, "reason", "by", "history"}``: written only when the breaker opens, never deleted
+  (``history``: the previous openings' times, at most 20).
   ``opened_at`` is the *generation* of that opening. Open while ``now < opened_at + open_seconds``,
-  half-open after, until a close fact for that generation exists. Two writers opening at once both write a
-  recent ``opened_at``; either is right.
+  half-open after, until a close fact for that generation exists. A writer about to open re-reads ``P`` and
+  leaves an opening another writer made meanwhile alone (one outage, one generation); two writers within one
+  round trip can still both write a recent ``opened_at``, and either is right.
 * ``P__closed`` = ``{"gen": opened_at, "closed_at": t}``: written when the probes of generation ``gen``
   succeeded. A close can never hide a newer opening (its ``gen`` would not match ``opened_at``), which a
   ``Variable.delete(P)`` racing a re-open could. A close is final for its generation, so a writer that
   has seen it reads only ``P`` again: a closed breaker costs one Variable read per request.
-* ``P__probe__<slot>`` = ``{"gen", "holder", "expires_at", "ok"}``: a probe lease of one half-open
-  generation. A writer takes a free slot (absent, of an older generation, or expired and not ok), writes
-  it, waits ``probe_settle_seconds`` and reads it back: the last writer of a contended slot keeps it.
-  A writer that dies mid-probe leaves a lease that expires after ``probe_lease_seconds``. A success marks
-  the lease ok; once every slot of the generation is ok the breaker closes. A failure re-opens.
-  A probe that ends neither way (401/403: not an outage and not proof of health) releases its lease.
-* ``P__fail__<writer>`` = ``{"streak", "at"}``: one writer's own run of consecutive transient failures;
-  only that writer updates it, so no increment is lost. Facts newer than ``open_seconds`` and newer than
-  the last close are summed to decide whether to open. A writer's success deletes its own key; stale keys
-  of writers that died are garbage-collected by whoever lists them. The listing (``Variable.keys``) costs
-  an API round trip, so it only happens on a failure, never on the success path.
+* ``P__probe__<slot>`` = ``{"gen", "holder", "expires_at", "ok", "fails"}``: a probe lease of one half-open
+  generation. A writer takes a free slot (absent, of an older generation, or not ok and expired or held by a
+  dead process), writes it, waits ``probe_settle_seconds`` and reads it back: the last writer of a contended
+  slot keeps it. A holder is dead when it ran on this host and its process is gone (a SIGKILLed task): its
+  slot is free at once; a holder on another host is waited for until its lease (one request's connect + read
+  timeout + 10 s) expires. A success marks the lease ok; once every slot of the generation is ok the breaker
+  closes. A failed probe re-opens the breaker only if no probe of the generation has succeeded yet or the
+  generation's probe failures (``fails``, carried by each slot) reach ``failure_threshold``; otherwise it frees
+  its slot for another probe and the other probes' successes stand. A probe that ends neither way (401/403,
+  or an answer lost on a request that may have been applied) releases its lease.
+* ``P__fail__<writer>`` = ``{"streak", "times", "at", "ok_at"}``: one writer's own run of consecutive transient
+  failures (``times``: when its last ``failure_threshold`` failures happened, ``at`` the last); only that writer
+  updates it, so no increment is lost. When the writer succeeds again it writes ``streak 0, ok_at`` (and keeps
+  ``ok_at`` in its later failure facts). To decide
+  whether to open, the writers' failure times are counted if they are within ``open_seconds``, newer than the
+  last close, and newer than the latest ``ok_at`` of any writer: a success seen anywhere ends every streak
+  before it, so failures scattered between successes of other writers do not add up. Stale keys of
+  writers that died are garbage-collected by whoever lists them. The listing (``Variable.keys``) costs an
+  API round trip, so it only happens on a failure, never on the success path.
 
 Residual approximations (see docs/resilience.md): in a race, two writers can both keep one probe slot
-(the settle delay makes it unlikely, not impossible), so up to ``2 * half_open_max`` probes can go out; a
-success by one writer does not reset another writer's streak, so "consecutive" is per writer, summed over
-the window; a garbage collection racing its owner's write can lose one failure fact; workers' clocks are
+(the settle delay makes it unlikely, not impossible), so with the slots freed by failed probes up to
+``2 * (half_open_max + failure_threshold - 1)`` probes can go out in one half-open window; only
+writers that failed record their next success, so successes of writers that never failed do not end other
+writers' streaks; a garbage collection racing its owner's write can lose one failure fact; workers' clocks are
 assumed to agree to well under ``open_seconds``. If the Variables themselves cannot be read or written, the
 breaker fails open (lets requests through, logs a warning): the hook's own retries still bound the load.
 """
@@ -42,8 +53,10 @@ import random
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
+from functools import cache
 from typing import Any
 
 from genesys_dialer import metrics
@@ -54,6 +67,7 @@ log = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 KEY_PREFIX = "genesys_breaker__"
+HISTORY_SIZE = 20  # earlier openings kept in P
 
 
 @dataclass(frozen=True)
@@ -93,6 +107,7 @@ class Permit:
 
     probe_slot: int | None = None
     gen: float | None = None
+    fails: int = 0  # probe failures of this generation already on the slot
 
 
 @dataclass(frozen=True)
@@ -119,9 +134,11 @@ class CircuitBreaker:
         self._store = store
         self._clock = clock
         self._sleep = sleep
-        self.writer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.writer = f"{_this_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._streak = 0
+        self._failure_times: deque[float] = deque(maxlen=self.settings.failure_threshold)
         self._last_failure_at = 0.0
+        self._last_ok_at: float | None = None  # this writer's last success after a failure (ends others' runs)
         self._seen_closed: Snapshot | None = None  # a close is final for its generation: read it once
         self.key = f"{KEY_PREFIX}{name}"
 
@@ -201,23 +218,30 @@ class CircuitBreaker:
             log.warning("Circuit breaker %s: could not record a failure (%s)", self.name, type(err).__name__)
 
     def release(self, permit: Permit) -> None:
-        """Neither success nor failure (401/403 during a probe): free the probe slot for another request."""
+        """Neither success nor failure (401/403 during a probe, an answer lost on a request that may have been
+        applied): free the probe slot for another request."""
         if permit.probe_slot is None:
             return
         try:
             self.store.set(self._probe_key(permit.probe_slot),
-                           {"gen": permit.gen, "holder": self.writer, "expires_at": 0.0, "ok": False})
+                           {"gen": permit.gen, "holder": self.writer, "expires_at": 0.0, "ok": False,
+                            "fails": permit.fails})
         except Exception as err:
             log.warning("Circuit breaker %s: could not release a probe (%s)", self.name, type(err).__name__)
 
     # -- internals -----------------------------------------------------------------------------------
     def _record_success(self, permit: Permit) -> None:
         if self._streak:
+            # This writer's streak is over, and so is every other writer's that began before now.
             self._streak = 0
-            self.store.delete(self._fail_key(self.writer))
+            self._failure_times.clear()
+            self._last_ok_at = self._clock()
+            self.store.set(self._fail_key(self.writer),
+                           {"streak": 0, "times": [], "at": self._last_failure_at, "ok_at": self._last_ok_at})
         if permit.probe_slot is None:
             return
-        lease = {"gen": permit.gen, "holder": self.writer, "expires_at": self._clock(), "ok": True}
+        lease = {"gen": permit.gen, "holder": self.writer, "expires_at": self._clock(), "ok": True,
+                 "fails": permit.fails}
         self.store.set(self._probe_key(permit.probe_slot), lease)
         probes = [self.store.get(self._probe_key(i)) or {} for i in range(self.settings.half_open_max)]
         if not all(p.get("ok") and _number(p.get("gen")) == permit.gen for p in probes):
@@ -234,15 +258,17 @@ class CircuitBreaker:
     def _record_failure(self, permit: Permit, reason: str) -> None:
         now = self._clock()
         if permit.probe_slot is not None:
-            snap = self.snapshot()
-            if snap.state == HALF_OPEN and snap.opened_at == permit.gen:
-                self._open(now, f"half-open probe failed: {reason}", from_state=HALF_OPEN)
+            self._probe_failed(permit, reason, now)
             return
         if now - self._last_failure_at > self.settings.open_seconds:
             self._streak = 0  # this writer's earlier failures are out of the window: a new run starts
+        if not self._streak:
+            self._failure_times.clear()
         self._streak += 1
+        self._failure_times.append(now)
         self._last_failure_at = now
-        self.store.set(self._fail_key(self.writer), {"streak": self._streak, "at": now})
+        self.store.set(self._fail_key(self.writer), {"streak": self._streak, "times": list(self._failure_times),
+                                                     "at": now, "ok_at": self._last_ok_at})
         snap = self.snapshot()
         if snap.state != CLOSED:
             return  # a request that was in flight when the breaker opened
@@ -250,32 +276,92 @@ class CircuitBreaker:
         if total < self.settings.failure_threshold:
             total = self._recent_failures(now, since=snap.closed_at or 0.0)
         if total >= self.settings.failure_threshold:
-            self._open(now, f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED)
+            self._open(now, f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED,
+                       seen=snap.opened_at)
+
+    def _probe_failed(self, permit: Permit, reason: str, now: float) -> None:
+        """Re-open if Genesys still looks down; else free the slot and keep the other probes' successes."""
+        snap = self.snapshot()
+        if snap.state != HALF_OPEN or snap.opened_at != permit.gen:
+            return  # re-opened or closed by another writer meanwhile
+        leases = [self.store.get(self._probe_key(i)) or {} for i in range(self.settings.half_open_max)]
+        current = [lease for lease in leases if _number(lease.get("gen")) == permit.gen]
+        succeeded = sum(1 for lease in current if lease.get("ok"))
+        fails = permit.fails + 1
+        failed = fails + sum(int(_number(lease.get("fails")) or 0) for slot, lease in enumerate(leases)
+                             if slot != permit.probe_slot and _number(lease.get("gen")) == permit.gen)
+        if not succeeded or failed >= self.settings.failure_threshold:
+            self._open(now, f"half-open probe failed: {reason}"
+                       + (f" ({failed} probe failures)" if succeeded else ""), from_state=HALF_OPEN, seen=permit.gen)
+            return
+        log.warning("Circuit breaker %s: a half-open probe failed (%s); %d probe(s) already succeeded, so the slot "
+                    "goes to another probe (%d probe failures of %d before re-opening)", self.name, reason,
+                    succeeded, failed, self.settings.failure_threshold)
+        self.store.set(self._probe_key(permit.probe_slot),  # type: ignore[arg-type]
+                       {"gen": permit.gen, "holder": self.writer, "expires_at": 0.0, "ok": False, "fails": fails})
 
     def _recent_failures(self, now: float, *, since: float) -> int:
-        """Sum of the writers' streaks within the window and after the last close; collects stale keys."""
-        total = 0
+        """Sum of the writers' streaks within the window, after the last close and after the latest success
+        any writer recorded; collects stale keys."""
+        facts = []
         for key in self.store.keys(f"{self.key}__fail__"):
             fact = self.store.get(key) or {}
-            at = _number(fact.get("at")) or 0.0
-            if now - at > self.settings.stale_fail_seconds and key != self._fail_key(self.writer):
+            seen = max(_number(fact.get("at")) or 0.0, _number(fact.get("ok_at")) or 0.0)
+            if now - seen > self.settings.stale_fail_seconds and key != self._fail_key(self.writer):
                 self.store.delete(key)  # a writer that failed and then died or gave up
                 continue
-            if now - at <= self.settings.open_seconds and at > since:
-                total += int(_number(fact.get("streak")) or 0)
+            facts.append(fact)
+        latest_ok = max((_number(f.get("ok_at")) or 0.0 for f in facts), default=0.0)
+        after = max(since, latest_ok, now - self.settings.open_seconds)
+        total = 0
+        for fact in facts:
+            times = fact.get("times")
+            if isinstance(times, list):
+                total += sum(1 for t in times if (_number(t) or 0.0) > after)
         return total
 
-    def _open(self, now: float, reason: str, *, from_state: str) -> None:
-        self.store.set(self.key, {"opened_at": now, "reason": reason, "by": self.writer})
+    def _open(self, now: float, reason: str, *, from_state: str, seen: float | None) -> None:
+        """Open a new generation, unless another writer opened one since this writer saw generation ``seen``."""
+        # The earlier openings (bounded), for post-mortems and the tests' "nothing sent while open" check.
+        previous = self.store.get(self.key) or {}
+        latest = _number(previous.get("opened_at"))
+        if latest is not None and latest != seen and (seen is None or latest > seen):
+            self._end_streak()
+            return  # already (re-)opened by another writer: one outage, one generation
+        history = [t for t in previous.get("history") or [] if _number(t) is not None][-(HISTORY_SIZE - 1):]
+        if _number(previous.get("opened_at")) is not None:
+            history.append(previous["opened_at"])
+        self.store.set(self.key, {"opened_at": now, "reason": reason, "by": self.writer,
+                                  "history": history[-HISTORY_SIZE:]})
+        self._end_streak()
+        self._transition(from_state, OPEN, f"{reason}; open for {self.settings.open_seconds:g} s")
+
+    def _end_streak(self) -> None:
+        """The breaker opened on this writer's failures (among others'): they are spent."""
         if self._streak:
             self._streak = 0
+            self._failure_times.clear()
             self.store.delete(self._fail_key(self.writer))
-        self._transition(from_state, OPEN, f"{reason}; open for {self.settings.open_seconds:g} s")
 
     def _transition(self, from_state: str, to_state: str, reason: str) -> None:
         log.warning("Circuit breaker %s: %s -> %s (%s)", self.name, from_state, to_state, reason)
         metrics.breaker_transition(self.name, from_state, to_state)
         metrics.breaker_state(self.name, to_state)
+
+    def _slot_free(self, lease: dict[str, Any], gen: float, now: float) -> bool:
+        """A slot of generation ``gen`` is free unless it succeeded or a live holder's lease runs."""
+        if _number(lease.get("gen")) != gen:
+            return True
+        if lease.get("ok"):
+            return False
+        if (_number(lease.get("expires_at")) or 0.0) <= now:
+            return True
+        holder = lease.get("holder")
+        if isinstance(holder, str) and holder != self.writer and _holder_is_dead(holder):
+            log.warning("Circuit breaker %s: the holder of a probe lease (%s) is gone; taking its slot",
+                        self.name, holder)
+            return True
+        return False
 
     def _take_probe_slot(self, gen: float) -> Permit | None:
         """A probe permit of generation ``gen``; a plain one if its probes all succeeded; None if all taken."""
@@ -287,27 +373,30 @@ class CircuitBreaker:
             return Permit()
         if not any(current):
             self._transition(OPEN, HALF_OPEN, f"open for {self.settings.open_seconds:g} s; probing")
-        free = [
-            slot for slot, lease in enumerate(leases)
-            if not current[slot] or (not lease.get("ok") and (_number(lease.get("expires_at")) or 0.0) <= now)
-        ]
+        free = [slot for slot, lease in enumerate(leases) if self._slot_free(lease, gen, now)]
         random.shuffle(free)  # contending writers rarely pick the same slot
         for index, slot in enumerate(free):
             key = self._probe_key(slot)
+            lease = leases[slot]
             if index:  # the list is stale after a lost race: re-read before taking another slot
                 lease = self.store.get(key) or {}
-                taken = lease.get("ok") or (_number(lease.get("expires_at")) or 0.0) > self._clock()
-                if _number(lease.get("gen")) == gen and taken:
+                if not self._slot_free(lease, gen, self._clock()):
                     continue
+            # The slot's probe failures of this generation go with it to its next holder.
+            fails = int(_number(lease.get("fails")) or 0) if _number(lease.get("gen")) == gen else 0
             self.store.set(key, {"gen": gen, "holder": self.writer,
-                                 "expires_at": now + self.settings.probe_lease_seconds, "ok": False})
+                                 "expires_at": now + self.settings.probe_lease_seconds, "ok": False, "fails": fails})
             if self.settings.probe_settle_seconds:
                 self._sleep(self.settings.probe_settle_seconds)  # let a racing writer's set land first
             confirmed = self.store.get(key) or {}
             if confirmed.get("holder") == self.writer and _number(confirmed.get("gen")) == gen:
+                if self.settings.probe_settle_seconds and self.snapshot().opened_at != gen:
+                    # Another probe failed and re-opened the breaker while this one settled: do not send.
+                    self.release(Permit(probe_slot=slot, gen=gen, fails=fails))
+                    return None
                 log.info("Circuit breaker %s half-open: sending probe request %d of %d",
                          self.name, slot + 1, self.settings.half_open_max)
-                return Permit(probe_slot=slot, gen=gen)
+                return Permit(probe_slot=slot, gen=gen, fails=fails)
         return None
 
     @property
@@ -319,6 +408,36 @@ class CircuitBreaker:
 
     def _fail_key(self, writer: str) -> str:
         return f"{self.key}__fail__{writer}"
+
+
+@cache
+def _this_host() -> str:
+    return socket.gethostname()
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True only when ``holder`` (``<host>-<pid>-<nonce>``) ran on this host and its process is gone or a zombie.
+
+    A holder on another host, or whose pid now belongs to another live process, counts as alive: its lease
+    expires on its own.
+    """
+    import psutil
+
+    parts = holder.rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != _this_host():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False  # another breaker object of this very process: alive
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def _number(value: Any) -> float | None:

@@ -75,6 +75,18 @@ class GenesysCircuitOpenError(GenesysTransientError):
     error_type = "circuit_open"  # type: ignore[assignment]
 
 
+class GenesysOutcomeUnknownError(GenesysTransientError):
+    """A request that must not be repeated blindly got no answer (timeout, dropped connection, broken body):
+    Genesys may or may not have applied it. The hook does not retry it; the caller finds out (for contacts: by
+    reading the list back) before sending any of it again."""
+
+    error_type = "outcome_unknown"  # type: ignore[assignment]
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = reason  # "timeout" or "connection"
+
+
 class GenesysAuthError(GenesysApiError):
     """401 after a token refresh, or 403: the OAuth client's credentials or permissions are wrong."""
 

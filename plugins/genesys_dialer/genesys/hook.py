@@ -1,17 +1,20 @@
 """GenesysHook: OAuth client credentials, retries and the shared circuit breaker for Genesys Cloud.
 
-Why not ``HttpHook``: Genesys serves the token from ``login.<region>`` and the API from ``api.<region>``,
-``HttpHook`` sends unknown connection extras as HTTP headers, looks the connection up and builds a new
-session on every call, and its tenacity retry cannot honour ``Retry-After``. This hook keeps HttpHook's
-conventions (``conn_name_attr``, ``get_conn`` returning a ``requests.Session``, ``test_connection``) and
-adds what Genesys needs.
+Why not ``HttpHook`` (decided for issue 14, recorded here): HttpHook puts the connection's login and password on
+every request as Basic auth, but Genesys wants them only on ``POST login.<region>/oauth/token`` and a Bearer
+token on ``api.<region>``; it sends unknown connection extras as HTTP headers (this connection's extras are
+tuning, and must never leave the process); it looks the connection up and builds a new session on every call;
+and its tenacity retry neither honours ``Retry-After`` nor knows that a contacts POST whose answer was lost must
+not be repeated. Building on it would mean overriding ``get_conn``, ``run`` and the retry, keeping nothing but
+the connection lookup: no code removed. This hook keeps HttpHook's conventions (``conn_name_attr``,
+``get_conn`` returning a ``requests.Session``, ``test_connection``) and adds what Genesys needs.
 
 Connection (type ``genesys_cloud``): ``host`` is a region (``mypurecloud.ie``) or a base URL
 (``http://127.0.0.1:8765``, for the emulator: token and API on one port); ``login`` is the OAuth client
 id, ``password`` the client secret. Nothing secret lives in ``extra``; it holds optional tuning, never sent
-anywhere: ``timeout`` (seconds, or ``[connect, read]``), ``max_attempts``, ``max_breaker_wait``, and the
-breaker's ``breaker_failure_threshold``, ``breaker_open_seconds``, ``breaker_half_open_max``,
-``breaker_probe_lease_seconds``. Constructor arguments win over extras.
+anywhere: ``timeout`` (seconds, or ``[connect, read]``), ``max_attempts``, ``max_breaker_wait``,
+``outcome_settle_seconds``, and the breaker's ``breaker_failure_threshold``, ``breaker_open_seconds``,
+``breaker_half_open_max``, ``breaker_probe_lease_seconds``. Constructor arguments win over extras.
 
 What a call does (docs/resilience.md has the why and the measured behaviour):
 
@@ -19,11 +22,19 @@ What a call does (docs/resilience.md has the why and the measured behaviour):
   ``max_attempts`` times with capped exponential backoff and jitter; a 429 (or a 503 that has one) waits
   its ``Retry-After``; a ``Retry-After`` longer than ``max_retry_after`` ends the call with a
   GenesysTransientError carrying it, so the task retry waits instead of holding a worker slot;
+* except when the request must not be repeated blindly (a contacts POST re-queues its contacts for dialing):
+  then a timeout, a dropped connection or a broken body after the request may have been sent ends the call
+  with GenesysOutcomeUnknownError, and the caller reads the list back before sending anything again. A
+  connection that could not be opened sent nothing and is retried as usual;
 * non-transient answers (400, 403, 404, 409, 413, 500...) raise a classified error at once;
 * a 401 refreshes the token once (re-using a token another worker already refreshed) and repeats the call
   under the same breaker permit; a second 401 raises GenesysAuthError;
 * every attempt first asks the shared circuit breaker; while it is open nothing is sent and the call ends
-  with GenesysCircuitOpenError (or waits, up to ``max_breaker_wait``, for a half-open probe slot).
+  with GenesysCircuitOpenError (or waits, up to ``max_breaker_wait``, for a half-open probe slot). A request
+  without an answer whose outcome is unknown is no evidence of an outage until the caller finds it was lost
+  (:meth:`GenesysHook.record_lost_request`);
+* every attempt (token requests included) is reported to ``on_request``, which the tasks use to write the
+  run's request log in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ from urllib.parse import quote
 
 import requests
 from airflow.sdk import BaseHook
+from urllib3.exceptions import NewConnectionError
 
 from genesys_dialer import metrics
 from genesys_dialer.exceptions import ConfigError
@@ -60,6 +72,7 @@ from genesys_dialer.genesys.errors import (
     GenesysApiError,
     GenesysCircuitOpenError,
     GenesysClientError,
+    GenesysOutcomeUnknownError,
     GenesysResponseError,
     GenesysServerError,
     GenesysTransientError,
@@ -83,6 +96,32 @@ _UNSENDABLE = (
     requests.exceptions.URLRequired,
     requests.exceptions.InvalidJSONError,
 )
+
+
+# The SDK declares no cap on the ids of one POST .../contacts/bulk; the emulator enforces 1000, as for a
+# contacts POST. A read-back never asks for more ids than one contacts POST carried.
+BULK_IDS_PER_REQUEST = 1000
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One attempt of one call, as the run's request log stores it (no ids, bodies or tokens)."""
+
+    endpoint: str
+    method: str
+    status: int | None  # None: no HTTP answer
+    failure: str | None  # "timeout" / "connection" when there was no answer
+    attempt: int  # 1: the call's first attempt; more: a retry inside the hook
+    items: int  # contacts (or ids) in the request body
+    elapsed_seconds: float
+
+
+def _not_sent(err: requests.RequestException) -> bool:
+    """True when the request certainly never reached Genesys (no connection, or the TLS handshake failed)."""
+    if isinstance(err, (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    cause = err.args[0] if err.args else None
+    return isinstance(cause, NewConnectionError) or isinstance(getattr(cause, "reason", None), NewConnectionError)
 
 
 @dataclass
@@ -151,6 +190,7 @@ class GenesysHook(BaseHook):
         breaker_settings: BreakerSettings | None = None,
         state_store: StateStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        on_request: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         super().__init__()
         self.genesys_conn_id = genesys_conn_id
@@ -165,6 +205,7 @@ class GenesysHook(BaseHook):
         self.stats = RequestStats()
         self._sleep = sleep
         self._session: requests.Session | None = None
+        self.on_request = on_request
 
     # -- Airflow connection plumbing ---------------------------------------------------------------
     @classmethod
@@ -237,6 +278,16 @@ class GenesysHook(BaseHook):
         :raises ConfigError: the extra is not a finite number of at least 0.
         """
         return self._setting(self._max_breaker_wait_arg, "max_breaker_wait", 10.0, minimum=0, cast=float)
+
+    @cached_property
+    def outcome_settle_seconds(self) -> float:
+        """How long after it was sent a request without an answer may still be applied by Genesys.
+
+        Genesys documents no server-side deadline; the default, twice the client's connect + read timeout,
+        assumes none outlives that. A contact whose request had no answer is sent again only if a read-back
+        after this long does not find it (docs/resilience.md).
+        """
+        return self._setting(None, "outcome_settle_seconds", 2 * sum(self.timeout), minimum=0, cast=float)
 
     def _setting(self, arg: float | None, key: str, default: float, *, minimum: float,
                  cast: type[int] | type[float]) -> float:
@@ -377,7 +428,8 @@ class GenesysHook(BaseHook):
                 timeout=self.timeout,
             )
         except requests.RequestException as err:
-            self._count_request("token", "POST", None, started)
+            failure = "timeout" if isinstance(err, requests.Timeout) else "connection"
+            self._count_request("token", "POST", None, started, failure=failure)
             raise GenesysTransientError(
                 f"OAuth token request failed: {type(err).__name__}", method="POST", endpoint=TOKEN_ENDPOINT
             ) from None
@@ -396,6 +448,7 @@ class GenesysHook(BaseHook):
         endpoint: str,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        repeatable: bool = True,
     ) -> Any:
         """Send one API call with retries, token refresh and the breaker; return the parsed JSON body.
 
@@ -408,7 +461,11 @@ class GenesysHook(BaseHook):
         :param endpoint: a short, fixed key for logs and metrics (never an id or a URL with ids in it).
         :param params: query parameters.
         :param json: the JSON body.
+        :param repeatable: False for a request that must not be repeated blindly: one that may have been sent
+            but got no answer ends with GenesysOutcomeUnknownError instead of a retry (answered errors such as
+            429 or 503 are still retried: Genesys said it did not apply them).
         :return: the parsed JSON body, or None for 204 / an empty body.
+        :raises GenesysOutcomeUnknownError: ``repeatable=False`` and the request may have been applied.
         :raises GenesysCircuitOpenError: the breaker is open (nothing was sent); retry after it half-opens.
         :raises GenesysTransientError: still failing after ``max_attempts``, or a ``Retry-After`` longer than
             ``max_retry_after`` (carried in ``retry_after``).
@@ -419,6 +476,7 @@ class GenesysHook(BaseHook):
         :raises GenesysResponseError: a success status whose body is not JSON.
         """
         url = f"{self.api_base}{path}"
+        items = len(json) if isinstance(json, list) else 0
         refreshed_after_401 = False
         attempt = 0
         permit: Permit | None = None  # held until its outcome is recorded; None once it is
@@ -443,8 +501,17 @@ class GenesysHook(BaseHook):
                         f"could not build the request: {type(err).__name__}", method=method, endpoint=path
                     ) from None
                 except requests.RequestException as err:  # dropped, timed out, or a garbled/truncated body
-                    self._count_request(endpoint, method, None, started)
                     reason = "timeout" if isinstance(err, requests.Timeout) else "connection"
+                    self._count_request(endpoint, method, None, started, failure=reason, attempt=attempt,
+                                        items=items)
+                    if not repeatable and not _not_sent(err):
+                        # Genesys may have applied it: no evidence of an outage (yet), and not to be repeated.
+                        self.breaker.release(permit)
+                        permit = None
+                        raise GenesysOutcomeUnknownError(
+                            f"no answer to a request that may have been applied ({type(err).__name__}); not "
+                            "repeated blindly", reason=reason, method=method, endpoint=path,
+                        ) from None
                     self.breaker.record_failure(permit, reason)
                     permit = None
                     error = GenesysTransientError(
@@ -452,7 +519,7 @@ class GenesysHook(BaseHook):
                     )
                     self._retry_or_raise(error, attempt, method, endpoint, reason, None)
                     continue
-                self._count_request(endpoint, method, response.status_code, started)
+                self._count_request(endpoint, method, response.status_code, started, attempt=attempt, items=items)
                 status = response.status_code
                 if status < 400:
                     try:
@@ -491,9 +558,20 @@ class GenesysHook(BaseHook):
                 self.breaker.release(permit)
             raise
 
-    def _count_request(self, endpoint: str, method: str, status: int | None, started: float) -> None:
-        metrics.api_request(endpoint, method, status, time.monotonic() - started)
+    def _count_request(self, endpoint: str, method: str, status: int | None, started: float, *,
+                       failure: str | None = None, attempt: int = 1, items: int = 0) -> None:
+        elapsed = time.monotonic() - started
+        metrics.api_request(endpoint, method, status, elapsed)
         self.stats.requests += 1
+        if self.on_request is not None:
+            try:
+                self.on_request(RequestRecord(endpoint, method, status, failure, attempt, items, elapsed))
+            except Exception as err:  # the request log is for the report; never fail a call on it
+                log.warning("Could not record a request in the request log (%s)", type(err).__name__)
+
+    def record_lost_request(self, reason: str) -> None:
+        """A request without an answer turned out not to have been applied: now it counts as a failure."""
+        self.breaker.record_failure(Permit(), f"lost request ({reason})")
 
     def _acquire_permit(self) -> Permit:
         """The breaker's leave to send; waits (bounded by max_breaker_wait) for a half-open probe slot."""
@@ -607,8 +685,10 @@ class GenesysHook(BaseHook):
     ) -> list[dict[str, Any]]:
         """Upsert contacts: ``POST /api/v2/outbound/contactlists/{contact_list_id}/contacts``.
 
-        Each contact carries its own stable ``id``, so a retried POST updates instead of duplicating. At most
-        1000 contacts per call (Genesys' limit).
+        Each contact carries its own stable ``id``, so a re-sent POST updates instead of duplicating. At most
+        1000 contacts per call (Genesys' limit). Never repeated blindly: with ``do_not_queue=False`` every applied
+        POST queues its contacts for dialing again, so a POST without an answer raises
+        GenesysOutcomeUnknownError and the caller reads the list back (:meth:`present_contact_ids`).
 
         :param contacts: the SDK's ``WritableDialerContact`` objects (``id``, ``contactListId``, ``data``).
         :param priority: ``priority`` query flag: put them at the front of the dialing queue.
@@ -616,6 +696,7 @@ class GenesysHook(BaseHook):
         :param do_not_queue: ``doNotQueue``: store without queueing for dialing.
         :return: the stored contacts as Genesys returns them.
         :raises ValueError: a contact has no ``id`` (nothing is sent).
+        :raises GenesysOutcomeUnknownError: no answer; Genesys may or may not hold the contacts.
         :raises GenesysClientError: 400 (a bad column or value) or 413 (too many or too large); others as
             :meth:`request`.
         :raises GenesysResponseError: the answer is not the array of stored contacts.
@@ -633,6 +714,7 @@ class GenesysHook(BaseHook):
             },
             json=contacts,
             endpoint="contacts_add",
+            repeatable=False,
         )
         if not isinstance(result, list):
             raise GenesysResponseError("expected the array of stored contacts", endpoint="contacts_add")
@@ -657,17 +739,33 @@ class GenesysHook(BaseHook):
             )
         return seen[-1] if seen else None
 
-    def get_contacts(self, contact_list_id: str, contact_ids: list[str]) -> list[dict[str, Any]]:
-        """The contacts of a list with these ids that exist (``POST .../contacts/bulk``), in request order."""
-        result = self.request(
-            "POST",
-            f"{OUTBOUND}/contactlists/{quote(contact_list_id)}/contacts/bulk",
-            json=list(contact_ids),
-            endpoint="contacts_bulk_get",
-        )
-        if not isinstance(result, list):
-            raise GenesysResponseError("expected the array of contacts", endpoint="contacts_bulk_get")
-        return [c for c in result if isinstance(c, dict)]
+    def get_contacts(self, contact_list_id: str, contact_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The contacts of a list with these ids that exist: ``POST .../contacts/bulk``, a read (retried like any).
+
+        :param contact_ids: Genesys contact ids; asked ``BULK_IDS_PER_REQUEST`` at a time.
+        :return: the contacts found (ids Genesys does not hold are left out).
+        :raises GenesysResponseError: an answer that is not an array of contacts; others as :meth:`request`.
+        """
+        wanted = list(dict.fromkeys(contact_ids))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), BULK_IDS_PER_REQUEST):
+            chunk = wanted[start:start + BULK_IDS_PER_REQUEST]
+            body = self.request(
+                "POST",
+                f"{OUTBOUND}/contactlists/{quote(contact_list_id)}/contacts/bulk",
+                json=chunk,
+                endpoint="contacts_bulk_get",
+            )
+            if not isinstance(body, list):
+                raise GenesysResponseError("expected the array of contacts found", method="POST",
+                                           endpoint="contacts_bulk_get")
+            asked = set(chunk)
+            found += [c for c in body if isinstance(c, dict) and c.get("id") in asked]
+        return found
+
+    def present_contact_ids(self, contact_list_id: str, contact_ids: Iterable[str]) -> set[str]:
+        """Which of ``contact_ids`` the list holds: the read-back that settles a request without an answer."""
+        return {c["id"] for c in self.get_contacts(contact_list_id, contact_ids)}
 
     def add_dnc_numbers(self, dnc_list_id: str, phone_numbers: list[str]) -> str | None:
         """Add numbers to an internal DNC list (``PATCH /dnclists/{id}/phonenumbers``, action ``Add``).

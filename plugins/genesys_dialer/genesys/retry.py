@@ -49,6 +49,12 @@ RETRY_POLICY: ExceptionRetryPolicy = GenesysRetryPolicy(
             reason="circuit breaker open: nothing was sent; the segment is retried once it half-opens",
         ),
         RetryRule(
+            exception=f"{_EXC}GenesysOutcomeUnknownError",
+            action=RetryAction.RETRY,
+            reason="Genesys did not answer a request that may have been applied: the retry reads the contact list "
+            "back before sending any of its contacts again",
+        ),
+        RetryRule(
             exception=f"{_EXC}GenesysTransientError",
             action=RetryAction.RETRY,
             reason="Genesys throttled or was unavailable after the hook's own retries",

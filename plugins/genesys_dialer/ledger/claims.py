@@ -5,6 +5,12 @@ campaign once (primary key), a contact held back is recorded with its reason, a 
 undelivered claim, and memory never grows with the batch: segments are read page by page in keyset order.
 Who may be sent is decided in SQL by one expression shared with the send-time check and the withdrawal
 (genesys_dialer.compliance.eligibility).
+
+Claims hold by construction, not by the campaign's advisory lock (kept as an optimisation): a fresh claim never
+overwrites another run's row, adoption of an expired claim is a separate, explicit statement that locks and
+re-checks each row, and every claim, adoption and segment try takes a new *fence* that every later mark must
+present. Whoever lost a row (adopted by another run, superseded by a newer try) can no longer mark or send it.
+Before a request is sent its contacts are marked *in doubt* (``sending_at``); see docs/resilience.md.
 """
 
 from __future__ import annotations
@@ -88,19 +94,30 @@ def segment_label(prefix: str, index: int) -> str:
     return f"{prefix}-s{index:03d}"
 
 
-def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResult:
+def next_fence(conn: Any) -> int:
+    """A new fencing token (not committed on its own: sequences are not transactional)."""
+    with conn.cursor() as cur:
+        cur.execute(load_sql("next_fence"))
+        return int(cur.fetchone()[0])
+
+
+def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool, lock: bool = True) -> ClaimResult:
     """Claim (or, for a re-run, find) the run's batch; in a dry run, compute it and roll it back.
 
-    The batch is at most ``batch_size`` candidates; each is claimed into a segment or recorded as skipped
-    with the reason it is held back. Numbers must be normalized (compliance.phones.refresh_phones) first:
-    candidates whose row changed since are normalized here, in the claim's transaction.
+    The batch is at most ``batch_size`` contacts: first the expired claims of other runs it adopts, then
+    candidates each claimed into a segment or recorded as skipped with the reason it is held back. Numbers must
+    be normalized (compliance.phones.refresh_phones) first: candidates whose row changed since are normalized
+    here, in the claim's transaction. ``lock=False`` skips the campaign's advisory lock: claims stay correct
+    without it (tests prove it with concurrent claimants); the lock only keeps concurrent runs' batches full
+    and contiguous.
     """
     rules = request.rules()
     params = request.params()
     claimed_now = adopted = retried = 0
     held_back: Counter[str] = Counter()
     with conn.cursor() as cur:
-        cur.execute(load_sql("lock_campaign"), params)
+        if lock:
+            cur.execute(load_sql("lock_campaign"), params)
         cur.execute(load_sql("run_segments"), params)
         rows = cur.fetchall()
         reused = bool(rows)
@@ -108,6 +125,10 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResu
             cur.execute(load_sql("no_jit"))
             cur.execute(load_sql("status_values"))
             params["scan_statuses"] = rules.scan_statuses([value for (value,) in cur.fetchall()])
+            params["fence"] = next_fence(conn)
+            cur.execute(load_sql("adopt_claims"), params)
+            adopted = len(cur.fetchall())
+            params.update(offset=adopted, limit=max(request.batch_size - adopted, 0))
             cur.execute(load_sql("claim_candidates"), params)
             cur.execute(load_sql("analyze_claim_candidates"))
             normalize_stale(conn, rules.region, load_sql("claim_stale_phones"), params)
@@ -115,8 +136,6 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool) -> ClaimResu
             for source, status, reason, count in cur.fetchall():
                 if status == "skipped":
                     held_back[reason] += count
-                elif source == 0:
-                    adopted += count
                 elif source == 1:
                     retried += count
                 else:
@@ -151,12 +170,42 @@ class PendingContact:
     claimed_e164: str | None = None  # the number the ledger recorded at the claim
 
 
+def take_segment(conn: Any, *, campaign_id: str, run_id: str, segment_index: int) -> tuple[int, int]:
+    """Take a segment's undelivered rows for this try: (its new fence, how many rows it now owns)."""
+    fence = next_fence(conn)
+    count = run_sql(conn, "take_segment", {"campaign_id": campaign_id, "run_id": run_id,
+                                            "segment_index": segment_index, "fence": fence})
+    return fence, count
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    """A contact whose last request's outcome is unknown; ``settles_in``: seconds until it cannot apply any more."""
+
+    contact_id: int
+    genesys_contact_id: str
+    settles_in: float
+
+
+def in_doubt(conn: Any, *, campaign_id: str, run_id: str, segment_index: int, fence: int,
+             settle_seconds: float) -> list[InDoubt]:
+    """The segment try's contacts in doubt (bounded by the segment's size)."""
+    with conn.cursor() as cur:
+        cur.execute(load_sql("segment_in_doubt"), {
+            "campaign_id": campaign_id, "run_id": run_id, "segment_index": segment_index, "fence": fence,
+            "settle_seconds": settle_seconds,
+        })
+        rows = [InDoubt(int(r[0]), str(r[1]), float(r[2])) for r in cur.fetchall()]
+    conn.commit()
+    return rows
+
+
 def iter_segment_pages(
-    conn: Any, *, campaign_id: str, run_id: str, segment_index: int, page_size: int,
+    conn: Any, *, campaign_id: str, run_id: str, segment_index: int, fence: int, page_size: int,
     eligibility: Eligibility | None = None,
 ) -> Iterator[list[PendingContact]]:
-    """The segment's undelivered contacts, one keyset page at a time (memory bounded by page_size), each
-    checked again for eligibility right before it is sent.
+    """The segment's undelivered contacts that this try owns and that are not in doubt, one keyset page at a
+    time (memory bounded by page_size), each checked again for eligibility right before it is sent.
 
     Each page is a fresh query, so the caller may update and commit between pages. Contacts whose row changed
     since their number was normalized are normalized first.
@@ -169,6 +218,7 @@ def iter_segment_pages(
             **rules.params(),
             "run_id": run_id,
             "segment_index": segment_index,
+            "fence": fence,
             "after_contact_id": after,
             "page_size": page_size,
         }
@@ -188,20 +238,32 @@ def iter_segment_pages(
         after = page[-1].contact_id
 
 
-def mark(conn: Any, sql_name: str, *, campaign_id: str, run_id: str, contact_ids: list[int], **extra: Any) -> int:
-    """Update ledger rows (mark_dispatched / mark_skipped / mark_failed) and commit."""
+def mark(conn: Any, sql_name: str, *, campaign_id: str, fence: int, contact_ids: list[int], **extra: Any) -> int:
+    """Update the rows this try owns (mark_dispatched / mark_skipped / mark_failed / mark_in_doubt /
+    clear_doubt), commit, and return how many it still owned."""
     if not contact_ids:
         return 0
-    return run_sql(conn, sql_name, {"campaign_id": campaign_id, "run_id": run_id, "contact_ids": contact_ids, **extra})
+    return run_sql(conn, sql_name, {"campaign_id": campaign_id, "fence": fence, "contact_ids": contact_ids, **extra})
 
 
-def record_numbers(conn: Any, *, campaign_id: str, run_id: str, page: list[PendingContact]) -> int:
+def mark_sending(conn: Any, *, campaign_id: str, fence: int, contact_ids: list[int]) -> set[int]:
+    """Mark contacts in doubt before their request is sent (committed); return those this try still owns."""
+    if not contact_ids:
+        return set()
+    with conn.cursor() as cur:
+        cur.execute(load_sql("mark_sending"), {"campaign_id": campaign_id, "fence": fence, "contact_ids": contact_ids})
+        owned = {int(r[0]) for r in cur.fetchall()}
+    conn.commit()
+    return owned
+
+
+def record_numbers(conn: Any, *, campaign_id: str, fence: int, page: list[PendingContact]) -> int:
     """Record in the ledger the number each contact of ``page`` is sent with, where it changed since the claim."""
     changed = [p for p in page if p.e164 and p.e164 != p.claimed_e164]
     if not changed:
         return 0
     return run_sql(conn, "record_numbers", {
-        "campaign_id": campaign_id, "run_id": run_id,
+        "campaign_id": campaign_id, "fence": fence,
         "contact_ids": [p.contact_id for p in changed], "numbers": [p.e164 for p in changed],
     })
 
@@ -226,15 +288,17 @@ def genesys_contact(
 
 
 def ledger_summary(conn: Any, *, campaign_id: str, run_id: str) -> dict[str, Any]:
-    """Counts of the run's ledger rows by status, and skips by reason."""
+    """Counts of the run's ledger rows by status, skips by reason, and contacts in doubt."""
     with conn.cursor() as cur:
         cur.execute(load_sql("run_ledger_summary"), {"campaign_id": campaign_id, "run_id": run_id})
         rows = cur.fetchall()
     conn.commit()
     by_status: Counter[str] = Counter()
     skip_reasons: Counter[str] = Counter()
-    for status, reason, count in rows:
+    in_doubt_count = 0
+    for status, reason, count, doubtful in rows:
         by_status[status] += count
+        in_doubt_count += doubtful
         if status == "skipped":
             skip_reasons[reason or "unknown"] += count
     return {
@@ -244,4 +308,5 @@ def ledger_summary(conn: Any, *, campaign_id: str, run_id: str) -> dict[str, Any
         "failed": by_status["failed"],
         "pending": by_status["claimed"] + by_status["failed"],
         "skip_reasons": dict(skip_reasons),
+        "in_doubt": in_doubt_count,
     }

@@ -1,0 +1,34 @@
+-- Adopt the undelivered claims of other runs whose lease has expired (a run that failed and was never
+-- cleared must not lose them): neither claimed nor heartbeated (by a segment task working them) within
+-- lease_minutes. The rows are locked, and the lease is checked again on the locked row version, so a claim
+-- whose owner renewed its heartbeat meanwhile is not taken, and two adopters never take one row (SKIP LOCKED
+-- leaves a row being adopted or marked to the other). The new fence means the previous owner can no longer
+-- mark or send these rows. Rows in doubt (sending_at set) stay in doubt: the adopting segment reads the
+-- contact list back before it sends any of them.
+WITH candidates AS (
+    SELECT l.contact_id
+    FROM dispatch_ledger l
+    JOIN contacts c ON c.id = l.contact_id
+    WHERE l.campaign_id = %(campaign_id)s
+      AND c.created_at < %(created_before)s
+      AND l.status IN ('claimed', 'failed')
+      AND l.run_id <> %(run_id)s
+      AND greatest(l.claimed_at, l.heartbeat_at) < now() - %(lease_minutes)s * interval '1 minute'
+    ORDER BY l.contact_id
+    LIMIT %(batch_size)s
+    FOR UPDATE OF l SKIP LOCKED
+),
+positioned AS (
+    SELECT contact_id, row_number() OVER (ORDER BY contact_id) - 1 AS position FROM candidates
+)
+UPDATE dispatch_ledger l
+SET run_id = %(run_id)s,
+    campaign_key = %(campaign_key)s,
+    segment_index = (p.position / %(segment_size)s)::int,
+    fence = %(fence)s,
+    claimed_at = now(),
+    heartbeat_at = NULL,
+    updated_at = now()
+FROM positioned p
+WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = p.contact_id
+RETURNING l.contact_id;
