@@ -87,6 +87,8 @@ def test_required_services_and_dependencies(services: dict[str, Any]) -> None:
     emulator = services["genesys-emulator"]
     assert emulator["command"] == ["python", "-m", "genesys_emulator", "--host", "0.0.0.0", "--port", "8765"]
     assert "ports" not in emulator, "the emulator (and its admin API) is reachable only inside the compose network"
+    assert env_of(emulator)["GENESYS_EMULATOR_ADMIN_TOKEN"] == env_example()["GENESYS_EMULATOR_ADMIN_TOKEN"], (
+        "inside the network too, the admin API asks for a token")
     source = emulator["volumes"][0].split(":")[0]
     assert (REPO / source / "__main__.py").exists(), f"the emulator service mounts missing {source}"
 
@@ -201,7 +203,7 @@ def test_env_example_covers_every_variable() -> None:
 def test_env_example_has_no_real_secrets_and_valid_connections() -> None:
     env = env_example()
     for key, value in env.items():
-        if re.search(r"PASSWORD|SECRET|FERNET", key):
+        if re.search(r"PASSWORD|SECRET|FERNET|TOKEN", key):
             assert value == "change-me", f"{key} must be a placeholder in .env.example"
     genesys = json.loads(env["AIRFLOW_CONN_GENESYS_DEFAULT"])
     assert genesys["conn_type"] == "genesys_cloud"
