@@ -39,6 +39,7 @@ from pipeline_helpers import (
 )
 from support import (
     BREAKER_KEY,
+    CONTACT_LIST_ID,
     CONTACTS_ROUTE,
     EMULATOR_CLIENT_SECRET,
     TOKEN_KEY,
@@ -327,6 +328,98 @@ def test_worker_killed_mid_segment_then_run_cleared_and_rerun(db, emulator, airf
     wait_for(lambda: finished_run(DAG_ID, run.run_id) is None, 60, "the cleared run to restart", 1)
     _finish(run, db, emulator, timeout=300)
     _figures(run, first_outcome=first, killed_map_index=ti.map_index)
+
+
+def _eventually(predicate: Any, timeout: float) -> bool:
+    try:
+        return bool(wait_for(predicate, timeout, "", 0.5))
+    except AssertionError:
+        return False
+
+
+def _workloads_started(stack: Any) -> list[tuple[str, str, str]]:
+    """(worker, task instance id, log path) of every workload a Celery worker started (from its log)."""
+    import re
+
+    pattern = re.compile(
+        r"Executing workload in Celery: .*? log_path='([^']+)' ti=TaskInstance\w*\(id=UUID\('([0-9a-f-]+)'\)")
+    return [(name, ti_id, path) for name in stack.worker_names for path, ti_id in pattern.findall(stack.log(name))]
+
+
+@pytest.mark.only_executor("celery")
+def test_celery_worker_killed_mid_segment_the_run_completes_on_the_other_worker(db, emulator, airflow_stack):
+    """SIGKILL one of the two Celery workers (and its pool and task processes) while a segment's POST is in
+    flight: the scheduler fails the silent try after the heartbeat timeout, the retry runs on the surviving
+    worker, the run succeeds with no manual clear, and no workload was started twice."""
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+
+    stack = airflow_stack
+    backlog_before = stack.broker_backlog()
+    run = _start("celery_worker_kill", db, emulator, seed=110, fault={"latencyMs": 4000})
+
+    def victim() -> Any:
+        if not _held_posts(emulator):
+            return None  # wait until a POST is held by the emulator
+        running = {str(t.id) for t in task_instances(DAG_ID, run.run_id)
+                   if t.task_id == "create_segment" and str(t.state) == "running"}
+        for ti_id, proc in stack.running_task_processes().items():
+            if ti_id in running and (worker := stack.owner_of(proc)):
+                return worker, ti_id
+        return None
+
+    worker, _ = wait_for(victim, 120, "a create_segment task process with a POST in flight", 0.25)
+    # Every try running on that worker dies with it (concurrency 3: perhaps another segment or apply_pacing).
+    tasks = stack.running_task_processes()
+    victims = [t for t in task_instances(DAG_ID, run.run_id)
+               if str(t.state) == "running" and str(t.id) in tasks and stack.owner_of(tasks[str(t.id)]) == worker]
+    killed_at = time.monotonic()
+    killed = stack.kill_worker(worker)
+    assert len(killed) >= 2, f"{worker}: expected its pool and task processes among {killed}"
+    emulator.admin("DELETE", "faults")
+    _finish(run, db, emulator, timeout=300)  # success on its own: no clear, no restart of the worker
+
+    survivor = next(name for name in stack.worker_names if name != worker)
+    final = {(t.task_id, t.map_index): t for t in task_instances(DAG_ID, run.run_id)}
+    workloads = _workloads_started(stack)
+    started: dict[str, list[str]] = {}
+    for name, ti_id, _ in workloads:
+        started.setdefault(ti_id, []).append(name)
+    with create_session() as session:
+        history = session.query(TaskInstanceHistory).filter_by(dag_id=DAG_ID, run_id=run.run_id).all()
+        earlier = {(h.task_id, h.map_index, h.try_number): str(h.state) for h in history}
+    for ti in victims:
+        what = f"{ti.task_id}[{ti.map_index}]"
+        retried = final[(ti.task_id, ti.map_index)]
+        assert retried.try_number == ti.try_number + 1, f"{what}: the killed try was retried once"
+        assert earlier[(ti.task_id, ti.map_index, ti.try_number)] == "failed", f"{what}: the silent try failed"
+        assert started.get(str(ti.id)) == [worker], f"{what}'s killed try: {started.get(str(ti.id))}"
+        assert started.get(str(retried.id)) == [survivor], f"{what}: retried on the surviving worker"
+    assert len(earlier) == len(victims), f"only the killed tries were retried: {earlier}"
+    # Nothing re-queued by Celery: every try's workload was started once, by one worker.
+    assert all(len(workers) == 1 for workers in started.values()), started
+    if backlog_before is not None:  # Redis (the default broker): read its keys
+        # The killed worker's deliveries (acks_late) stay unacknowledged in the broker, not back on the queue:
+        # its killed tries, and perhaps a task that had reported success but whose Celery task had not yet
+        # returned. Anything else unacknowledged (the survivor acks a moment after its last task reported
+        # success: waited for) or queued would be a lost or re-queued message.
+        killed_paths = {f"dag_id={DAG_ID}/run_id={run.run_id}/task_id={t.task_id}/"
+                        + (f"map_index={t.map_index}/" if t.map_index >= 0 else "") + f"attempt={t.try_number}.log"
+                        for t in victims}
+        held_by_killed = {path for name, _, path in workloads if name == worker}
+
+        def parked() -> set[str] | None:
+            backlog = stack.broker_backlog()
+            new = set(backlog["unacked"]) - set(backlog_before["unacked"])
+            return new if backlog["queued"] == 0 and killed_paths <= new <= held_by_killed else None
+
+        if not _eventually(parked, 30):
+            raise AssertionError(f"broker holds {stack.broker_backlog()}; killed tries {sorted(killed_paths)}, "
+                                 f"held by {worker}: {sorted(held_by_killed)}")
+    queue = emulator.admin("GET", f"contactlists/{CONTACT_LIST_ID}/queue/history")
+    _figures(run, killed_worker=worker, killed_tries=sorted(f"{t.task_id}[{t.map_index}]" for t in victims),
+             recovered_after_s=round(time.monotonic() - killed_at, 1),
+             queued_twice=sum(1 for n in queue["entries"].values() if n > 1))
 
 
 def test_full_outage_opens_the_breaker_and_the_run_recovers(db, emulator, airflow_stack):
