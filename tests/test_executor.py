@@ -1,4 +1,5 @@
-"""Real runs under a real executor: api-server + scheduler + dag-processor, LocalExecutor, Postgres metadata.
+"""Real runs under a real executor: api-server + scheduler + dag-processor, Postgres metadata, under the
+LocalExecutor and the CeleryExecutor (two workers) in turn (the ``airflow_stack`` fixture).
 
 ``dag.test()`` runs tasks in-process, where the ORM is not blocked: a green dag.test does not prove the DAG
 runs on a real worker. These tests do: task processes talk to the API server for XComs, Variables and
@@ -49,7 +50,7 @@ def _max_overlap(intervals: list[tuple[datetime, datetime]]) -> int:
     return best
 
 
-def test_triggered_run_on_local_executor_maps_segments_in_parallel(db, emulator, airflow_stack):
+def test_triggered_run_maps_segments_in_parallel_on_the_executor(db, emulator, airflow_stack):
     insert_contacts(db, contact_rows(360, seed=21))
     insert_dial_history(db, XRUN_CAMPAIGN_ID, end=datetime.now(UTC), days=7, per_day=100, answer_rate=0.2)
     # Slow Genesys down a little so that parallel segments are visible as overlapping task runs.
