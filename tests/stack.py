@@ -45,19 +45,26 @@ def _broker_reachable(url: str) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _forget_broker_keys() -> None:
-    """Delete this session's Redis keys (queue bindings, unacked messages of killed workers)."""
-    if not broker_url().startswith(("redis://", "rediss://")):
-        return
-    import redis
+def _forget_broker_state() -> None:
+    """Leave nothing of this session in the broker: its Redis keys (queue, bindings, unacknowledged messages of
+    killed workers), or on RabbitMQ its durable queue and exchange (both named after the session)."""
+    queue = os.environ["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
+    if broker_url().startswith(("redis://", "rediss://")):
+        import redis
 
-    client = redis.Redis.from_url(broker_url())
-    try:
-        keys = list(client.scan_iter(match=f"{SESSION}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+        client = redis.Redis.from_url(broker_url())
+        try:
+            keys = list(client.scan_iter(match=f"{SESSION}:*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+    elif broker_url().startswith(("amqp://", "pyamqp://")):
+        from kombu import Connection
+
+        with Connection(broker_url(), connect_timeout=3) as conn:
+            conn.default_channel.queue_delete(queue)
+            conn.default_channel.exchange_delete(queue)
 
 
 def stack_env(executor: str, port: int) -> dict[str, str]:
@@ -161,7 +168,7 @@ class AirflowStack:
                 self._kill_tree(process.pid, name)
         self.reap_orphans()
         if self.executor == "celery":
-            _forget_broker_keys()
+            _forget_broker_state()
         for out in self._outputs:
             out.close()
         for key, value in self._saved_env.items():

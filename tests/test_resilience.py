@@ -254,6 +254,7 @@ def test_connection_dropped_after_the_request_was_applied(db, emulator, airflow_
     _figures(run)
 
 
+@pytest.mark.celery_core
 def test_token_expiring_mid_run_is_refreshed_once_per_worker(db, emulator, airflow_stack):
     run = _start("token_expiry", db, emulator, seed=105, fault={"latencyMs": 1200})
     wait_for(lambda: len(contact_posts(emulator.requests_log())) >= 2, 120, "the first contact POSTs", 0.5)
@@ -292,6 +293,7 @@ def test_latency_past_the_client_timeout(db, emulator, airflow_stack):
     _figures(run, read_timeout_s=read_timeout)
 
 
+@pytest.mark.celery_core
 def test_worker_killed_mid_segment_then_run_cleared_and_rerun(db, emulator, airflow_stack):
     import psutil
 
@@ -346,6 +348,7 @@ def _workloads_started(stack: Any) -> list[tuple[str, str, str]]:
     return [(name, ti_id, path) for name in stack.worker_names for path, ti_id in pattern.findall(stack.log(name))]
 
 
+@pytest.mark.celery_core
 @pytest.mark.only_executor("celery")
 def test_celery_worker_killed_mid_segment_the_run_completes_on_the_other_worker(db, emulator, airflow_stack):
     """SIGKILL one of the two Celery workers (and its pool and task processes) while a segment's POST is in
@@ -369,13 +372,13 @@ def test_celery_worker_killed_mid_segment_the_run_completes_on_the_other_worker(
         return None
 
     worker, _ = wait_for(victim, 120, "a create_segment task process with a POST in flight", 0.25)
-    # Every try running on that worker dies with it (concurrency 3: perhaps another segment or apply_pacing).
-    tasks = stack.running_task_processes()
-    victims = [t for t in task_instances(DAG_ID, run.run_id)
-               if str(t.state) == "running" and str(t.id) in tasks and stack.owner_of(tasks[str(t.id)]) == worker]
     killed_at = time.monotonic()
     killed = stack.kill_worker(worker)
     assert len(killed) >= 2, f"{worker}: expected its pool and task processes among {killed}"
+    # Every try running on that worker died with it (concurrency 3: perhaps another segment or apply_pacing):
+    # the task instances still "running" whose workload that worker started.
+    on_killed = {ti_id for name, ti_id, _ in _workloads_started(stack) if name == worker}
+    victims = [t for t in task_instances(DAG_ID, run.run_id) if str(t.state) == "running" and str(t.id) in on_killed]
     emulator.admin("DELETE", "faults")
     _finish(run, db, emulator, timeout=300)  # success on its own: no clear, no restart of the worker
 
@@ -422,6 +425,7 @@ def test_celery_worker_killed_mid_segment_the_run_completes_on_the_other_worker(
              queued_twice=sum(1 for n in queue["entries"].values() if n > 1))
 
 
+@pytest.mark.celery_core
 def test_full_outage_opens_the_breaker_and_the_run_recovers(db, emulator, airflow_stack):
     run = _start("outage", db, emulator, seed=108, fault={"probabilities": {"503": 1.0}})
     wait_for(lambda: _breaker_facts()[0], 180, "the breaker to open", 0.5)
