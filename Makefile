@@ -11,7 +11,7 @@ PYTHON := $(shell for p in python3 python3.13 python3.12 python3.11; do \
 	&& { echo "$$p"; break; }; done)
 endif
 
-.PHONY: install promtool demo ui screenshot test test-fast lint bench lock clean
+.PHONY: install promtool demo ui screenshot test test-all test-fast lint bench lock clean
 
 install: $(STAMP)
 
@@ -63,25 +63,28 @@ ui: install
 screenshot: install
 	@$(BIN)/genesys-dialer-screenshot --output docs/ui-grid.png
 
-# The whole suite: real PostgreSQL (TEST_DATABASE_URL, else 127.0.0.1:5432, else embedded), real Airflow
-# (dag.test and a scheduler + LocalExecutor), the Genesys emulator on loopback.
+# The suite: real PostgreSQL (TEST_DATABASE_URL, else 127.0.0.1:5432, else embedded), real Airflow (dag.test,
+# and a real deployment under the LocalExecutor, then the CeleryExecutor with two workers and Redis on
+# 127.0.0.1:6379 or TEST_CELERY_BROKER_URL), the Genesys emulator on loopback. `make test` runs every case
+# under the LocalExecutor and the executor-sensitive ones (marker celery_core) under Celery too; `make
+# test-all` (what CI runs) runs every real-executor case under both.
 test: install promtool
+	$(BIN)/ruff check .
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not celery or celery_core"
+
+test-all: install promtool
 	$(BIN)/ruff check .
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest
 
-# The alert-rule tests need promtool: installed from Debian's prometheus package when run as root (as CI is),
-# else the command to run is printed. The package's daemon is not wanted here.
+# The alert-rule tests need promtool. make test installs nothing and stops nothing outside the project: without
+# promtool it says what to run (.ci/run does it in CI).
 promtool:
 	@command -v promtool >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing promtool (Debian's prometheus package) for the alert-rule tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-	    pkill -x prometheus 2>/dev/null || true; \
-	  else \
-	    echo "make test needs promtool: sudo apt-get install prometheus (or put promtool on PATH)" >&2; exit 2; \
-	  fi; }
+	  echo "make test needs promtool (the alert-rule tests). Install Debian's prometheus package without" >&2; \
+	  echo "starting its server: sudo .ci/apt-install --no-install-recommends prometheus" >&2; \
+	  echo "(or put any promtool on PATH)." >&2; exit 2; }
 
-# Everything but the real-executor tests.
+# Everything but the real-executor tests (`pytest -m "not celery"` keeps the LocalExecutor runs).
 test-fast: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not executor"
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from stack import AirflowStack
 from support import (
     AIRFLOW_DB,
     AIRFLOW_URL,
@@ -26,15 +26,11 @@ from support import (
     EMULATOR_CLIENT_SECRET,
     IWAIT_CAMPAIGN_ID,
     TMP,
-    VENV_BIN,
     XFAULT_CAMPAIGN_ID,
     XRUN_CAMPAIGN_ID,
     Emulator,
     _admin_execute,
     airflow,
-    free_port,
-    serialized_dag_ids,
-    wait_for,
 )
 
 
@@ -117,69 +113,35 @@ def emulator(emulator_server: Any) -> Emulator:
     return handle
 
 
-MANUAL_EXECUTOR_DAGS = ("genesys_predictive_xrun", "genesys_predictive_xfault")
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param("local", id="local"), pytest.param("celery", id="celery", marks=pytest.mark.celery)],
+)
+def airflow_stack(request: pytest.FixtureRequest, airflow_db: str, emulator_server: Any) -> Iterator[AirflowStack]:
+    """A real deployment: api-server, scheduler and dag-processor as separate processes, under the
+    LocalExecutor and (a second instance, after the first is stopped) the CeleryExecutor with two workers.
 
-
-@pytest.fixture(scope="session")
-def airflow_stack(airflow_db: str, emulator_server: Any) -> Iterator[dict[str, Any]]:
-    """api-server, scheduler and dag-processor as separate processes (LocalExecutor), like a deployment.
-
-    Task processes talk to the API server for XComs, Variables and connections, as in production. The
-    manual-only test DAGs are unpaused; scheduled ones are unpaused by the test that wants their runs.
+    Every test that takes this fixture runs under both executors (ids ``[local]`` and ``[celery]``; ``-m
+    "not celery"`` leaves the Celery runs out). A test for one executor only is marked
+    ``@pytest.mark.only_executor("celery")``: its other instance is deselected (not skipped), so that the
+    tests of one executor still share one stack. Task processes talk to the
+    API server for XComs, Variables and connections, as in production. The manual-only test DAGs are
+    unpaused; scheduled ones are unpaused by the test that wants their runs.
     """
-    import requests
+    with AirflowStack(request.param) as stack:
+        yield stack
 
-    port = free_port()
-    os.environ.update(
-        {
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__CORE__PARALLELISM": "8",
-            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
-            "AIRFLOW__API__WORKERS": "1",
-            # A killed worker's task instance is failed (and retried) after this, not after 5 minutes.
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-        }
-    )
-    logs = TMP / "stack_logs"
-    logs.mkdir(exist_ok=True)
-    processes = []
-    for name, args in (
-        ("api-server", ["api-server", "--port", str(port), "--host", "127.0.0.1"]),
-        ("scheduler", ["scheduler"]),
-        ("dag-processor", ["dag-processor"]),
-    ):
-        out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed after the process stops
-        process = subprocess.Popen(
-            [str(VENV_BIN / "airflow"), *args], stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy(),
-            start_new_session=True,
-        )
-        processes.append((process, out))
 
-    def api_up() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).ok
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(api_up, 120, "the API server")
-        wait_for(lambda: serialized_dag_ids() >= set(MANUAL_EXECUTOR_DAGS), 180,
-                 "the dag-processor to serialize the campaign DAGs")
-        for dag_id in MANUAL_EXECUTOR_DAGS:
-            airflow("dags", "unpause", dag_id)
-        yield {"port": port, "logs": logs, "task_logs": TMP / "airflow_home" / "logs"}
-    finally:
-        for process, _ in processes:
-            process.terminate()
-        for process, out in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            out.close()
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the instances of ``only_executor`` tests whose ``airflow_stack`` is another executor."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("only_executor")
+        executor = getattr(getattr(item, "callspec", None), "params", {}).get("airflow_stack")
+        (drop if marker and executor not in marker.args else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

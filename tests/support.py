@@ -69,6 +69,9 @@ os.environ.update(
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Tasks go to a queue of this session's own: under the CeleryExecutor (tests/stack.py) a parallel
+        # session's workers never take them. The DAGs are serialized with it whichever executor runs them.
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": SESSION,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": AIRFLOW_URL.replace("postgresql://", "postgresql+psycopg://", 1),
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
         # One Fernet key for every process of the session (tests, api-server, workers): Variables written

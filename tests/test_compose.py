@@ -87,6 +87,8 @@ def test_required_services_and_dependencies(services: dict[str, Any]) -> None:
     emulator = services["genesys-emulator"]
     assert emulator["command"] == ["python", "-m", "genesys_emulator", "--host", "0.0.0.0", "--port", "8765"]
     assert "ports" not in emulator, "the emulator (and its admin API) is reachable only inside the compose network"
+    assert env_of(emulator)["GENESYS_EMULATOR_ADMIN_TOKEN"] == env_example()["GENESYS_EMULATOR_ADMIN_TOKEN"], (
+        "inside the network too, the admin API asks for a token")
     source = emulator["volumes"][0].split(":")[0]
     assert (REPO / source / "__main__.py").exists(), f"the emulator service mounts missing {source}"
 
@@ -102,6 +104,26 @@ def test_airflow_services_share_one_configuration(services: dict[str, Any]) -> N
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080/")
         assert "AIRFLOW_CONN_GENESYS_DEFAULT" in env and "AIRFLOW_CONN_DIALER_POSTGRES" in env
     assert all(services[name].get("build") == "." for name in AIRFLOW_SERVICES)
+
+
+def test_metadata_sessions_cannot_stay_idle_in_a_transaction(services: dict[str, Any]) -> None:
+    """Every Airflow service sets the metadata DB's idle-in-transaction timeout (the killed-scheduler wedge) and
+    a task heartbeat timeout shorter than Airflow's 5 minutes; the connect args import and carry the timeout."""
+    from importlib import import_module
+
+    from genesys_dialer.metadata_db import IDLE_IN_TRANSACTION_TIMEOUT_MS
+
+    def import_string(path: str) -> Any:  # what Airflow's conf.getimport does with the setting
+        module, _, name = path.rpartition(".")
+        return getattr(import_module(module), name)
+
+    for name in AIRFLOW_SERVICES:
+        env = env_of(services[name])
+        sync = import_string(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"])
+        async_ = import_string(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"])
+        assert sync["options"] == f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}", name
+        assert async_["server_settings"]["idle_in_transaction_session_timeout"] == str(IDLE_IN_TRANSACTION_TIMEOUT_MS)
+        assert 0 < int(env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]) < 300, name
     assert len({services[name]["image"] for name in AIRFLOW_SERVICES}) == 1
 
 
@@ -201,7 +223,7 @@ def test_env_example_covers_every_variable() -> None:
 def test_env_example_has_no_real_secrets_and_valid_connections() -> None:
     env = env_example()
     for key, value in env.items():
-        if re.search(r"PASSWORD|SECRET|FERNET", key):
+        if re.search(r"PASSWORD|SECRET|FERNET|TOKEN", key):
             assert value == "change-me", f"{key} must be a placeholder in .env.example"
     genesys = json.loads(env["AIRFLOW_CONN_GENESYS_DEFAULT"])
     assert genesys["conn_type"] == "genesys_cloud"

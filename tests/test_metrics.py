@@ -645,7 +645,7 @@ def test_dashboard_has_one_row_per_concern() -> None:
 def _promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is missing: `apt-get update && apt-get install -y prometheus` (.ci/run does this)")
+        pytest.fail("promtool is missing: `sudo .ci/apt-install --no-install-recommends prometheus` (as .ci/run does)")
     return path
 
 

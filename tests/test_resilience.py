@@ -46,6 +46,7 @@ from pipeline_helpers import (
     xcoms,
 )
 from support import (
+    CONTACT_LIST_ID,
     CONTACTS_ROUTE,
     EMULATOR_CLIENT_SECRET,
     TOKEN_KEY,
@@ -424,6 +425,115 @@ def _verify_combined(run: FaultRun, db: Any, emulator: Emulator) -> None:
     assert run.tries == [1] * SEGMENTS, "waiting out the breaker used up tries"
 
 
+def _workloads_started(stack: Any) -> list[tuple[str, str, str]]:
+    """(worker, task instance id, log path) of every workload a Celery worker started (from its log)."""
+    import re
+
+    pattern = re.compile(
+        r"Executing workload in Celery: .*? log_path='([^']+)' ti=TaskInstance\w*\(id=UUID\('([0-9a-f-]+)'\)")
+    return [(name, ti_id, path) for name in stack.worker_names for path, ti_id in pattern.findall(stack.log(name))]
+
+
+def _kill_a_celery_worker_mid_post(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    """SIGKILL one of the two Celery workers (its pool and task processes too) while a segment's POST is in
+    flight; the run must then succeed on its own on the other worker (no clear, no worker restart)."""
+    stack = run.stack
+    run.extra["backlog_before"] = stack.broker_backlog()
+
+    def victim() -> Any:
+        if not _held_posts(emulator):
+            return None  # wait until a POST is held by the emulator
+        running = {str(t.id) for t in task_instances(DAG_ID, run.run_id)
+                   if t.task_id == "create_segment" and str(t.state) == "running"}
+        for ti_id, proc in stack.running_task_processes().items():
+            if ti_id in running and (worker := stack.owner_of(proc)):
+                return worker, ti_id
+        return None
+
+    worker, _ = wait_for(victim, 120, "a create_segment task process with a POST in flight", 0.25)
+    run.extra.update(killed_at=time.time(), killed_at_monotonic=time.monotonic(), killed_worker=worker)
+    killed = stack.kill_worker(worker)
+    assert len(killed) >= 2, f"{worker}: expected its pool and task processes among {killed}"
+    # Every try running on that worker died with it (concurrency 3: perhaps another segment or apply_pacing):
+    # the task instances still "running" whose workload that worker started.
+    on_killed = {ti_id for name, ti_id, _ in _workloads_started(stack) if name == worker}
+    run.extra["victims"] = [t for t in task_instances(DAG_ID, run.run_id)
+                            if str(t.state) == "running" and str(t.id) in on_killed]
+    emulator.admin("DELETE", "faults")
+    # The killed tries' POSTs in flight: Genesys got them, their tasks never lived to log them.
+    segments = {t.map_index for t in run.extra["victims"] if t.task_id == "create_segment"}
+    wait_for(lambda: finished_run(DAG_ID, run.run_id), 300, "the run to finish", 2)
+    run.extra["unlogged"] = sum(len(_posts_in_flight_at(run, db, emulator.requests_log(), s)) for s in segments)
+
+
+def _posts_in_flight_at(run: FaultRun, db: Any, log: list[dict[str, Any]], segment: int) -> list[dict[str, Any]]:
+    """A segment's contact POSTs in flight when ``killed_at`` struck: received before it, answered after it."""
+    ids = {str(cid) for (cid,) in db.execute(
+        "SELECT genesys_contact_id FROM dispatch_ledger WHERE run_id = %s AND segment_index = %s",
+        [run.run_id, segment]).fetchall()}
+    db.commit()
+    killed_at = run.extra["killed_at"]
+    return [e for e in contact_posts(log)
+            if received_at(e) < killed_at < _answered_at(e) and set(e["contactIds"]) <= ids]
+
+
+def _verify_celery_worker_kill(run: FaultRun, db: Any, emulator: Emulator) -> None:
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+
+    stack, worker, victims = run.stack, run.extra["killed_worker"], run.extra.pop("victims")
+    backlog_before = run.extra.pop("backlog_before")
+    survivor = next(name for name in stack.worker_names if name != worker)
+    final = {(t.task_id, t.map_index): t for t in task_instances(DAG_ID, run.run_id)}
+    workloads = _workloads_started(stack)
+    started: dict[str, list[str]] = {}
+    for name, ti_id, _ in workloads:
+        started.setdefault(ti_id, []).append(name)
+    with create_session() as session:
+        history = session.query(TaskInstanceHistory).filter_by(dag_id=DAG_ID, run_id=run.run_id).all()
+        earlier = {(h.task_id, h.map_index, h.try_number): str(h.state) for h in history}
+    for ti in victims:
+        what = f"{ti.task_id}[{ti.map_index}]"
+        retried = final[(ti.task_id, ti.map_index)]
+        assert retried.try_number == ti.try_number + 1, f"{what}: the killed try was retried once"
+        assert earlier[(ti.task_id, ti.map_index, ti.try_number)] == "failed", f"{what}: the silent try failed"
+        assert started.get(str(ti.id)) == [worker], f"{what}'s killed try: {started.get(str(ti.id))}"
+        assert started.get(str(retried.id)) == [survivor], f"{what}: retried on the surviving worker"
+    assert len(earlier) == len(victims), f"only the killed tries were retried: {earlier}"
+    # Nothing re-queued by Celery: every try's workload was started once, by one worker.
+    assert all(len(workers) == 1 for workers in started.values()), started
+    if backlog_before is not None:  # Redis (the default broker): read its keys
+        # The killed worker's deliveries (acks_late) stay unacknowledged in the broker, not back on the queue:
+        # its killed tries, and perhaps a task that had reported success but whose Celery task had not yet
+        # returned. Anything else unacknowledged (the survivor acks a moment after its last task reported
+        # success: waited for) or queued would be a lost or re-queued message.
+        killed_paths = {f"dag_id={DAG_ID}/run_id={run.run_id}/task_id={t.task_id}/"
+                        + (f"map_index={t.map_index}/" if t.map_index >= 0 else "") + f"attempt={t.try_number}.log"
+                        for t in victims}
+        held_by_killed = {path for name, _, path in workloads if name == worker}
+
+        def parked() -> set[str] | None:
+            backlog = stack.broker_backlog()
+            new = set(backlog["unacked"]) - set(backlog_before["unacked"])
+            return new if backlog["queued"] == 0 and killed_paths <= new <= held_by_killed else None
+
+        try:
+            wait_for(parked, 30, "the broker to hold only the killed worker's deliveries", 0.5)
+        except AssertionError:
+            raise AssertionError(f"broker holds {stack.broker_backlog()}; killed tries {sorted(killed_paths)}, "
+                                 f"held by {worker}: {sorted(held_by_killed)}") from None
+    # The killed tries' in-flight POSTs were applied after their worker died; the retries read the list back and
+    # sent none of those contacts again (the common checks: at most one POST and one queue entry per contact).
+    assert run.counts["max_posts_per_contact"] == 1 and run.counts["max_queue_entries"] == 1
+    queue = emulator.admin("GET", f"contactlists/{CONTACT_LIST_ID}/queue/history")
+    run.extra.update(
+        killed_tries=sorted(f"{t.task_id}[{t.map_index}]" for t in victims),
+        recovered_after_s=round(time.monotonic() - run.extra.pop("killed_at_monotonic"), 1),
+        queued_twice=sum(1 for n in queue["entries"].values() if n > 1),
+    )
+    run.extra.pop("killed_at")
+
+
 CASES = [
     FaultCase("429_storm", 101, {"sequence": [429] * 6, "retryAfter": 2}, verify=_retried_in_the_hook(429, 6)),
     FaultCase("503_burst", 102, {"sequence": [503, 503]}, verify=_retried_in_the_hook(503, 2)),
@@ -440,11 +550,22 @@ CASES = [
     FaultCase("forbidden", 109, {"probabilities": {"403": 1.0}}, verify=_verify_forbidden, expect="failed"),
     FaultCase("drops_and_45s_503_burst", 111, {**DROPS, "latencyMs": 500}, during=_burst_of_503s_for_45_s,
               verify=_verify_combined, timeout=420),
+    FaultCase("celery_worker_kill", 112, {"latencyMs": 4000}, during=_kill_a_celery_worker_mid_post,
+              verify=_verify_celery_worker_kill, timeout=300),
 ]
+# The cases where the executor matters run under Celery in `make test` too (`make test-all` runs every case
+# under both executors); killing a Celery worker is a Celery case only.
+CELERY_CORE = {"token_expiry", "sigkill", "outage", "celery_worker_kill"}
+CELERY_ONLY = {"celery_worker_kill"}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_fault_case(case: FaultCase, db: Any, emulator: Emulator, airflow_stack: dict[str, Any]) -> None:
+def _marks(case: FaultCase) -> list[pytest.MarkDecorator]:
+    marks = [pytest.mark.celery_core] if case.name in CELERY_CORE else []
+    return marks + ([pytest.mark.only_executor("celery")] if case.name in CELERY_ONLY else [])
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=_marks(c)) for c in CASES])
+def test_fault_case(case: FaultCase, db: Any, emulator: Emulator, airflow_stack: Any) -> None:
     run_case(case, db, emulator, airflow_stack)
 
 

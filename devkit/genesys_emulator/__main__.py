@@ -13,7 +13,7 @@ from .config import ENV_PREFIX, EmulatorConfig
 from .server import EmulatorServer
 
 HELP = {
-    "host": "interface to bind",
+    "host": "interface to bind (loopback by default: the admin API is for tests, not for a network)",
     "port": "TCP port (0 = pick a free one)",
     "client_id": "OAuth client id accepted by /oauth/token",
     "client_secret": "OAuth client secret accepted by /oauth/token",
@@ -36,6 +36,7 @@ HELP = {
     "request_log_size": "entries kept in the request log",
     "log_contact_ids": "list the contact ids of each contacts POST in the request log",
     "seed": "JSON file loaded at startup (same shape as POST /__emulator__/seed)",
+    "admin_token": "if set, every /__emulator__ call but health needs 'Authorization: Bearer <token>'",
 }
 
 
@@ -49,7 +50,8 @@ def build_parser(defaults: EmulatorConfig) -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         env = ENV_PREFIX + f.name.upper()
-        help_text = f"{HELP.get(f.name, f.name)} [env {env}; default: %(default)s]"
+        shown = "%(default)s" if f.name not in EmulatorConfig.SECRET_FIELDS else defaults.public()[f.name]
+        help_text = f"{HELP.get(f.name, f.name)} [env {env}; default: {shown}]"
         if isinstance(default, bool):
             parser.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=help_text)
         elif isinstance(default, (int, float)):

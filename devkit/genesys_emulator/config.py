@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 ENV_PREFIX = "GENESYS_EMULATOR_"
+REDACTED = "REDACTED"
 
 
 @dataclass
@@ -40,10 +41,19 @@ class EmulatorConfig:
     request_log_size: int = 100_000
     log_contact_ids: bool = True
     seed: str | None = None
+    admin_token: str | None = None
+
+    # Never returned by the admin API (GET/PATCH /__emulator__/config): shown as REDACTED when set.
+    SECRET_FIELDS = ("client_secret", "admin_token")
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    def public(self) -> dict[str, Any]:
+        """The settings with every secret replaced by ``REDACTED`` (``None`` when unset)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: (REDACTED if k in self.SECRET_FIELDS and v is not None else v) for k, v in values.items()}
 
     def update(self, values: dict[str, Any]) -> None:
         """Apply ``{"snake_or_camelName": value}`` pairs, coercing to the field's type (admin API, env)."""
@@ -70,7 +80,7 @@ def _camel(name: str) -> str:
 
 
 def _coerce(current: Any, raw: Any, name: str) -> Any:
-    if name == "seed":
+    if name in ("seed", "admin_token"):
         return None if raw in (None, "") else str(raw)
     if isinstance(current, bool):
         if isinstance(raw, bool):

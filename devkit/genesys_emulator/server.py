@@ -683,7 +683,7 @@ class _AdminApi:
         a("POST", f"{p}/faults", lambda r: emu.faults.add(r.json()))
         a("DELETE", f"{p}/faults", lambda r: _none(emu.faults.clear()))
         a("POST", f"{p}/tokens/expire", lambda r: {"expired": emu.expire_tokens()})
-        a("GET", f"{p}/config", lambda r: vars(emu.config))
+        a("GET", f"{p}/config", lambda r: emu.config.public())
         a("PATCH", f"{p}/config", self._patch_config)
         a("GET", f"{p}/contactlists/{{contactListId}}/queue", self._queue)
         a(
@@ -709,6 +709,8 @@ class _AdminApi:
         headers = {"ININ-Correlation-Id": context_id}
         raw, _too_large = h.read_body(None)
         try:
+            if path != f"{ADMIN_PREFIX}/health":
+                self._authorize(h.headers.get("Authorization"))
             route, params, known = self.router.match(h.command, path)
             if route is None:
                 raise ApiError(405 if known else 404, f"No admin route {h.command} {path}")
@@ -721,6 +723,16 @@ class _AdminApi:
             h.send(err.status, _dumps(err.body(context_id)), {**headers, **err.headers})
         except Exception as exc:
             h.send(500, _dumps(ApiError(500, f"Emulator error: {exc!r}").body(context_id)), headers)
+
+    def _authorize(self, header: str | None) -> None:
+        """With an ``admin_token`` configured, every admin call but health needs ``Authorization: Bearer <it>``."""
+        expected = self.emu.config.admin_token
+        if expected is None:
+            return
+        given = header[7:].strip() if header and header[:7].lower() == "bearer " else ""
+        if not secrets.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "The emulator's admin API needs its admin token (Authorization: Bearer ...).",
+                           "bad.credentials")
 
     def _requests(self, r: Request) -> list[dict[str, Any]]:
         log = self.emu.requests_log()
@@ -746,10 +758,12 @@ class _AdminApi:
         body = r.json()
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object", "body")
+        if fixed := sorted(k for k in body if k in ("admin_token", "adminToken")):
+            raise bad_request("The admin token is set at startup only, not over the admin API", fixed[0])
         try:
             self.emu.config.update({k: v for k, v in body.items() if k not in ("host", "port", "seed")})
         except KeyError as exc:
             raise bad_request(f"Unknown config field {exc.args[0]!r}", str(exc.args[0])) from None
         except ValueError as exc:
             raise bad_request(str(exc), "body") from None
-        return vars(self.emu.config)
+        return self.emu.config.public()

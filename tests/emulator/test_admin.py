@@ -158,3 +158,69 @@ def test_queue_history_counts_every_entry_into_the_dialing_queue(api, contact_li
         "entries": {cid: 1}, "dialed": {}, "skipped": {}}
     assert api.post(url, json=contact).status_code == 200
     assert api.admin("GET", f"/contactlists/{list_id}/queue/history").json()["entries"] == {cid: 2}
+
+
+def test_config_never_returns_a_secret(api, emu, credentials) -> None:
+    """The admin API shows that a secret is set, never its value (GET and PATCH alike)."""
+    shown = api.admin("GET", "/config").json()
+    assert shown["client_secret"] == "REDACTED" and shown["admin_token"] is None
+    assert credentials[1] not in json.dumps(shown)
+    patched = api.admin("PATCH", "/config", json={"clientSecret": "rotated-secret"})
+    assert patched.status_code == 200 and patched.json()["client_secret"] == "REDACTED"
+    assert "rotated-secret" not in patched.text
+    # The new secret is in force (it was applied, only not echoed).
+    assert requests.post(f"{emu.base_url}/oauth/token", auth=(credentials[0], "rotated-secret"),
+                         data={"grant_type": "client_credentials"}, timeout=5).status_code == 200
+    api.admin("PATCH", "/config", json={"clientSecret": credentials[1]})
+
+
+def test_admin_token_guards_every_admin_call_but_health(server_factory, credentials) -> None:
+    emu = server_factory(admin_token="admin-tok-123")
+    admin = f"{emu.base_url}/__emulator__"
+    assert requests.get(f"{admin}/health", timeout=5).status_code == 200
+    for method, path in (("GET", "/config"), ("GET", "/requests"), ("POST", "/reset"), ("GET", "/faults")):
+        missing = requests.request(method, admin + path, timeout=5)
+        wrong = requests.request(method, admin + path, headers={"Authorization": "Bearer nope"}, timeout=5)
+        assert missing.status_code == wrong.status_code == 401, (method, path)
+        assert missing.json()["code"] == "bad.credentials"
+    ok = {"Authorization": "Bearer admin-tok-123"}
+    shown = requests.get(f"{admin}/config", headers=ok, timeout=5).json()
+    assert shown["admin_token"] == shown["client_secret"] == "REDACTED"
+    assert "admin-tok-123" not in json.dumps(shown)
+    # Set at startup only: the admin API cannot change (or clear) it.
+    refused = requests.patch(f"{admin}/config", headers=ok, json={"adminToken": None}, timeout=5)
+    assert refused.status_code == 400 and refused.json()["details"][0]["fieldName"] == "adminToken"
+    assert requests.get(f"{admin}/requests", timeout=5).status_code == 401
+    # The Genesys API itself is unaffected: its OAuth client credentials are what it checks.
+    assert requests.post(f"{emu.base_url}/oauth/token", auth=credentials, data={"grant_type": "client_credentials"},
+                         timeout=5).status_code == 200
+
+
+def test_binds_to_loopback_by_default(credentials) -> None:
+    from genesys_emulator.__main__ import build_parser
+    from genesys_emulator.config import EmulatorConfig
+
+    with EmulatorServer(port=0, client_id=credentials[0], client_secret=credentials[1]) as emu:
+        assert emu._httpd is not None and emu._httpd.server_address[0] == "127.0.0.1"
+    assert build_parser(EmulatorConfig()).parse_args([]).host == "127.0.0.1"
+
+
+def test_cli_takes_the_admin_token_from_the_environment_and_never_prints_it(credentials) -> None:
+    env = {**os.environ, "GENESYS_EMULATOR_ADMIN_TOKEN": "env-admin-tok", "GENESYS_EMULATOR_PORT": "0",
+           "GENESYS_EMULATOR_CLIENT_SECRET": "env-client-secret"}
+    help_text = subprocess.run([sys.executable, "-m", "genesys_emulator", "--help"], cwd=ROOT, env=env,
+                               capture_output=True, text=True, check=True).stdout
+    assert "env-admin-tok" not in help_text and "env-client-secret" not in help_text
+    proc = subprocess.Popen([sys.executable, "-m", "genesys_emulator"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert "env-admin-tok" not in line
+        base = line.rsplit(" ", 1)[-1]
+        assert requests.get(f"{base}/__emulator__/config", timeout=5).status_code == 401
+        ok = requests.get(f"{base}/__emulator__/config", headers={"Authorization": "Bearer env-admin-tok"}, timeout=5)
+        assert ok.status_code == 200 and ok.json()["admin_token"] == "REDACTED"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
