@@ -3,6 +3,10 @@
 Every function takes the campaign config and a :class:`RunInfo` (what the run context says), talks to
 PostgreSQL and Genesys through the hooks, and returns small JSON-able dicts: XComs carry ids, counts and
 decisions, never contact rows or phone numbers.
+
+The run's mode (dry or live, :class:`RunMode`) is decided once, by resolve_campaign, and travels in the XComs,
+so no two tasks of a run can disagree about it. In a dry run the sending tasks (create_segment, apply_pacing)
+end *skipped*: the grid shows at a glance that nothing was sent.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from genesys_dialer import metrics
 from genesys_dialer.config import CampaignConfig
 from genesys_dialer.dags.report import RunReport
-from genesys_dialer.dags.run import RunInfo
+from genesys_dialer.dags.run import RunInfo, RunMode, decide_mode, schedule_period
 from genesys_dialer.genesys.errors import (
     GenesysApiError,
     GenesysCircuitOpenError,
@@ -27,6 +31,7 @@ from genesys_dialer.genesys.errors import (
     GenesysResponseError,
 )
 from genesys_dialer.genesys.hook import GenesysHook
+from genesys_dialer.genesys.retry import will_retry
 from genesys_dialer.ledger import claims as contacts_mod
 from genesys_dialer.ledger.sql import load_sql, run_sql
 from genesys_dialer.pacing import strategies as pacing
@@ -53,12 +58,31 @@ def genesys_hook(campaign: CampaignConfig) -> GenesysHook:
     return GenesysHook(campaign.genesys_conn_id)
 
 
+def skip(message: str) -> None:
+    """End the task as skipped (nothing sent), saying why in its log."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.info("%s", message)
+    raise AirflowSkipException(message)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 # -- resolve_campaign --------------------------------------------------------------------------------
 def resolve_campaign(campaign: CampaignConfig, run: RunInfo) -> dict[str, Any]:
-    """Read the campaign and its contact list from Genesys before anything is claimed.
+    """Decide the run's mode; read the campaign and its contact list from Genesys before anything is claimed.
 
-    An unknown campaign fails here, naming it and Genesys' contextId, with nothing claimed.
+    An unknown campaign fails here, naming it and Genesys' contextId, with nothing claimed: in a dry run too,
+    which fails wherever the same live run would fail before sending.
     """
+    mode = decide_mode(campaign, run, _now())
+    if mode.dry_run and run.requested == "auto" and _run_has_claim(campaign, run):
+        # An old scheduled run cleared after a live try: it re-sends what it claimed then, and nothing else.
+        mode = RunMode(False, "a cleared run re-sending its own undelivered contacts and claiming nothing new "
+                              f"(without a claim it would be dry: {mode.reason})")
+    log.info("%s (%s)", "DRY RUN: nothing will be claimed or sent" if mode.dry_run else "Live run", mode.reason)
     hook = genesys_hook(campaign)
     try:
         remote = hook.get_campaign(campaign.campaign_id)
@@ -98,7 +122,16 @@ def resolve_campaign(campaign: CampaignConfig, run: RunInfo) -> dict[str, Any]:
         "abandon_rate": remote.get("abandonRate"),
         "warnings": warnings,
         "requests": hook.stats.as_dict(),
+        "mode": mode.to_xcom(),
     }
+
+
+def _run_has_claim(campaign: CampaignConfig, run: RunInfo) -> bool:
+    with dialer_db(campaign) as conn, conn.cursor() as cur:
+        cur.execute(load_sql("run_has_claim"), {"campaign_id": campaign.campaign_id, "run_id": run.run_id})
+        (found,) = cur.fetchone()
+        conn.commit()
+    return bool(found)
 
 
 def _renamed(err: GenesysNotFoundError, message: str) -> GenesysNotFoundError:
@@ -122,7 +155,9 @@ def _campaign_warnings(campaign: CampaignConfig, remote: dict[str, Any], phone_c
 
 
 # -- fetch_contact_batch -----------------------------------------------------------------------------
-def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def fetch_contact_batch(
+    campaign: CampaignConfig, run: RunInfo, mode: RunMode
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Claim the run's batch in the ledger (or find its earlier claim) and describe its segments."""
     request = contacts_mod.ClaimRequest(
         campaign_id=campaign.campaign_id,
@@ -137,14 +172,15 @@ def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[di
         label_prefix=run.label_prefix,
     )
     with dialer_db(campaign) as conn:
-        result = contacts_mod.claim_batch(conn, request, dry_run=run.dry_run)
+        result = contacts_mod.claim_batch(conn, request, dry_run=mode.dry_run)
     claim = {
         "contacts": result.contacts,
         "claimed_now": result.claimed_now,
         "adopted": result.adopted,
         "reused": result.reused,
         "segments": len(result.segments),
-        "dry_run": run.dry_run,
+        "dry_run": mode.dry_run,
+        "mode": mode.to_xcom(),
     }
     if result.reused:
         log.info(
@@ -152,21 +188,22 @@ def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[di
             run.run_id, result.contacts, len(result.segments), sum(s.pending for s in result.segments),
         )
     else:
-        verb = "Would claim (dry run, rolled back)" if run.dry_run else "Claimed"
+        verb = "Would claim (dry run, rolled back)" if mode.dry_run else "Claimed"
         log.info(
             "%s %d contacts (%d adopted from earlier runs whose claim lease expired) created before %s, "
             "in %d segments of at most %d",
             verb, result.contacts, result.adopted, run.data_interval_end.isoformat(), len(result.segments),
             campaign.segment_size,
         )
-        if not run.dry_run:
+        if not mode.dry_run:
             metrics.contacts(campaign.campaign_id, "claimed", result.contacts)
-    return [s.to_xcom() for s in result.segments], claim
+    return [{**s.to_xcom(), "dry_run": mode.dry_run} for s in result.segments], claim
 
 
 # -- compute_dial_ratio ------------------------------------------------------------------------------
 def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any]) -> dict[str, Any]:
     """Estimate the answer rate over the window ending at the run's interval end, and decide pacing."""
+    mode = RunMode.from_xcom(resolved["mode"])
     window_end = run.data_interval_end
     window_start = window_end - timedelta(days=campaign.history_days)
     params = {"campaign_id": campaign.campaign_id, "window_end": window_end, "history_days": campaign.history_days}
@@ -193,7 +230,7 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
             "max_calls_per_agent": decision.max_calls_per_agent,
             "outbound_line_count": decision.outbound_line_count, "abandon_rate": decision.abandon_rate,
             "details": json.dumps(details, default=str),
-            "dry_run": run.dry_run,
+            "dry_run": mode.dry_run,
         }
         run_sql(conn, "record_pacing", row)
     log.info(
@@ -207,10 +244,12 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
         decision.strategy, decision.ratio, decision.max_calls_per_agent, decision.outbound_line_count,
         decision.abandon_rate, f" ({'; '.join(decision.notes)})" if decision.notes else "",
     )
-    metrics.pacing(
-        campaign.campaign_id, estimate.pacing_rate, decision.ratio, decision.max_calls_per_agent,
-        decision.outbound_line_count,
-    )
+    if not mode.dry_run and run.is_latest_interval(_now()):
+        # The gauges are "the campaign's current pacing": a dry run's or an old interval's is not.
+        metrics.pacing(
+            campaign.campaign_id, estimate.pacing_rate, decision.ratio, decision.max_calls_per_agent,
+            decision.outbound_line_count,
+        )
     return {
         "estimate": asdict(estimate),
         "decision": {**asdict(decision), "notes": list(decision.notes)},
@@ -218,16 +257,26 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
         "window_start": window_start.isoformat(),
         "window_end": window_end.isoformat(),
         "realized_abandon_percent": realized.rate_percent,
+        "mode": mode.to_xcom(),
     }
 
 
 # -- apply_pacing ------------------------------------------------------------------------------------
 def apply_pacing(campaign: CampaignConfig, run: RunInfo, ratio: dict[str, Any]) -> dict[str, Any]:
-    """PATCH the campaign's pacing once per run (a dry run logs the body and sends nothing)."""
+    """PATCH the campaign's pacing once per run, if the run is live and of the latest interval.
+
+    A dry run ends skipped. An older interval's run (a backfill, a catch-up run, a manual run for a past date, a
+    cleared old run) has recorded its pacing; sending it would override the pacing of the campaign's current
+    interval with an old one, so it says so and sends nothing.
+    """
     body = ratio["patch"]
-    if run.dry_run:
-        log.info("Dry run: would PATCH campaign %s with %s", campaign.campaign_id, body)
-        return {"applied": False, "patch": body, "requests": {}}
+    if RunMode.from_xcom(ratio["mode"]).dry_run:
+        skip(f"Dry run: pacing not applied; a live run would PATCH campaign {campaign.campaign_id} with {body}")
+    now = _now()
+    if not run.is_latest_interval(now):
+        reason = old_interval_reason(run, now)
+        log.info("Pacing not applied: %s. Computed and recorded: %s", reason, body)
+        return {"applied": False, "not_applied": reason, "patch": body, "requests": {}}
     hook = genesys_hook(campaign)
     hook.patch_campaign(campaign.campaign_id, body)
     with dialer_db(campaign) as conn:
@@ -236,22 +285,24 @@ def apply_pacing(campaign: CampaignConfig, run: RunInfo, ratio: dict[str, Any]) 
     return {"applied": True, "patch": body, "requests": hook.stats.as_dict()}
 
 
+def old_interval_reason(run: RunInfo, now: datetime) -> str:
+    minutes = run.interval_age(now).total_seconds() / 60
+    return (f"old interval (it ended {minutes:.0f} min ago, more than one schedule period of "
+            f"{run.period.total_seconds() / 60:.0f} min; only a run of the latest interval paces the campaign)")
+
+
 # -- create_segment ----------------------------------------------------------------------------------
 def create_segment(
     campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any], segment: dict[str, Any]
 ) -> dict[str, Any]:
     """Upsert one segment's undelivered contacts into the contact list, 1 request per N contacts."""
     index, label = segment["index"], segment["label"]
-    if run.dry_run:
+    if segment["dry_run"]:
         skips = segment.get("would_skip") or {}
         sendable = segment["contacts"] - sum(skips.values())
         requests_needed = -(-sendable // campaign.contacts_per_request)
-        log.info(
-            "Dry run: segment %s would send %d contacts in %d requests to contact list %s; would skip %s",
-            label, sendable, requests_needed, resolved["contact_list_id"], skips or "none",
-        )
-        return {"index": index, "label": label, "sent": 0, "would_send": sendable, "skipped": skips,
-                "requests": {}, "dry_run": True}
+        skip(f"Dry run: segment {label} would send {sendable} contacts in {requests_needed} requests to contact "
+             f"list {resolved['contact_list_id']}; would skip {skips or 'none'}")
 
     if not segment["pending"]:
         # A re-run of a run whose segment was delivered: nothing to send, no connection to open.
@@ -326,20 +377,23 @@ def create_segment(
             flush()
         except GenesysApiError as err:
             metrics.segment_failed(campaign.campaign_id, err.error_type)
+            if will_retry(err, run.try_number, run.max_tries):
+                then = (f"are sent by a retry of this task (try {run.try_number + 1} of {run.max_tries + 1}"
+                        + (f", in about {err.retry_after:.0f} s" if err.retry_after else "") + ")")
+            else:
+                then = ("wait: no retry of this task is left for this error; clear the run to send them, or a "
+                        f"later run adopts them after claim_lease_minutes ({campaign.claim_lease_minutes})")
             if isinstance(err, GenesysCircuitOpenError):
                 # Nothing was sent: the breaker shared by every task of this connection is open. The segment
-                # is not dropped: its contacts stay claimed (marked failed = not yet sent) for the retry.
+                # is not dropped: its contacts stay claimed (marked failed = not yet sent).
                 log.warning(
                     "Segment %s: circuit breaker open, nothing sent for the current batch (%d contacts sent "
-                    "before it opened); the rest stay claimed by this run and are sent by a retry of this task "
-                    "(in about %.0f s) or a later run. %s",
-                    label, sent, err.retry_after or 0, err,
+                    "before it opened); the rest stay claimed by this run and %s. %s", label, sent, then, err,
                 )
             else:
                 log.error(
-                    "Segment %s: %d contacts sent before the failure; the rest stay claimed by this run and "
-                    "are sent by a retry of this task or a later run. %s",
-                    label, sent, err,
+                    "Segment %s: %d contacts sent before the failure; the rest stay claimed by this run and %s. %s",
+                    label, sent, then, err,
                 )
             raise
 
@@ -365,11 +419,12 @@ def summarize(
     pacing_result: dict[str, Any] | None,
 ) -> RunReport:
     """Build the run report from the ledger (the truth) and the tasks' XComs; log and record it."""
+    mode = run_mode(campaign, run, resolved=resolved, claim=claim)
     with dialer_db(campaign) as conn:
         ledger = contacts_mod.ledger_summary(conn, campaign_id=campaign.campaign_id, run_id=run.run_id)
         finished = datetime.now(UTC)
         report = RunReport.build(
-            campaign=campaign, run=run, resolved=resolved, claim=claim, segments=segments,
+            campaign=campaign, run=run, mode=mode, resolved=resolved, claim=claim, segments=segments,
             segment_results=segment_results, ratio=ratio, pacing_result=pacing_result, ledger=ledger,
             finished_at=finished,
         )
@@ -377,21 +432,18 @@ def summarize(
     for line in report.lines():
         log.info("%s", line)
     metrics.run_finished(campaign.campaign_id, report.outcome, report.duration_seconds or 0.0)
-    interval = schedule_interval_seconds(campaign.schedule, finished)
-    if interval:
-        metrics.schedule_interval(campaign.campaign_id, interval)  # the staleness alert's yardstick
+    period = schedule_period(campaign.schedule, finished)
+    if period:
+        metrics.schedule_interval(campaign.campaign_id, period.total_seconds())  # the staleness alert's yardstick
     return report
 
 
-def schedule_interval_seconds(schedule: str | None, at: datetime) -> float | None:
-    """Seconds between two scheduled runs around ``at`` for a cron schedule or preset; None otherwise."""
-    if not schedule or schedule in ("@once", "@continuous"):
-        return None
-    from croniter import croniter
-
-    try:
-        runs = croniter(schedule, at)
-        following = runs.get_next(datetime)
-        return (runs.get_next(datetime) - following).total_seconds()
-    except (ValueError, KeyError):
-        return None
+def run_mode(
+    campaign: CampaignConfig, run: RunInfo, *, resolved: dict[str, Any] | None, claim: dict[str, Any] | None
+) -> RunMode:
+    """The mode the run's tasks acted on (resolve_campaign's), else, when resolve_campaign failed before
+    deciding, what it would have decided."""
+    for source in (claim, resolved):
+        if source and source.get("mode"):
+            return RunMode.from_xcom(source["mode"])
+    return decide_mode(campaign, run, _now())

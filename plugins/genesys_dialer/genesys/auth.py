@@ -3,13 +3,16 @@
 Genesys serves tokens from ``login.<region>`` and the API from ``api.<region>``; a token lives for the OAuth
 client's configured lifetime (300 s to 48 h) and the official SDK never renews one. Tokens are cached in this
 process and shared with other workers through a Variable (see :class:`GenesysHook.get_token`); a cached token
-is used only by a connection with the same token URL and client id (its fingerprint).
+is used only by a connection with the same token URL, client id and client secret (its fingerprint): after the
+secret changes, the next request fetches a token with the new one, and a wrong secret fails at once with
+``invalid_client`` instead of riding on a token the old secret got.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -53,8 +56,10 @@ class ConnectionInfo:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the OAuth client a token belongs to, without revealing anything about it."""
-        return hashlib.sha256(f"{self.token_url}|{self.client_id}".encode()).hexdigest()[:16]
+        """Identifies the credentials a token was issued for (token URL, client id and secret) without revealing
+        them: an HMAC-SHA256 keyed by the client secret. The secret itself is never stored or logged."""
+        message = f"genesys-dialer token cache|{self.token_url}|{self.client_id}".encode()
+        return hmac.new(self.client_secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -65,6 +65,7 @@ from genesys_dialer.genesys.errors import (
     classify_response,
     content_type,
     json_or_none,
+    network_error_text,
 )
 from genesys_dialer.genesys.state import StateStore, default_store
 
@@ -318,7 +319,8 @@ class GenesysHook(BaseHook):
         except requests.RequestException as err:
             self._count_request("token", "POST", None, started)
             raise GenesysTransientError(
-                f"OAuth token request failed: {type(err).__name__}", method="POST", endpoint=TOKEN_ENDPOINT
+                f"OAuth token request to {urlsplit(info.token_url).netloc} failed: {network_error_text(err)}",
+                method="POST", endpoint=TOKEN_ENDPOINT,
             ) from None
         self._count_request("token", "POST", response.status_code, started)
         token = token_from_response(response, self.genesys_conn_id, fingerprint)
@@ -343,12 +345,19 @@ class GenesysHook(BaseHook):
         url = f"{self.api_base}{path}"
         refreshed_after_401 = False
         attempt = 0
+        last_failure: str | None = None  # this call's, for an error that would otherwise only say "breaker open"
         permit: Permit | None = None  # held until its outcome is recorded; None once it is
         try:
             while True:
                 attempt += 1
                 if permit is None:
-                    permit = self._acquire_permit()
+                    try:
+                        permit = self._acquire_permit()
+                    except GenesysCircuitOpenError as err:
+                        if last_failure is None:
+                            raise
+                        raise GenesysCircuitOpenError(f"{err.message}; this call's last failure: {last_failure}",
+                                                      retry_after=err.retry_after) from None
                 token = self.get_token()
                 started = time.monotonic()
                 try:
@@ -367,11 +376,10 @@ class GenesysHook(BaseHook):
                 except requests.RequestException as err:  # dropped, timed out, or a garbled/truncated body
                     self._count_request(endpoint, method, None, started)
                     reason = "timeout" if isinstance(err, requests.Timeout) else "connection"
-                    self.breaker.record_failure(permit, reason)
+                    last_failure = f"request to {urlsplit(url).netloc} failed: {network_error_text(err)}"
+                    self.breaker.record_failure(permit, f"{reason}: {last_failure}")
                     permit = None
-                    error = GenesysTransientError(
-                        f"Genesys Cloud request failed: {type(err).__name__}", method=method, endpoint=path
-                    )
+                    error = GenesysTransientError(f"Genesys Cloud {last_failure}", method=method, endpoint=path)
                     self._retry_or_raise(error, attempt, method, endpoint, reason, None)
                     continue
                 self._count_request(endpoint, method, response.status_code, started)
@@ -398,6 +406,7 @@ class GenesysHook(BaseHook):
                 if status in (401, 403, 429):
                     self.breaker.release(permit)  # neither an outage nor proof of health
                 elif isinstance(error, (GenesysTransientError, GenesysServerError)):
+                    last_failure = f"HTTP {status} from {urlsplit(url).netloc}: {error.message}"
                     self.breaker.record_failure(permit, str(status))
                 else:
                     self.breaker.record_success(permit)  # Genesys answered: it is up, the request is wrong
@@ -457,8 +466,8 @@ class GenesysHook(BaseHook):
         self.stats.retries += 1
         metrics.api_retry(endpoint, reason)
         log.warning(
-            "Retrying %s %s after %s (attempt %d of %d, contextId=%s) in %.1f s",
-            method, endpoint, reason, attempt, self.max_attempts, error.context_id, delay,
+            "Retrying %s %s after %s (attempt %d of %d, contextId=%s) in %.1f s: %s",
+            method, endpoint, reason, attempt, self.max_attempts, error.context_id, delay, error.message,
         )
         self._sleep(delay)
 
