@@ -118,7 +118,16 @@ XBACKFILL_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xbackfill", "campaign_id": BACKFILL_CAMPAIGN_ID, "schedule": "@daily",
     "batch_size": 40, "segment_size": 20,
 }
-ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN]
+# A manual campaign whose connections a test points anywhere (AIRFLOW_CONN_GENESYS_PROBE, _DIALER_PROBE) and
+# whose contact list it seeds as it needs: what a dry run does when the live run would fail.
+PROBE_CAMPAIGN_ID = "4b2d9e61-7a3c-4f08-9d1e-5c6b7a8f9e0d"
+PROBE_LIST_ID = "8c1f3a5e-2b4d-4e6f-a7b8-c9d0e1f2a3b4"
+PROBE_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "probe", "campaign_id": PROBE_CAMPAIGN_ID, "contact_list_id": PROBE_LIST_ID,
+    "schedule": None, "genesys_conn_id": "genesys_probe", "postgres_conn_id": "dialer_probe", "batch_size": 60,
+    "segment_size": 30,
+}
+ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, PROBE_CAMPAIGN]
 
 # The connection the emulator fixture defines (AIRFLOW_CONN_GENESYS_DEFAULT), and the Variables its hooks share
 # across processes and tests: the circuit breaker's facts and the cached access token.
