@@ -311,3 +311,36 @@ def test_an_old_scheduled_run_cleared_after_a_live_try_resends_instead_of_going_
     never_claimed = tasks.resolve_campaign(campaign, _info("scheduled__never", run_type="scheduled",
                                                            age=timedelta(hours=1)))
     assert never_claimed["mode"]["dry_run"] is True and "catch-up" in never_claimed["mode"]["reason"]
+
+
+# ------------------------------------------------------------------------------------- promises of a retry
+
+
+def test_will_retry_follows_the_retry_policy_and_the_tries_left():
+    from genesys_dialer.genesys.errors import GenesysClientError, GenesysServerError, GenesysTransientError
+    from genesys_dialer.genesys.retry import will_retry
+
+    assert will_retry(GenesysServerError("500"), 1, 3) and will_retry(GenesysTransientError("503"), 3, 3)
+    assert not will_retry(GenesysTransientError("503"), 4, 3)  # the last try
+    assert not will_retry(GenesysTransientError("503"), 1, 0)  # retries: 0
+    assert not will_retry(GenesysClientError("400"), 1, 3)  # the policy fails it at once
+
+
+def test_a_failing_segment_promises_a_retry_only_when_one_is_left(db, emulator, caplog, capfd):
+    insert_contacts(db, contact_rows(60, seed=6))
+    caplog.set_level("INFO")
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[500])
+
+    # retries: 0 (the itest campaign): nothing will retry the segment, and its log must not say otherwise.
+    failed = run_dag()
+    logs = _logs(capfd, caplog)
+    assert str(failed.state) == "failed"
+    assert "a retry of this task" not in logs.replace("no retry of this task", "")
+    assert "stay claimed by this run and wait: no retry of this task is left for this error" in logs
+
+    # retries: 4 (the xfault campaign): the 500 is retried by the task, as its log says, and the run recovers.
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[500])
+    recovered = run_dag(key="xfault")
+    logs = _logs(capfd, caplog)
+    assert str(recovered.state) == "success", task_states(recovered)
+    assert "stay claimed by this run and are sent by a retry of this task (try 2 of 5)" in logs
