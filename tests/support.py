@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,15 @@ XBACKFILL_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xbackfill", "campaign_id": BACKFILL_CAMPAIGN_ID, "schedule": "@daily",
     "batch_size": 40, "segment_size": 20,
 }
+# Catch-up: an hourly campaign with catchup on, started two hours before this session, so unpausing it makes
+# the scheduler create the runs of the two past hours (catch-up runs: dry by default) and the current one.
+CATCHUP_CAMPAIGN_ID = "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
+CATCHUP_LIST_ID = "5e4d3c2b-1a0f-4e9d-8c7b-6a5f4e3d2c1b"
+CATCHUP_START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+XCATCHUP_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "xcatchup", "campaign_id": CATCHUP_CAMPAIGN_ID, "schedule": "@hourly", "catchup": True,
+    "start_date": CATCHUP_START, "batch_size": 40, "segment_size": 20,
+}
 # A manual campaign whose connections a test points anywhere (AIRFLOW_CONN_GENESYS_PROBE, _DIALER_PROBE) and
 # whose contact list it seeds as it needs: what a dry run does when the live run would fail.
 PROBE_CAMPAIGN_ID = "4b2d9e61-7a3c-4f08-9d1e-5c6b7a8f9e0d"
@@ -127,7 +137,8 @@ PROBE_CAMPAIGN = {
     "schedule": None, "genesys_conn_id": "genesys_probe", "postgres_conn_id": "dialer_probe", "batch_size": 60,
     "segment_size": 30,
 }
-ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, PROBE_CAMPAIGN]
+ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, XCATCHUP_CAMPAIGN,
+                 PROBE_CAMPAIGN]
 
 # The connection the emulator fixture defines (AIRFLOW_CONN_GENESYS_DEFAULT), and the Variables its hooks share
 # across processes and tests: the circuit breaker's facts and the cached access token.
