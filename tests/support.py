@@ -77,6 +77,9 @@ os.environ.update(
         "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_DIALER_POSTGRES": DIALER_URL,
+        # The UI's connection Test button (tests/test_browser.py), and no login page in the way.
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "GENESYS_DIALER_CONFIG": str(CONFIG_PATH),
     }
 )
@@ -137,8 +140,11 @@ PROBE_CAMPAIGN = {
     "schedule": None, "genesys_conn_id": "genesys_probe", "postgres_conn_id": "dialer_probe", "batch_size": 60,
     "segment_size": 30,
 }
+# An invalid entry (segment_size 0): the other campaigns still load, and it becomes a CONFIG ERROR DAG.
+BROKEN_CAMPAIGN = {"key": "broken", "campaign_id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d", "segment_size": 0,
+                   "schedule": None}
 ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, XCATCHUP_CAMPAIGN,
-                 PROBE_CAMPAIGN]
+                 PROBE_CAMPAIGN, BROKEN_CAMPAIGN]
 
 # The connection the emulator fixture defines (AIRFLOW_CONN_GENESYS_DEFAULT), and the Variables its hooks share
 # across processes and tests: the circuit breaker's facts and the cached access token.

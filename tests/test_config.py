@@ -243,3 +243,20 @@ def test_parsing_the_dag_file_touches_no_network_or_database(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "['genesys_predictive_demo_renewals']"
+
+
+def test_a_run_of_a_config_error_dag_fails_at_once_naming_file_campaign_and_field(airflow_db, capfd):
+    """The session's config has an invalid entry ("broken"): its DAG's run fails at once, saying why."""
+    from support import CONFIG_PATH
+
+    from genesys_dialer.dags.factory import campaign_dags
+
+    dags = campaign_dags(REPO / "dags" / "genesys_predictive.py")
+    assert "genesys_predictive_itest" in dags  # the valid campaigns are all there
+    broken = dags["genesys_predictive_broken"]
+    assert broken.dag_display_name == "CONFIG ERROR: broken" and broken.task_ids == ["config_error"]
+    dag_run = broken.test()
+    out, _ = capfd.readouterr()
+    assert str(dag_run.state) == "failed"
+    assert f"{CONFIG_PATH}: campaign 'broken' (campaigns[7]): field 'segment_size': Input should be greater than " \
+           "or equal to 1" in out

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -77,13 +78,27 @@ token_cache: dict[str, CachedToken] = {}
 token_lock = threading.Lock()
 
 
-def endpoints(host: str) -> tuple[str, str]:
-    """(API base URL, token URL) for a region name or an explicit base URL."""
+def endpoints(host: str, port: int | None = None) -> tuple[str, str]:
+    """(API base URL, token URL) for a region name or an explicit base URL, and an optional port.
+
+    A region's hosts are ``api.<region>`` and ``login.<region>`` on 443 (another port is added to both); a base
+    URL (the emulator: token and API on one server) takes the port unless it names one itself, which must agree.
+    """
     host = host.strip().rstrip("/")
     if "://" in host:
+        parts = urlsplit(host)
+        try:
+            url_port = parts.port
+        except ValueError:
+            raise ValueError(f"host {host!r} has an invalid port") from None
+        if port and url_port and port != url_port:
+            raise ValueError(f"host {host!r} names port {url_port} but the port field says {port}")
+        if port and not url_port:
+            host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
         return host, f"{host}{TOKEN_ENDPOINT}"
     region = host.removeprefix("api.").removeprefix("login.")
-    return f"https://api.{region}", f"https://login.{region}{TOKEN_ENDPOINT}"
+    suffix = f":{port}" if port and port != 443 else ""
+    return f"https://api.{region}{suffix}", f"https://login.{region}{suffix}{TOKEN_ENDPOINT}"
 
 
 def mask_secret(secret: str) -> None:

@@ -7,10 +7,11 @@ conventions (``conn_name_attr``, ``get_conn`` returning a ``requests.Session``, 
 adds what Genesys needs.
 
 Connection (type ``genesys_cloud``): ``host`` is a region (``mypurecloud.ie``) or a base URL
-(``http://127.0.0.1:8765``, for the emulator: token and API on one port); ``login`` is the OAuth client
-id, ``password`` the client secret. Nothing secret lives in ``extra``; it holds optional tuning, never sent
-anywhere: ``timeout`` (seconds, or ``[connect, read]``), ``max_attempts``, ``max_breaker_wait``, and the
-breaker's ``breaker_failure_threshold``, ``breaker_open_seconds``, ``breaker_half_open_max``,
+(``http://127.0.0.1:8765``, for the emulator: token and API on one port); ``port`` is optional (443 for a
+region; a base URL's port); ``login`` is the OAuth client id, ``password`` the client secret. Nothing secret
+lives in ``extra``; it holds optional tuning (the form's "Extra Fields"), never sent anywhere: ``timeout``
+(seconds, or ``[connect, read]``), ``max_attempts``, ``max_breaker_wait``, and the breaker's
+``breaker_failure_threshold``, ``breaker_open_seconds``, ``breaker_half_open_max``,
 ``breaker_probe_lease_seconds``. Constructor arguments win over extras.
 
 What a call does (docs/resilience.md has the why and the measured behaviour):
@@ -152,19 +153,6 @@ class GenesysHook(BaseHook):
         self._session: requests.Session | None = None
 
     # -- Airflow connection plumbing ---------------------------------------------------------------
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden-fields": ["schema", "port"],
-            "relabeling": {"host": "Region or base URL", "login": "Client ID", "password": "Client Secret"},
-            "placeholders": {
-                "host": "mypurecloud.ie (or http://genesys-emulator:8765)",
-                "login": "OAuth client id (client credentials grant)",
-                "password": "OAuth client secret",
-                "extra": '{"timeout": [5, 30], "breaker_open_seconds": 30} (tuning only, never secrets)',
-            },
-        }
-
     @cached_property
     def _connection(self) -> ConnectionInfo:
         """The connection, looked up once per hook."""
@@ -181,7 +169,10 @@ class GenesysHook(BaseHook):
             extra = conn.extra_dejson or {}
         except Exception:
             extra = {}
-        api_base, token_url = endpoints(conn.host)
+        try:
+            api_base, token_url = endpoints(conn.host, conn.port)
+        except ValueError as err:
+            raise ConfigError(f"connection {self.genesys_conn_id!r}: {err}") from None
         return ConnectionInfo(api_base, token_url, conn.login, conn.password, extra if isinstance(extra, dict) else {})
 
     @property
@@ -209,7 +200,9 @@ class GenesysHook(BaseHook):
                  cast: type[int] | type[float]) -> float:
         if arg is not None:
             return cast(arg)
-        raw = self._connection.extra.get(key, default)
+        raw = self._connection.extra.get(key)
+        if raw is None:  # absent, or left empty in the UI form
+            raw = default
         kind = "an integer" if cast is int else "a number"
         try:
             value = cast(raw)
