@@ -144,9 +144,11 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
                 if report.dry_run:
                     raise AirflowFailException(
                         "dry run failed: the same live run would have failed before sending; see the report above")
+                pacing = "applied" if report.pacing_applied else f"not applied: {report.pacing_not_applied}"
                 raise AirflowFailException(
                     f"run {report.outcome}: {report.ledger['pending']} contacts not yet sent, "
-                    f"{report.segments_succeeded}/{report.segments_total} segments succeeded; see the report above"
+                    f"{report.segments_succeeded}/{report.segments_total} segments succeeded, pacing {pacing}; "
+                    "see the report above"
                 )
             return {"outcome": report.outcome, **{k: report.ledger[k] for k in ("claimed", "dispatched", "skipped")}}
 
