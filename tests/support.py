@@ -132,13 +132,14 @@ XCATCHUP_CAMPAIGN = {
     "start_date": CATCHUP_START, "batch_size": 40, "segment_size": 20,
 }
 # A manual campaign whose connections a test points anywhere (AIRFLOW_CONN_GENESYS_PROBE, _DIALER_PROBE) and
-# whose contact list it seeds as it needs: what a dry run does when the live run would fail.
+# whose contact list it seeds as it needs: what a dry run does when the live run would fail; one task retry.
+# (Never unpaused, so the real scheduler of the executor tests leaves its dag.test runs alone.)
 PROBE_CAMPAIGN_ID = "4b2d9e61-7a3c-4f08-9d1e-5c6b7a8f9e0d"
 PROBE_LIST_ID = "8c1f3a5e-2b4d-4e6f-a7b8-c9d0e1f2a3b4"
 PROBE_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "probe", "campaign_id": PROBE_CAMPAIGN_ID, "contact_list_id": PROBE_LIST_ID,
     "schedule": None, "genesys_conn_id": "genesys_probe", "postgres_conn_id": "dialer_probe", "batch_size": 60,
-    "segment_size": 30,
+    "segment_size": 30, "retries": 1, "retry_delay_seconds": 1,
 }
 # An invalid entry (segment_size 0): the other campaigns still load, and it becomes a CONFIG ERROR DAG.
 BROKEN_CAMPAIGN = {"key": "broken", "campaign_id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d", "segment_size": 0,
