@@ -183,3 +183,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"\ntest files kept in {TMP}")
         return
     shutil.rmtree(TMP, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The real-scheduler tests (marker ``executor``) run last, in their files' order.
+
+    Once the session's scheduler runs, it also settles the state of running dag.test() runs of paused DAGs, and
+    doing so concurrently with dag.test() on the same mapped task instances can deadlock in PostgreSQL, which
+    kills the scheduler and every later executor test with it. With the executor tests last, no dag.test() run
+    is in flight while the scheduler runs.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("executor") is not None)  # stable: order kept otherwise
