@@ -132,8 +132,22 @@ def airflow_stack(request: pytest.FixtureRequest, airflow_db: str, emulator_serv
         yield stack
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("KEEP_TEST_TMP"):  # keep AIRFLOW_HOME, task logs and the stack's logs for a post-mortem
+        print(f"\ntest files kept in {TMP}")
+        return
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop the instances of ``only_executor`` tests whose ``airflow_stack`` is another executor."""
+    """Drop the instances of ``only_executor`` tests whose ``airflow_stack`` is another executor, then run the
+    real-scheduler tests (marker ``executor``) last, in their files' order (and pytest's grouping by stack).
+
+    Once the session's scheduler runs, it also settles the state of running dag.test() runs of paused DAGs, and
+    doing so concurrently with dag.test() on the same mapped task instances can deadlock in PostgreSQL, which
+    kills the scheduler and every later executor test with it. With the executor tests last, no dag.test() run
+    is in flight while the scheduler runs.
+    """
     keep, drop = [], []
     for item in items:
         marker = item.get_closest_marker("only_executor")
@@ -142,10 +156,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if os.environ.get("KEEP_TEST_TMP"):  # keep AIRFLOW_HOME, task logs and the stack's logs for a post-mortem
-        print(f"\ntest files kept in {TMP}")
-        return
-    shutil.rmtree(TMP, ignore_errors=True)
+    items.sort(key=lambda item: item.get_closest_marker("executor") is not None)  # stable: order kept otherwise

@@ -17,9 +17,9 @@ from genesys_dialer.ledger.claims import normalize_phone
 
 
 def campaign_config(key: str = "itest") -> Any:
-    from genesys_dialer.config import load_campaigns
+    from genesys_dialer.config import load_config
 
-    return next(c for c in load_campaigns(CONFIG_PATH) if c.key == key)
+    return next(c for c in load_config(CONFIG_PATH).campaigns if c.key == key)
 
 
 def run_dag(*, logical_date: datetime | None = None, conf: dict[str, Any] | None = None, key: str = "itest") -> Any:

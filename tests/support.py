@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,9 @@ os.environ.update(
         "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "AIRFLOW_CONN_DIALER_POSTGRES": DIALER_URL,
+        # The UI's connection Test button (tests/test_browser.py), and no login page in the way.
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "GENESYS_DIALER_CONFIG": str(CONFIG_PATH),
     }
 )
@@ -132,7 +136,30 @@ XBACKFILL_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xbackfill", "campaign_id": BACKFILL_CAMPAIGN_ID, "schedule": "@daily",
     "batch_size": 40, "segment_size": 20,
 }
-ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, IWAIT_CAMPAIGN]
+# Catch-up: an hourly campaign with catchup on, started two hours before this session, so unpausing it makes
+# the scheduler create the runs of the two past hours (catch-up runs: dry by default) and the current one.
+CATCHUP_CAMPAIGN_ID = "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
+CATCHUP_LIST_ID = "5e4d3c2b-1a0f-4e9d-8c7b-6a5f4e3d2c1b"
+CATCHUP_START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+XCATCHUP_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "xcatchup", "campaign_id": CATCHUP_CAMPAIGN_ID, "schedule": "@hourly", "catchup": True,
+    "start_date": CATCHUP_START, "batch_size": 40, "segment_size": 20,
+}
+# A manual campaign whose connections a test points anywhere (AIRFLOW_CONN_GENESYS_PROBE, _DIALER_PROBE) and
+# whose contact list it seeds as it needs: what a dry run does when the live run would fail; one task retry.
+# (Never unpaused, so the real scheduler of the executor tests leaves its dag.test runs alone.)
+PROBE_CAMPAIGN_ID = "4b2d9e61-7a3c-4f08-9d1e-5c6b7a8f9e0d"
+PROBE_LIST_ID = "8c1f3a5e-2b4d-4e6f-a7b8-c9d0e1f2a3b4"
+PROBE_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "probe", "campaign_id": PROBE_CAMPAIGN_ID, "contact_list_id": PROBE_LIST_ID,
+    "schedule": None, "genesys_conn_id": "genesys_probe", "postgres_conn_id": "dialer_probe", "batch_size": 60,
+    "segment_size": 30, "retries": 1, "retry_delay_seconds": 1,
+}
+# An invalid entry (segment_size 0): the other campaigns still load, and it becomes a CONFIG ERROR DAG.
+BROKEN_CAMPAIGN = {"key": "broken", "campaign_id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d", "segment_size": 0,
+                   "schedule": None}
+ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, IWAIT_CAMPAIGN,
+                 XCATCHUP_CAMPAIGN, PROBE_CAMPAIGN, BROKEN_CAMPAIGN]
 
 # The connection the emulator fixture defines (AIRFLOW_CONN_GENESYS_DEFAULT), and the Variables its hooks share
 # across processes and tests: the circuit breaker's facts and the cached access token.

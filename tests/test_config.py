@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from genesys_dialer.config import CampaignConfig, load_campaigns, parse_campaigns
+from genesys_dialer.config import CampaignConfig, load_campaigns, load_config, parse_campaigns
 from genesys_dialer.exceptions import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +65,10 @@ def test_defaults_apply_and_entries_override(tmp_path):
         ({"key": "k", "campaign_id": "c", "list_timezone_column": "phone"}, "(entry)", "different contact list"),
         ({"key": "k", "campaign_id": "c", "skip_alert_share": 0}, "skip_alert_share", "greater than 0"),
         ({"key": "k", "campaign_id": "c", "withdraw_ids_per_request": 5000}, "withdraw_ids_per_request", "1000"),
+        ({"key": "k", "campaign_id": "c", "schedule": "*/15 * * *"}, "schedule", "not a cron expression"),
+        ({"key": "k", "campaign_id": "c", "schedule": "every 15 minutes"}, "schedule", "not a cron expression"),
+        ({"key": "k", "campaign_id": "c", "schedule": "61 * * * *"}, "schedule", "out of range"),
+        ({"key": "k", "campaign_id": "c", "catchup_runs": "yes"}, "catchup_runs", "'dry' or 'live'"),
     ],
 )
 def test_a_bad_entry_names_file_campaign_and_field(entry, field, fragment):
@@ -120,28 +124,125 @@ def test_the_shipped_config_is_valid():
     assert isinstance(campaigns[0], CampaignConfig)
 
 
-def test_a_malformed_config_is_the_dag_files_import_error(tmp_path):
-    """Parsed in a fresh interpreter like the dag-processor does: the import error names the field."""
-    bad = _write(tmp_path, """
+def test_good_schedules_pass_and_presets_resolve():
+    for schedule in (None, "@once", "@continuous", "@hourly", "@daily", "@quarterly", "0 6 * * 1-5", "*/5 * * * *"):
+        (campaign,) = parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "c", "schedule": schedule}]})
+        assert campaign.schedule == schedule
+
+
+def test_a_duplicate_key_in_an_entry_is_named_with_its_line_and_the_other_entries_still_load(tmp_path):
+    path = _write(tmp_path, """
         campaigns:
           - key: renewals
             campaign_id: c-1
-            segment_size: -5
+          - key: winback
+            campaign_id: c-2
+            agents: 12
+            campaign_id: c-1
+          - key: upsell
+            campaign_id: c-3
     """)
+    config = load_config(path)
+    assert [c.key for c in config.campaigns] == ["renewals", "upsell"]
+    (bad,) = config.invalid
+    assert (bad.index, bad.key, bad.dag_id) == (1, "winback", "genesys_predictive_winback")
+    assert str(bad.error) == (
+        f"{path}: campaign 'winback' (campaigns[1]): line 8: duplicate key 'campaign_id' (first at line 6); "
+        "YAML would silently keep only the last value"
+    )
+    with pytest.raises(ConfigError, match="line 8: duplicate key 'campaign_id'"):
+        load_campaigns(path)  # the strict loader (CLI, demo) refuses the file
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("defaults:\n  agents: 5\n  agents: 6\ncampaigns:\n  - {key: a, campaign_id: c}\n",
+         "defaults: line 3: duplicate key 'agents' (first at line 2)"),
+        ("campaigns:\n  - {key: a, campaign_id: c}\ncampaigns:\n  - {key: b, campaign_id: d}\n",
+         "the top level: line 3: duplicate key 'campaigns' (first at line 1)"),
+    ],
+)
+def test_a_duplicate_key_outside_the_entries_fails_the_whole_file(tmp_path, text, fragment):
+    path = tmp_path / "campaigns.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {fragment}; YAML would silently keep only the last value"
+
+
+def test_each_bad_entry_is_kept_apart_with_a_dag_id_of_its_own():
+    config = load_config_from({"campaigns": [
+        {"key": "good", "campaign_id": "c1"},
+        {"key": "good", "campaign_id": "c2"},          # duplicate key: cannot take the good one's dag_id
+        {"key": "Bad Key", "campaign_id": "c3"},       # unusable key
+        "not a mapping",
+        {"key": "late", "campaign_id": "c4", "schedule": "at noon"},
+    ]})
+    assert [c.key for c in config.campaigns] == ["good"]
+    assert [(e.index, e.dag_id) for e in config.invalid] == [
+        (1, "genesys_predictive_invalid_entry_1"), (2, "genesys_predictive_invalid_entry_2"),
+        (3, "genesys_predictive_invalid_entry_3"), (4, "genesys_predictive_late"),
+    ]
+    assert "field 'key': duplicate of campaigns[0]" in str(config.invalid[0].error)
+    assert "campaigns[3] must be a mapping" in str(config.invalid[2].error)
+    assert "campaign 'late' (campaigns[4]): field 'schedule': 'at noon' is not a cron expression" in str(
+        config.invalid[3].error)
+
+
+def load_config_from(document):
+    from genesys_dialer.config import parse_config
+
+    return parse_config(document, source="conf.yaml")
+
+
+def _dagbag(tmp_path: Path, config: Path) -> tuple[list[str], list[str], dict[str, tuple[str, str, list[str]]]]:
+    """The DAG folder parsed in a fresh interpreter, as the dag-processor does: import errors, dag_ids, and each
+    DAG's display name, description and task ids."""
     script = (
+        "import json\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"bag = DagBag(dag_folder={str(REPO / 'dags')!r})\n"
-        "print(repr(list(bag.import_errors.values())))\n"
-        "print(sorted(bag.dag_ids))\n"
+        "print(json.dumps({'errors': list(bag.import_errors.values()), 'dags': {d.dag_id: [d.dag_display_name, "
+        "d.description, sorted(d.task_ids)] for d in bag.dags.values()}}))\n"
     )
+    import json
     import os
 
-    env = {**os.environ, "GENESYS_DIALER_CONFIG": str(bad)}
+    env = {**os.environ, "GENESYS_DIALER_CONFIG": str(config)}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    errors, dag_ids = result.stdout.strip().splitlines()[-2:]
-    assert str(bad) in errors and "renewals" in errors and "segment_size" in errors
-    assert dag_ids == "[]"
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    return parsed["errors"], sorted(parsed["dags"]), {k: tuple(v) for k, v in parsed["dags"].items()}
+
+
+def test_one_bad_entry_leaves_the_other_dags_and_shows_as_a_config_error_dag(tmp_path):
+    """Parsed like the dag-processor does: the good campaign's DAG loads; the bad entry is a DAG of its own
+    whose name says CONFIG ERROR and whose description names file, campaign and field."""
+    config = _write(tmp_path, """
+        campaigns:
+          - key: renewals
+            campaign_id: c-1
+          - key: winback
+            campaign_id: c-2
+            segment_size: -5
+    """)
+    errors, dag_ids, dags = _dagbag(tmp_path, config)
+    assert errors == []
+    assert dag_ids == ["genesys_predictive_renewals", "genesys_predictive_winback"]
+    assert "create_segment" in dags["genesys_predictive_renewals"][2]
+    name, description, tasks = dags["genesys_predictive_winback"]
+    assert name == "CONFIG ERROR: winback"
+    assert description.startswith(f"{config}: campaign 'winback' (campaigns[1]): field 'segment_size': ")
+    assert tasks == ["config_error"]
+
+
+def test_an_unreadable_file_is_the_dag_files_import_error(tmp_path):
+    """Nothing in a file that is not YAML (or repeats a top-level key) can be trusted: no DAG loads."""
+    config = _write(tmp_path, "campaigns: [\n")
+    errors, dag_ids, _ = _dagbag(tmp_path, config)
+    assert dag_ids == []
+    assert len(errors) == 1 and str(config) in errors[0] and "not valid YAML" in errors[0]
 
 
 def test_parsing_the_dag_file_touches_no_network_or_database(tmp_path):
@@ -162,3 +263,20 @@ def test_parsing_the_dag_file_touches_no_network_or_database(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "['genesys_predictive_demo_renewals']"
+
+
+def test_a_run_of_a_config_error_dag_fails_at_once_naming_file_campaign_and_field(airflow_db, capfd):
+    """The session's config has an invalid entry ("broken"): its DAG's run fails at once, saying why."""
+    from support import CONFIG_PATH
+
+    from genesys_dialer.dags.factory import campaign_dags
+
+    dags = campaign_dags(REPO / "dags" / "genesys_predictive.py")
+    assert "genesys_predictive_itest" in dags  # the valid campaigns are all there
+    broken = dags["genesys_predictive_broken"]
+    assert broken.dag_display_name == "CONFIG ERROR: broken" and broken.task_ids == ["config_error"]
+    dag_run = broken.test()
+    out, _ = capfd.readouterr()
+    assert str(dag_run.state) == "failed"
+    assert f"{CONFIG_PATH}: campaign 'broken' (campaigns[7]): field 'segment_size': Input should be greater than " \
+           "or equal to 1" in out

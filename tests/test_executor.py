@@ -22,12 +22,15 @@ from pipeline_helpers import (
     finished_run,
     segments_for,
     task_instances,
+    task_log_text,
     task_logs,
 )
 from stack import EXECUTORS
 from support import (
     BACKFILL_CAMPAIGN_ID,
     BACKFILL_LIST_ID,
+    CATCHUP_CAMPAIGN_ID,
+    CATCHUP_LIST_ID,
     CONTACT_LIST_ID,
     CONTACTS_ROUTE,
     XRUN_CAMPAIGN_ID,
@@ -40,6 +43,24 @@ from genesys_devkit.demo_data import contact_rows, emulator_seed, insert_contact
 pytestmark = [pytest.mark.executor, pytest.mark.usefixtures("airflow_db")]
 
 BACKFILL_DAG_ID = "genesys_predictive_xbackfill"
+CATCHUP_DAG_ID = "genesys_predictive_xcatchup"
+PATCH_ROUTE = "PATCH /api/v2/outbound/campaigns/{campaignId}"
+
+
+def _patches(emulator: Any, campaign_id: str) -> int:
+    """PATCHes of one campaign's pacing, from the emulator's request log."""
+    return sum(1 for r in emulator.requests_log() if r["route"] == PATCH_ROUTE and campaign_id in r["path"])
+
+
+def _states(dag_id: str, run_id: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for ti in task_instances(dag_id, run_id):
+        found.setdefault(ti.task_id, set()).add(str(ti.state))
+    return found
+
+
+def _summarize_label(dag_id: str, run_id: str) -> str | None:
+    return next(ti.rendered_map_index for ti in task_instances(dag_id, run_id) if ti.task_id == "summarize")
 
 
 def _backfills_completed() -> bool:
@@ -145,12 +166,18 @@ def test_backfill_is_a_dry_run_by_default_and_takes_no_contact_created_after_its
         backfill_ids = [r.run_id for r in dry_runs]
         assert db.execute("SELECT count(*) FROM dispatch_ledger WHERE run_id = ANY(%s)",
                           [backfill_ids]).fetchone()[0] == 0
+        for run in dry_runs:  # visibly dry: nothing-sending tasks skipped, the summary labelled
+            states = _states(BACKFILL_DAG_ID, run.run_id)
+            assert states["apply_pacing"] == {"skipped"} and states["create_segment"] <= {"skipped"}
+            assert _summarize_label(BACKFILL_DAG_ID, run.run_id) == "DRY RUN: dry_run"
         # (Unpausing the DAG let the scheduler start today's scheduled run: its contacts are in the list, so
         # look for the backfill runs' segment labels rather than an empty list.)
         labels = {c["data"]["segment"].split("-s")[0] for c in emulator.contacts(BACKFILL_LIST_ID)}
         assert not labels & {r.data_interval_end.strftime("%Y%m%dT%H%M") for r in dry_runs}
 
-        # Started with dry_run=false, a backfill sends, but only contacts that existed in its interval.
+        # Started with dry_run=false (the old spelling of live), a backfill sends, but only contacts that existed
+        # in its interval, and it never paces the campaign: its interval is not the latest.
+        patches_before = _patches(emulator, BACKFILL_CAMPAIGN_ID)
         live_runs = backfill({"dry_run": False}, start + timedelta(days=3), start + timedelta(days=3))
         assert len(live_runs) == 1 and str(live_runs[0].state) == "success"
         run = live_runs[0]
@@ -163,8 +190,65 @@ def test_backfill_is_a_dry_run_by_default_and_takes_no_contact_created_after_its
         dispatched = db.execute("SELECT count(*) FROM dispatch_ledger WHERE run_id = %s AND status = 'dispatched'",
                                 [run.run_id]).fetchone()[0]
         assert len(sent) == dispatched > 0
+        assert db.execute("SELECT dry_run, applied FROM pacing_decisions WHERE run_id = %s",
+                          [run.run_id]).fetchone() == (False, False)
+        assert _patches(emulator, BACKFILL_CAMPAIGN_ID) == patches_before
+        assert _summarize_label(BACKFILL_DAG_ID, run.run_id) == "live: success"
+        applied = db.execute("SELECT count(*) FROM pacing_decisions WHERE campaign_id = %s AND applied",
+                             [BACKFILL_CAMPAIGN_ID]).fetchone()[0]
+        assert applied == _patches(emulator, BACKFILL_CAMPAIGN_ID)  # only the scheduled run of today paced
     finally:
         # Paused again whatever happened, and its scheduled run finished before the next test empties the tables.
         airflow("dags", "pause", BACKFILL_DAG_ID)
         wait_for(lambda: all(str(r.state) in ("success", "failed") for r in dag_runs(BACKFILL_DAG_ID)),
                  300, "the scheduled run to finish before the next test empties the tables", 3)
+
+
+def test_catch_up_runs_are_dry_and_only_the_latest_interval_sends_and_paces(db, emulator, airflow_stack):
+    """catchup on, started two hours ago, hourly: unpausing creates the runs of the past hours (catch-up runs,
+    dry by default: nothing claimed, sent or paced) and the current hour's run, which alone claims, sends and
+    PATCHes the campaign's pacing."""
+    emulator.seed(emulator_seed(CATCHUP_CAMPAIGN_ID, CATCHUP_LIST_ID))
+    insert_contacts(db, contact_rows(60, seed=41, created_at=datetime.now(UTC) - timedelta(days=1)))
+    insert_dial_history(db, CATCHUP_CAMPAIGN_ID, end=datetime.now(UTC), days=7, per_day=50, answer_rate=0.3)
+    airflow("dags", "unpause", CATCHUP_DAG_ID)
+    try:
+        def caught_up() -> list[Any] | None:
+            runs = dag_runs(CATCHUP_DAG_ID)
+            latest = datetime.now(UTC) - timedelta(hours=1)
+            done = all(str(r.state) in ("success", "failed") for r in runs)
+            return runs if done and any(r.data_interval_end >= latest for r in runs) and len(runs) >= 3 else None
+
+        runs = sorted(wait_for(caught_up, 400, "the catch-up runs and the current hour's run", 3),
+                      key=lambda r: r.data_interval_end)
+        assert all(str(r.state) == "success" and str(r.run_type).endswith("scheduled") for r in runs)
+        decisions = dict(((row[0]), row[1:]) for row in db.execute(
+            "SELECT run_id, dry_run, applied FROM pacing_decisions WHERE campaign_id = %s",
+            [CATCHUP_CAMPAIGN_ID]).fetchall())
+        claimed = dict(db.execute(
+            "SELECT run_id, count(*) FROM dispatch_ledger WHERE campaign_id = %s GROUP BY run_id",
+            [CATCHUP_CAMPAIGN_ID]).fetchall())
+        # A run is a catch-up run when its interval ended more than one period (an hour) before it started.
+        catch_up = [r for r in runs if r.start_date - r.data_interval_end > timedelta(hours=1)]
+        current = [r for r in runs if r not in catch_up]
+        assert len(catch_up) >= 2 and len(current) >= 1
+        for run in catch_up:
+            assert decisions[run.run_id] == (True, False) and run.run_id not in claimed
+            assert _states(CATCHUP_DAG_ID, run.run_id)["apply_pacing"] == {"skipped"}
+            assert _summarize_label(CATCHUP_DAG_ID, run.run_id) == "DRY RUN: dry_run"
+        first_live = current[0]
+        assert decisions[first_live.run_id] == (False, True) and claimed[first_live.run_id] > 0
+        assert _summarize_label(CATCHUP_DAG_ID, first_live.run_id) == "live: success"
+        assert _patches(emulator, CATCHUP_CAMPAIGN_ID) == sum(1 for r in current if decisions[r.run_id][1])
+        stored = {int(c["id"]) for c in emulator.contacts(CATCHUP_LIST_ID)}
+        sent = {row[0] for row in db.execute(
+            "SELECT contact_id FROM dispatch_ledger WHERE campaign_id = %s AND status = 'dispatched'",
+            [CATCHUP_CAMPAIGN_ID]).fetchall()}
+        assert stored == sent and sent
+        report = task_log_text(airflow_stack["task_logs"], catch_up[0].run_id, "summarize")
+        assert "===== DRY RUN, nothing claimed or sent. Run report: campaign xcatchup" in report
+        assert "auto: a catch-up run" in report
+    finally:
+        airflow("dags", "pause", CATCHUP_DAG_ID)
+        wait_for(lambda: all(str(r.state) in ("success", "failed") for r in dag_runs(CATCHUP_DAG_ID)),
+                 300, "the catch-up DAG's runs to finish before the next test empties the tables", 3)

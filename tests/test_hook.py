@@ -399,7 +399,7 @@ def test_a_token_endpoint_failure_while_half_open_does_not_hold_the_probe_slot(c
         hook.get_token()  # the token the 401 rejects; the refresh then fails
     session.post = refuse_token  # type: ignore[method-assign]
     half_open(hook, clock)
-    with pytest.raises(GenesysTransientError, match="OAuth token request failed"):
+    with pytest.raises(GenesysTransientError, match="OAuth token request to x failed: ConnectionError: login endpoint"):
         hook.get_campaign(CAMPAIGN_ID)
     assert session.responses == []
     assert hook.breaker.state() == HALF_OPEN  # the login endpoint's failure says nothing about the API

@@ -249,6 +249,7 @@ def test_run_finished(statsd: Receiver) -> None:
     before = time.time()
     metrics.run_finished(CAMPAIGN, "success", 42.5)
     metrics.run_finished(CAMPAIGN, "failed", 3.0)
+    metrics.run_finished(CAMPAIGN, "dry_run", 5.0)  # a run, but it fed nothing: no last_success
     metrics.schedule_interval(CAMPAIGN, 900)
     after = time.time()
     lines = statsd.collect()
@@ -256,10 +257,12 @@ def test_run_finished(statsd: Receiver) -> None:
     assert [line.raw for line in lines if line.name.endswith(".duration")] == [
         f"airflow.genesys.run.duration,{c},outcome=success:42500.000000|ms",
         f"airflow.genesys.run.duration,{c},outcome=failed:3000.000000|ms",
+        f"airflow.genesys.run.duration,{c},outcome=dry_run:5000.000000|ms",
     ]
     stamps = [(line.name, float(line.value)) for line in lines if line.name.endswith(("_finish", "_success"))]
     assert [name for name, _ in stamps] == [
         "airflow.genesys.run.last_finish", "airflow.genesys.run.last_success", "airflow.genesys.run.last_finish",
+        "airflow.genesys.run.last_finish",
     ]
     assert all(before <= value <= after for _, value in stamps)
     assert lines[-1].raw == f"airflow.genesys.run.schedule_interval,{c}:900.0|g"

@@ -412,3 +412,24 @@ def test_503s_are_retried_until_the_breaker_opens(db: Any, emulator: Emulator, s
     refused = segments + (task_states(dag_run)[("apply_pacing", -1)] == "failed")
     gauge = _values(lines, "genesys.circuit_breaker.state", "g")[f"conn_id={CONN}"]
     assert gauge == [0.0] * api_calls + [1.0] * (2 + refused)
+
+
+@pytest.mark.usefixtures("shared_state")
+def test_a_dry_run_moves_no_metric_that_says_the_campaign_is_fed(db: Any, emulator: Emulator, statsd: UdpSink) -> None:
+    """A dry run finishes (last_finish, duration with outcome dry_run) but feeds nothing: no last_success, no
+    contacts claimed or dispatched, no segments, no pacing gauges. So the staleness alerts still fire when only
+    dry runs happen (deploy/prometheus/alerts_test.yml, "dry runs do not feed a campaign")."""
+    _seed(db)
+    statsd.take(quiet=0.2)
+    dag_run = run_dag(conf={"dry_run": "dry"})
+    lines = _ours(statsd.take())
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    _assert_mapped(lines)
+    emitted = {line.name.removeprefix(f"{PREFIX}.") for line in lines}
+    assert "genesys.run.last_finish" in emitted
+    assert set(_values(lines, "genesys.run.duration", "ms")) == {f"{C},outcome=dry_run"}
+    assert not emitted & {
+        "genesys.run.last_success", "genesys.contacts", "genesys.segment.created", "genesys.segment.failed",
+        "genesys.pacing.answer_rate", "genesys.pacing.dial_ratio", "genesys.pacing.max_calls_per_agent",
+        "genesys.pacing.outbound_line_count",
+    }

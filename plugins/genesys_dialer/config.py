@@ -8,18 +8,23 @@ The file is YAML with optional ``defaults`` applied to every entry of ``campaign
       - key: spring_renewals
         campaign_id: 5f3c0a52-...
 
-Parsing happens at DAG-parse time, so it must stay cheap and must fail with a message that names the file,
-the campaign and the field: Airflow shows it as the DAG file's import error.
+Parsing happens at DAG-parse time, so it must stay cheap and every message names the file, the campaign and
+the field. A bad entry does not take the others down: :func:`load_config` returns the valid campaigns and,
+apart, the invalid entries (the DAG factory turns each into a DAG that fails at once, saying why). Only a file
+that cannot be read as a whole (missing, not YAML, a duplicate key outside the entries, a bad ``defaults``)
+fails the DAG file itself, as its import error.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -44,6 +49,10 @@ def normalize_value(value: str) -> str:
 # The names of genesys_dialer.pacing.STRATEGIES, kept here so validating a config (at every DAG parse) does
 # not import the pacing model.
 RATIO_STRATEGIES = ("model", "tutorial")
+# Schedules that are not a cron expression or preset (Airflow's own spellings).
+NON_CRON_SCHEDULES = ("@once", "@continuous")
+DAG_ID_PREFIX = "genesys_predictive_"
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
 
 
 def max_segments_per_run() -> int:
@@ -58,7 +67,7 @@ class CampaignConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    key: str = Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$", description="Slug used in the dag_id.")
+    key: str = Field(pattern=KEY_PATTERN, description="Slug used in the dag_id.")
     campaign_id: str = Field(min_length=1, description="The Genesys Cloud outbound campaign id.")
     contact_list_id: str | None = Field(
         default=None, description="Contact list to load; by default the campaign's own list."
@@ -74,6 +83,9 @@ class CampaignConfig(BaseModel):
     schedule: str | None = "*/15 * * * *"
     start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     catchup: bool = False
+    catchup_runs: Literal["dry", "live"] = Field(
+        default="dry", description="Whether catch-up runs (scheduled runs of past intervals) claim and send."
+    )
     retries: int = Field(default=3, ge=0, le=20)
     retry_delay_seconds: float = Field(default=60, ge=0)
 
@@ -219,6 +231,25 @@ class CampaignConfig(BaseModel):
             raise ValueError("values must not be empty")
         return normalized
 
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        """What Airflow would accept for the DAG (a cron expression or preset), checked here so a bad one is
+        reported like any other field instead of as Airflow's bare AirflowTimetableInvalid."""
+        if value is None or value in NON_CRON_SCHEDULES:
+            return value
+        from airflow.sdk import CronTriggerTimetable
+        from airflow.sdk.exceptions import AirflowTimetableInvalid
+
+        try:
+            CronTriggerTimetable(value, timezone="UTC").validate()
+        except AirflowTimetableInvalid as err:
+            raise ValueError(
+                f"{value!r} is not a cron expression or preset (@hourly, @daily, ...), nor null, @once or "
+                f"@continuous: {err}"
+            ) from None
+        return value
+
     @field_validator("ratio_strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
@@ -255,7 +286,47 @@ class CampaignConfig(BaseModel):
 
     @property
     def dag_id(self) -> str:
-        return f"genesys_predictive_{self.key}"
+        return f"{DAG_ID_PREFIX}{self.key}"
+
+
+@dataclass(frozen=True)
+class InvalidCampaign:
+    """A campaign entry that failed validation: its error, and the dag_id under which the DAG factory shows it
+    (the entry's own when its key is usable, so a DAG that was running fails instead of silently vanishing)."""
+
+    index: int
+    key: str | None
+    dag_id: str
+    error: ConfigError
+
+
+@dataclass(frozen=True)
+class CampaignFile:
+    """The config file: its valid campaigns, and the entries that are not (each with its error)."""
+
+    source: str
+    campaigns: tuple[CampaignConfig, ...]
+    invalid: tuple[InvalidCampaign, ...] = ()
+
+    def strict(self) -> list[CampaignConfig]:
+        """The campaigns, or one ConfigError listing every invalid entry (for the CLI and the demo)."""
+        if self.invalid:
+            raise ConfigError("\n".join(str(entry.error) for entry in self.invalid))
+        return list(self.campaigns)
+
+
+@dataclass(frozen=True)
+class DuplicateKey:
+    """A key written twice in one YAML mapping (YAML would silently keep the last value)."""
+
+    path: tuple[str | int, ...]
+    key: str
+    line: int
+    first_line: int
+
+    def describe(self) -> str:
+        return (f"line {self.line}: duplicate key {self.key!r} (first at line {self.first_line}); YAML would "
+                "silently keep only the last value")
 
 
 def default_config_path(dags_folder: Path) -> Path:
@@ -263,20 +334,69 @@ def default_config_path(dags_folder: Path) -> Path:
     return Path(os.environ.get(CONFIG_ENV_VAR) or dags_folder / "campaigns.yaml")
 
 
-def load_campaigns(path: Path | str) -> list[CampaignConfig]:
-    """Read and validate the campaign config file; raise ConfigError naming file, campaign and field."""
+def load_config(path: Path | str) -> CampaignFile:
+    """Read the campaign config file: its valid campaigns and its invalid entries, each error naming file,
+    campaign and field. Raises ConfigError when the file as a whole is unusable."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: campaign config file not found (set ${CONFIG_ENV_VAR})") from None
+    document, duplicates = read_yaml(text, source=str(path))
+    return parse_config(document, source=str(path), duplicates=duplicates)
+
+
+def load_campaigns(path: Path | str) -> list[CampaignConfig]:
+    """Read and validate the campaign config file; raise ConfigError naming file, campaign and field of every
+    invalid entry (the DAG factory uses :func:`load_config`, which keeps the valid ones)."""
+    return load_config(path).strict()
+
+
+def read_yaml(text: str, *, source: str) -> tuple[Any, list[DuplicateKey]]:
+    """The YAML document and the keys it repeats inside one mapping (which plain YAML loading hides)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        duplicates = list(_duplicate_keys(node, ())) if node is not None else []
+        document = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_campaigns(document, source=str(path))
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+    return document, duplicates
+
+
+def _duplicate_keys(node: yaml.Node, path: tuple[str | int, ...]) -> Iterator[DuplicateKey]:
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in first:
+                yield DuplicateKey(path, key, line, first[key])
+            else:
+                first[key] = line
+            yield from _duplicate_keys(value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*path, index))
 
 
 def parse_campaigns(document: Any, *, source: str = "<config>") -> list[CampaignConfig]:
-    """Validate an already-loaded config document (see :func:`load_campaigns`)."""
+    """Validate an already-loaded config document; raise ConfigError if any entry is invalid."""
+    return parse_config(document, source=source).strict()
+
+
+def parse_config(document: Any, *, source: str = "<config>", duplicates: list[DuplicateKey] | tuple = ()
+                 ) -> CampaignFile:
+    """Validate an already-loaded config document entry by entry (see :func:`load_config`)."""
+    outside = [d for d in duplicates if d.path[:1] != ("campaigns",) or len(d.path) < 2]
+    if outside:
+        d = outside[0]
+        where = ".".join(str(p) for p in d.path) or "the top level"
+        raise ConfigError(f"{source}: {where}: {d.describe()}")
     if not isinstance(document, Mapping):
         raise ConfigError(f"{source}: the top level must be a mapping with a 'campaigns' list")
     unknown = set(document) - {"defaults", "campaigns"}
@@ -289,29 +409,53 @@ def parse_campaigns(document: Any, *, source: str = "<config>") -> list[Campaign
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{source}: 'campaigns' must be a non-empty list")
 
+    duplicates_in: dict[int, list[DuplicateKey]] = {}
+    for d in duplicates:
+        if d.path[:1] == ("campaigns",) and isinstance(d.path[1], int):
+            duplicates_in.setdefault(d.path[1], []).append(d)
     campaigns: list[CampaignConfig] = []
+    failed: list[tuple[int, str | None, ConfigError]] = []
     seen: dict[tuple[str, str], int] = {}
     for index, entry in enumerate(entries):
         where = f"campaigns[{index}]"
         if not isinstance(entry, Mapping):
-            raise ConfigError(f"{source}: {where} must be a mapping")
+            failed.append((index, None, ConfigError(f"{source}: {where} must be a mapping")))
+            continue
         name = entry.get("key", "?")
+        key = name if isinstance(name, str) and re.match(KEY_PATTERN, name) else None
+        if index in duplicates_in:
+            problems = "; ".join(d.describe() for d in duplicates_in[index])
+            failed.append((index, key, ConfigError(f"{source}: campaign {name!r} ({where}): {problems}")))
+            continue
         try:
             campaign = CampaignConfig.model_validate({**defaults, **entry})
         except ValidationError as err:
-            raise ConfigError(f"{source}: campaign {name!r} ({where}): {_describe(err)}") from None
+            failed.append((index, key, ConfigError(f"{source}: campaign {name!r} ({where}): {_describe(err)}")))
+            continue
         # The ledger, the claim lock and the run tables are keyed by campaign_id and run id, and scheduled run
         # ids are the same in every DAG: two entries for one Genesys campaign would re-send each other's claims.
+        clash = next(((f, seen[f, getattr(campaign, f)]) for f in ("key", "campaign_id")
+                      if (f, getattr(campaign, f)) in seen), None)
+        if clash:
+            field_name, other = clash
+            failed.append((index, None, ConfigError(
+                f"{source}: campaign {campaign.key!r} ({where}): field {field_name!r}: duplicate of "
+                f"campaigns[{other}]"
+            )))
+            continue
         for field_name in ("key", "campaign_id"):
-            value = getattr(campaign, field_name)
-            if (field_name, value) in seen:
-                raise ConfigError(
-                    f"{source}: campaign {campaign.key!r} ({where}): field {field_name!r}: duplicate of "
-                    f"campaigns[{seen[field_name, value]}]"
-                )
-            seen[field_name, value] = index
+            seen[field_name, getattr(campaign, field_name)] = index
         campaigns.append(campaign)
-    return campaigns
+
+    taken = {c.dag_id for c in campaigns}
+    invalid = []
+    for index, key, error in failed:
+        dag_id = f"{DAG_ID_PREFIX}{key}" if key else ""
+        if not key or dag_id in taken:
+            dag_id = f"{DAG_ID_PREFIX}invalid_entry_{index}"
+        taken.add(dag_id)
+        invalid.append(InvalidCampaign(index=index, key=key, dag_id=dag_id, error=error))
+    return CampaignFile(source=source, campaigns=tuple(campaigns), invalid=tuple(invalid))
 
 
 def _describe(err: ValidationError) -> str:

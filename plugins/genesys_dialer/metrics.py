@@ -67,8 +67,9 @@ RUN_SCHEDULE_INTERVAL = "genesys.run.schedule_interval"
 RUN_SKIPPED_SHARE = "genesys.run.skipped_share"
 RUN_SKIPPED_SHARE_THRESHOLD = "genesys.run.skipped_share_threshold"
 
-# Run outcomes that count as "the campaign was fed" for the staleness alert.
-SUCCESS_OUTCOMES = frozenset({"success", "dry_run"})
+# Run outcomes that count as "the campaign was fed" for the staleness alert. Not dry_run: a dry run feeds
+# nothing, so a campaign that only has dry runs must still look stale.
+SUCCESS_OUTCOMES = frozenset({"success"})
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 OTHER = "other"
 NONE = "none"
@@ -404,7 +405,8 @@ def run_finished(campaign_id: str, outcome: str, duration_seconds: float) -> Non
     """A DAG run's summary task finished; outcome is success, partial, failed or dry_run.
 
     Besides the duration it sets last-finish / last-success timestamp gauges: "no successful run for two
-    schedule intervals" is an alert on ``time() - last_success``, which a counter could not express.
+    schedule intervals" is an alert on ``time() - last_success``, which a counter could not express. A dry run
+    moves last-finish only: it is a run, but it fed the campaign nothing.
     """
     campaign = _ident(campaign_id)
     outcome_key = _vocab(outcome)

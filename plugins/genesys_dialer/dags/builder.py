@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
-from genesys_dialer.config import CampaignConfig, max_segments_per_run
-from genesys_dialer.dags.run import run_info, task_try
+from genesys_dialer.config import CampaignConfig, InvalidCampaign, max_segments_per_run
+from genesys_dialer.dags.run import DRY_RUN_LABELS, DRY_RUN_VALUES, RunMode, run_info, task_try
 from genesys_dialer.genesys.errors import GenesysCircuitOpenError
 from genesys_dialer.genesys.retry import RETRY_POLICY
 
@@ -28,10 +28,25 @@ invalid, are recorded as skipped with the reason), computes the dial ratio from 
 upserts the batch into the campaign's contact list, one mapped `create_segment` per segment of at most
 {segment_size} contacts. See docs/compliance.md.
 
-* **Params**: `batch_size` (default {batch_size}); `dry_run` (compute and log everything, send nothing;
-  default: true for backfills, false otherwise).
+* **Params**: `batch_size` (default {batch_size}); `dry_run`: `dry` computes and logs everything and claims
+  and sends nothing, `live` sends, `auto` (default) is dry for backfills and catch-up runs, live otherwise. In
+  a dry run `create_segment` and `apply_pacing` end *skipped*, and the report's first line says DRY RUN.
+* **Pacing** is applied only by a run of the latest interval (ending within one schedule period of now);
+  older runs record it and report "not applied: old interval".
 * **Re-running** a run (clear it) re-sends only that run's own undelivered contacts, never a new batch.
-* **Report**: the `summarize` task's log, and the `run_log` table.
+* **Report**: the `summarize` task's log (its label says DRY RUN or live, and the outcome), and the `run_log`
+  table.
+"""
+
+CONFIG_ERROR_DOC_MD = """
+### Configuration error
+
+This DAG stands in for campaign entry {where} of the campaign config file, which is invalid:
+
+    {message}
+
+It claims and sends nothing; each run fails at once with this message. Fix the entry in the config file: the
+campaign's own DAG comes back at the next parse.
 """
 
 
@@ -83,9 +98,13 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
                 maximum=campaign.segment_size * max_segments_per_run(),
                 description="Contacts to claim in this run.",
             ),
+            # Three named choices in the trigger form; old confs' true / false / null still validate (and are
+            # listed last, labelled as the old spellings), so {"dry_run": false} keeps meaning "live".
             "dry_run": Param(
-                None, type=["null", "boolean"],
-                description="Compute and log everything, send nothing. Empty: dry for backfills only.",
+                "auto", type=["string", "boolean", "null"], enum=[*DRY_RUN_VALUES, True, False, None],
+                values_display=DRY_RUN_LABELS, title="Dry run",
+                description="auto: dry for backfills and catch-up runs, live otherwise. dry: compute and log "
+                "everything, claim and send nothing. live: claim and send.",
             ),
         },
         default_args={
@@ -111,8 +130,9 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
             )
 
         @task
-        def fetch_contact_batch() -> list[dict[str, Any]]:
-            segments, claim = _tasks().fetch_contact_batch(campaign, run_info(campaign))
+        def fetch_contact_batch(resolved: dict[str, Any]) -> list[dict[str, Any]]:
+            mode = RunMode.from_xcom(resolved["mode"])
+            segments, claim = _tasks().fetch_contact_batch(campaign, run_info(campaign), mode)
             get_current_context()["ti"].xcom_push(key="claim", value=claim)
             return segments
 
@@ -137,26 +157,40 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
             return {**result, "try_number": context["ti"].try_number,
                     "reschedules": int(context.get("task_reschedule_count") or 0)}
 
-        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        # The label shown for the task instance (the run's task list, its details): DRY RUN or live, and the
+        # outcome. (Airflow 3.3 gives a task no way to set its run's note, which the grid would show.)
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, map_index_template="{{ run_label }}")
         def summarize() -> dict[str, Any]:
-            ti = get_current_context()["ti"]
+            context = get_current_context()
+            ti = context["ti"]
+            run = run_info(campaign)
+            resolved, claim = ti.xcom_pull(task_ids="resolve_campaign"), ti.xcom_pull(
+                task_ids="fetch_contact_batch", key="claim")
+            dry = _tasks().run_mode(campaign, run, resolved=resolved, claim=claim).dry_run
+            context["run_label"] = "DRY RUN" if dry else "live"  # type: ignore[typeddict-unknown-key]
             report = _tasks().summarize(
                 campaign,
-                run_info(campaign),
-                resolved=ti.xcom_pull(task_ids="resolve_campaign"),
-                claim=ti.xcom_pull(task_ids="fetch_contact_batch", key="claim"),
+                run,
+                resolved=resolved,
+                claim=claim,
                 segments=ti.xcom_pull(task_ids="fetch_contact_batch") or [],
                 segment_results=[r for r in ti.xcom_pull(task_ids=["create_segment"]) if r],
                 ratio=ti.xcom_pull(task_ids="compute_dial_ratio"),
                 pacing_result=ti.xcom_pull(task_ids="apply_pacing"),
                 withdrawal_result=ti.xcom_pull(task_ids="withdraw_opt_outs"),
             )
+            context["run_label"] = (  # type: ignore[typeddict-unknown-key]
+                f"{'DRY RUN' if report.dry_run else 'live'}: {report.outcome}")
             if report.outcome in ("failed", "partial"):
                 from airflow.sdk.exceptions import AirflowFailException
 
+                if report.dry_run:
+                    raise AirflowFailException(
+                        "dry run failed: the same live run would have failed before sending; see the report above")
+                pacing = "applied" if report.pacing_applied else f"not applied: {report.pacing_not_applied}"
                 raise AirflowFailException(
                     f"run {report.outcome}: {report.ledger['pending']} contacts not yet sent, "
-                    f"{report.segments_succeeded}/{report.segments_total} segments succeeded"
+                    f"{report.segments_succeeded}/{report.segments_total} segments succeeded, pacing {pacing}"
                     + "".join(f"; {cause}" for cause in report.compliance_failures())
                     + "; see the report above"
                 )
@@ -166,10 +200,39 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         # Opt-outs since delivery leave the dialer before anything new is claimed; if they cannot, nothing new
         # is sent (fail closed) and the run is red.
         withdrawn = withdraw_opt_outs(resolved)
-        segments = fetch_contact_batch()
+        segments = fetch_contact_batch(resolved)
         withdrawn >> segments
         ratio = compute_dial_ratio(resolved)
         pacing_done = apply_pacing(ratio)
         created = create_segment.partial(resolved=resolved).expand(segment=segments)
         [pacing_done, created] >> summarize()
+    return dag
+
+
+def build_config_error_dag(entry: InvalidCampaign) -> DAG:
+    """A DAG in place of an invalid campaign entry: listed as "CONFIG ERROR" under the campaign's dag_id, and
+    every run fails at once with the config error (file, campaign, field). It claims and sends nothing.
+
+    It keeps the default schedule, so a campaign DAG that was running turns red instead of silently stopping.
+    """
+    message = str(entry.error)
+    with DAG(
+        dag_id=entry.dag_id,
+        dag_display_name=f"CONFIG ERROR: {entry.key or entry.dag_id}",
+        description=message[:1000],
+        schedule=CampaignConfig.model_fields["schedule"].default,
+        start_date=CampaignConfig.model_fields["start_date"].default,
+        catchup=False,
+        max_active_runs=1,
+        tags=["genesys", "config-error"],
+        doc_md=CONFIG_ERROR_DOC_MD.format(where=f"campaigns[{entry.index}]", message=message),
+    ) as dag:
+
+        @task(retries=0)
+        def config_error() -> None:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(message)
+
+        config_error()
     return dag

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from genesys_dialer.config import CampaignConfig
-    from genesys_dialer.dags.run import RunInfo
+    from genesys_dialer.dags.run import RunInfo, RunMode
 
 
 @dataclass
@@ -20,6 +20,7 @@ class RunReport:
     run_id: str
     run_type: str
     dry_run: bool
+    mode_reason: str
     data_interval_start: datetime | None
     data_interval_end: datetime
     started_at: datetime | None
@@ -36,6 +37,7 @@ class RunReport:
     estimate: dict[str, Any] | None
     decision: dict[str, Any] | None
     pacing_applied: bool
+    pacing_not_applied: str | None = None  # why, when the decision was not sent
     warnings: list[str] = field(default_factory=list)
     # withdrawn / would_withdraw (by reason), withdrawal_failed, unknown_statuses (value -> count), blocked
     compliance: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +50,7 @@ class RunReport:
         *,
         campaign: CampaignConfig,
         run: RunInfo,
+        mode: RunMode,
         resolved: dict[str, Any] | None,
         claim: dict[str, Any] | None,
         segments: list[dict[str, Any]],
@@ -87,22 +90,34 @@ class RunReport:
             )
         if ratio:
             warnings += [f"pacing: {note}" for note in ratio["decision"].get("notes") or []]
+        if ratio is None and resolved is not None:
+            warnings.append("compute_dial_ratio did not finish: no pacing was decided")
         succeeded = sum(1 for r in segment_results if r)
-        if run.dry_run:
-            outcome = "dry_run"
-        elif (resolved is None or claim is None or compliance.get("withdrawal_failed") or compliance.get("blocked")
+        compliance_stopped = compliance.get("withdrawal_failed") or compliance.get("blocked")
+        if mode.dry_run:
+            # Red wherever the same live run would have failed before sending: a dry run is a rehearsal.
+            ready = resolved is not None and claim is not None and ratio is not None and not compliance_stopped
+            outcome = "dry_run" if ready else "failed"
+        elif (resolved is None or claim is None or compliance_stopped
               or (ledger["pending"] and not ledger["dispatched"])):
             outcome = "failed"  # nothing got through (a partial run delivered at least something)
-        elif ledger["pending"] or succeeded < len(segments) or (pacing_result is None and ratio is not None):
+        elif ledger["pending"] or succeeded < len(segments) or ratio is None or pacing_result is None:
             outcome = "partial"
         else:
             outcome = "success"
+        if mode.dry_run:
+            not_applied = "dry run"
+        elif pacing_result is None:
+            not_applied = "apply_pacing did not finish" if ratio is not None else None
+        else:
+            not_applied = pacing_result.get("not_applied")
         return cls(
             campaign_key=campaign.key,
             campaign_id=campaign.campaign_id,
             run_id=run.run_id,
             run_type=run.run_type,
-            dry_run=run.dry_run,
+            dry_run=mode.dry_run,
+            mode_reason=mode.reason,
             data_interval_start=run.data_interval_start,
             data_interval_end=run.data_interval_end,
             started_at=run.started_at,
@@ -116,12 +131,14 @@ class RunReport:
             segments_retried=sum(1 for r in segment_results if r and r.get("try_number", 1) > 1),
             # Waited out an open circuit breaker by rescheduling (no try used).
             segments_rescheduled=sum(1 for r in segment_results if r and r.get("reschedules", 0) > 0),
-            would_send=sum(r.get("would_send", 0) for r in segment_results if r),
+            would_send=sum(s["contacts"] - sum((s.get("would_skip") or {}).values()) for s in segments)
+            if mode.dry_run else 0,
             would_skip=dict(would_skip),
             requests=dict(requests),
             estimate=(ratio or {}).get("estimate"),
             decision=(ratio or {}).get("decision"),
             pacing_applied=bool((pacing_result or {}).get("applied")),
+            pacing_not_applied=not_applied,
             warnings=warnings,
             compliance=compliance,
         )
@@ -139,10 +156,11 @@ class RunReport:
 
     def lines(self) -> list[str]:
         """The human-readable report, one log line each (no phone numbers, no tokens)."""
+        title = f"Run report: campaign {self.campaign_key} ({self.campaign_id})"
         out = [
-            f"===== Run report: campaign {self.campaign_key} ({self.campaign_id}) =====",
-            f"run {self.run_id} ({self.run_type}{', DRY RUN: nothing sent' if self.dry_run else ''}); "
-            f"contacts created before {self.data_interval_end.isoformat()}",
+            f"===== DRY RUN, nothing claimed or sent. {title} =====" if self.dry_run else f"===== {title} =====",
+            f"run {self.run_id} ({self.run_type}); contacts created before {self.data_interval_end.isoformat()}",
+            f"mode: {'DRY RUN' if self.dry_run else 'live'} ({self.mode_reason})",
             f"outcome: {self.outcome}",
         ]
         claim = self.claim
@@ -193,7 +211,7 @@ class RunReport:
             out.append(
                 f"pacing ({d['strategy']}): ratio {d['ratio']:.3f}, maxCallsPerAgent {d['max_calls_per_agent']:g}, "
                 f"outboundLineCount {d['outbound_line_count']}, abandonRate {d['abandon_rate']:g} -> "
-                f"{'applied' if self.pacing_applied else 'NOT applied'}"
+                + ("applied" if self.pacing_applied else f"not applied: {self.pacing_not_applied or 'unknown'}")
             )
         for warning in self.warnings:
             out.append(f"warning: {warning}")

@@ -3,6 +3,10 @@
 Every function takes the campaign config and a :class:`RunInfo` (what the run context says), talks to
 PostgreSQL and Genesys through the hooks, and returns small JSON-able dicts: XComs carry ids, counts and
 decisions, never contact rows or phone numbers.
+
+The run's mode (dry or live, :class:`RunMode`) is decided once, by resolve_campaign, and travels in the XComs,
+so no two tasks of a run can disagree about it. In a dry run the sending tasks (create_segment, apply_pacing)
+end *skipped*: the grid shows at a glance that nothing was sent.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from genesys_dialer.compliance.phones import RefreshResult, refresh_phones
 from genesys_dialer.config import CampaignConfig
 from genesys_dialer.dags.delivery import SegmentDelivery
 from genesys_dialer.dags.report import RunReport
-from genesys_dialer.dags.run import RunInfo, TaskTry
+from genesys_dialer.dags.run import RunInfo, RunMode, TaskTry, decide_mode, schedule_period
 from genesys_dialer.exceptions import ComplianceError
 from genesys_dialer.genesys.errors import (
     GenesysApiError,
@@ -33,6 +37,7 @@ from genesys_dialer.genesys.errors import (
     GenesysResponseError,
 )
 from genesys_dialer.genesys.hook import GenesysHook
+from genesys_dialer.genesys.retry import will_retry
 from genesys_dialer.ledger import claims as contacts_mod
 from genesys_dialer.ledger.request_log import RequestLog, run_requests
 from genesys_dialer.ledger.session import dialer_session
@@ -80,14 +85,42 @@ def breaker_reschedule(campaign: CampaignConfig, err: GenesysCircuitOpenError,
     return now + timedelta(seconds=wait)
 
 
+def skip(message: str) -> None:
+    """End the task as skipped (nothing sent), saying why in its log."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    log.info("%s", message)
+    raise AirflowSkipException(message)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 # -- resolve_campaign --------------------------------------------------------------------------------
 def resolve_campaign(campaign: CampaignConfig, run: RunInfo, task: TaskTry) -> dict[str, Any]:
-    """Read the campaign and its contact list from Genesys before anything is claimed.
+    """Decide the run's mode; read the campaign and its contact list from Genesys before anything is claimed.
 
-    An unknown campaign fails here, naming it and Genesys' contextId, with nothing claimed.
+    An unknown campaign fails here, naming it and Genesys' contextId, with nothing claimed: in a dry run too,
+    which fails wherever the same live run would fail before sending (the dialer database is opened here, so an
+    unreachable one fails it too).
     """
+    mode = decide_mode(campaign, run, _now())
     with dialer_db(campaign) as conn:
-        return _resolve_campaign(campaign, genesys_hook(campaign, conn, run, task))
+        if mode.dry_run and run.requested == "auto" and _run_has_claim(conn, campaign, run):
+            # An old scheduled run cleared after a live try: it re-sends what it claimed then, and nothing else.
+            mode = RunMode(False, "a cleared run re-sending its own undelivered contacts and claiming nothing new "
+                                  f"(without a claim it would be dry: {mode.reason})")
+        log.info("%s (%s)", "DRY RUN: nothing will be claimed or sent" if mode.dry_run else "Live run", mode.reason)
+        return {**_resolve_campaign(campaign, genesys_hook(campaign, conn, run, task)), "mode": mode.to_xcom()}
+
+
+def _run_has_claim(conn: Any, campaign: CampaignConfig, run: RunInfo) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(load_sql("run_has_claim"), {"campaign_id": campaign.campaign_id, "run_id": run.run_id})
+        (found,) = cur.fetchone()
+    conn.commit()
+    return bool(found)
 
 
 def _resolve_campaign(campaign: CampaignConfig, hook: GenesysHook) -> dict[str, Any]:
@@ -201,6 +234,7 @@ def withdraw_opt_outs(
 ) -> dict[str, Any]:
     """Remove contacts that opted out after delivery from the contact list (and add their numbers to the DNC
     list) before anything new is claimed. A dry run counts them and sends nothing."""
+    mode = RunMode.from_xcom(resolved["mode"])
     rules = Eligibility.for_campaign(campaign)
     with dialer_db(campaign) as conn:
         check_contact_columns(conn, campaign)
@@ -211,7 +245,7 @@ def withdraw_opt_outs(
                 f"phone numbers are not all normalized yet (region {campaign.phone_region}); withdrawals need "
                 "them to find numbers suppressed since delivery. Run `genesys-dialer normalize` or wait."
             )
-        if run.dry_run:
+        if mode.dry_run:
             would = withdrawal.preview(conn, rules, lookback=timedelta(minutes=campaign.normalize_lookback_minutes))
             log.info("Dry run: would withdraw %d contacts %s", sum(would.values()), would or "")
             return {"withdrawn": {}, "would_withdraw": would, "requests": {}, "dry_run": True}
@@ -237,7 +271,9 @@ def _refresh_phones(conn: Any, campaign: CampaignConfig) -> RefreshResult:
 
 
 # -- fetch_contact_batch -----------------------------------------------------------------------------
-def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def fetch_contact_batch(
+    campaign: CampaignConfig, run: RunInfo, mode: RunMode
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Claim the run's batch in the ledger (or find its earlier claim) and describe its segments."""
     request = contacts_mod.ClaimRequest(
         campaign_id=campaign.campaign_id,
@@ -260,9 +296,9 @@ def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[di
             for blocker in blockers:
                 log.error("Claiming nothing: %s", blocker)
             claim = {"contacts": 0, "claimed_now": 0, "adopted": 0, "retried": 0, "held_back": {}, "reused": False,
-                     "segments": 0, "dry_run": run.dry_run, "blocked": blockers}
+                     "segments": 0, "dry_run": mode.dry_run, "mode": mode.to_xcom(), "blocked": blockers}
             return [], claim
-        result = contacts_mod.claim_batch(conn, request, dry_run=run.dry_run)
+        result = contacts_mod.claim_batch(conn, request, dry_run=mode.dry_run)
     claim = {
         "contacts": result.contacts,
         "claimed_now": result.claimed_now,
@@ -271,15 +307,16 @@ def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[di
         "held_back": result.held_back,
         "reused": result.reused,
         "segments": len(result.segments),
-        "dry_run": run.dry_run,
+        "dry_run": mode.dry_run,
+        "mode": mode.to_xcom(),
         "blocked": [],
     }
     if result.held_back:
         log.info(
             "%s back %d contacts: %s (the ledger records each one's reason)",
-            "Would hold" if run.dry_run else "Held", sum(result.held_back.values()), result.held_back,
+            "Would hold" if mode.dry_run else "Held", sum(result.held_back.values()), result.held_back,
         )
-        if not run.dry_run:
+        if not mode.dry_run:
             for reason, count in result.held_back.items():
                 metrics.contacts(campaign.campaign_id, "skipped", count, reason)
     if result.reused:
@@ -288,21 +325,22 @@ def fetch_contact_batch(campaign: CampaignConfig, run: RunInfo) -> tuple[list[di
             run.run_id, result.contacts, len(result.segments), sum(s.pending for s in result.segments),
         )
     else:
-        verb = "Would claim (dry run, rolled back)" if run.dry_run else "Claimed"
+        verb = "Would claim (dry run, rolled back)" if mode.dry_run else "Claimed"
         log.info(
             "%s %d contacts (%d adopted from earlier runs whose claim lease expired, %d earlier skips retried) "
             "created before %s, in %d segments of at most %d",
             verb, result.contacts, result.adopted, result.retried, run.data_interval_end.isoformat(),
             len(result.segments), campaign.segment_size,
         )
-        if not run.dry_run:
+        if not mode.dry_run:
             metrics.contacts(campaign.campaign_id, "claimed", result.contacts)
-    return [s.to_xcom() for s in result.segments], claim
+    return [{**s.to_xcom(), "dry_run": mode.dry_run} for s in result.segments], claim
 
 
 # -- compute_dial_ratio ------------------------------------------------------------------------------
 def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any]) -> dict[str, Any]:
     """Estimate the answer rate over the window ending at the run's interval end, and decide pacing."""
+    mode = RunMode.from_xcom(resolved["mode"])
     window_end = run.data_interval_end
     window_start = window_end - timedelta(days=campaign.history_days)
     params = {"campaign_id": campaign.campaign_id, "window_end": window_end, "history_days": campaign.history_days}
@@ -329,7 +367,7 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
             "max_calls_per_agent": decision.max_calls_per_agent,
             "outbound_line_count": decision.outbound_line_count, "abandon_rate": decision.abandon_rate,
             "details": json.dumps(details, default=str),
-            "dry_run": run.dry_run,
+            "dry_run": mode.dry_run,
         }
         run_sql(conn, "record_pacing", row)
     log.info(
@@ -343,10 +381,12 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
         decision.strategy, decision.ratio, decision.max_calls_per_agent, decision.outbound_line_count,
         decision.abandon_rate, f" ({'; '.join(decision.notes)})" if decision.notes else "",
     )
-    metrics.pacing(
-        campaign.campaign_id, estimate.pacing_rate, decision.ratio, decision.max_calls_per_agent,
-        decision.outbound_line_count,
-    )
+    if not mode.dry_run and run.is_latest_interval(_now()):
+        # The gauges are "the campaign's current pacing": a dry run's or an old interval's is not.
+        metrics.pacing(
+            campaign.campaign_id, estimate.pacing_rate, decision.ratio, decision.max_calls_per_agent,
+            decision.outbound_line_count,
+        )
     return {
         "estimate": asdict(estimate),
         "decision": {**asdict(decision), "notes": list(decision.notes)},
@@ -354,22 +394,38 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
         "window_start": window_start.isoformat(),
         "window_end": window_end.isoformat(),
         "realized_abandon_percent": realized.rate_percent,
+        "mode": mode.to_xcom(),
     }
 
 
 # -- apply_pacing ------------------------------------------------------------------------------------
 def apply_pacing(campaign: CampaignConfig, run: RunInfo, task: TaskTry, ratio: dict[str, Any]) -> dict[str, Any]:
-    """PATCH the campaign's pacing once per run (a dry run logs the body and sends nothing)."""
+    """PATCH the campaign's pacing once per run, if the run is live and of the latest interval.
+
+    A dry run ends skipped. An older interval's run (a backfill, a catch-up run, a manual run for a past date, a
+    cleared old run) has recorded its pacing; sending it would override the pacing of the campaign's current
+    interval with an old one, so it says so and sends nothing.
+    """
     body = ratio["patch"]
-    if run.dry_run:
-        log.info("Dry run: would PATCH campaign %s with %s", campaign.campaign_id, body)
-        return {"applied": False, "patch": body, "requests": {}}
+    if RunMode.from_xcom(ratio["mode"]).dry_run:
+        skip(f"Dry run: pacing not applied; a live run would PATCH campaign {campaign.campaign_id} with {body}")
+    now = _now()
+    if not run.is_latest_interval(now):
+        reason = old_interval_reason(run, now)
+        log.info("Pacing not applied: %s. Computed and recorded: %s", reason, body)
+        return {"applied": False, "not_applied": reason, "patch": body, "requests": {}}
     with dialer_db(campaign) as conn:
         hook = genesys_hook(campaign, conn, run, task)
         hook.patch_campaign(campaign.campaign_id, body)  # the same body again is harmless: PATCH is repeatable
         run_sql(conn, "mark_pacing_applied", {"campaign_id": campaign.campaign_id, "run_id": run.run_id})
     log.info("Applied pacing to campaign %s: %s", campaign.campaign_id, body)
     return {"applied": True, "patch": body, "requests": hook.stats.as_dict()}
+
+
+def old_interval_reason(run: RunInfo, now: datetime) -> str:
+    minutes = run.interval_age(now).total_seconds() / 60
+    return (f"old interval (it ended {minutes:.0f} min ago, more than one schedule period of "
+            f"{run.period.total_seconds() / 60:.0f} min; only a run of the latest interval paces the campaign)")
 
 
 # -- create_segment ----------------------------------------------------------------------------------
@@ -383,16 +439,12 @@ def create_segment(
     each contact checked again for eligibility right before it is sent.
     """
     index, label = segment["index"], segment["label"]
-    if run.dry_run:
+    if segment["dry_run"]:
         skips = segment.get("would_skip") or {}  # the claim holds back ineligible contacts: a segment is sendable
         sendable = segment["contacts"] - sum(skips.values())
         requests_needed = -(-sendable // campaign.contacts_per_request)
-        log.info(
-            "Dry run: segment %s would send %d contacts in %d requests to contact list %s",
-            label, sendable, requests_needed, resolved["contact_list_id"],
-        )
-        return {"index": index, "label": label, "sent": 0, "would_send": sendable, "skipped": skips,
-                "requests": {}, "dry_run": True}
+        skip(f"Dry run: segment {label} would send {sendable} contacts in {requests_needed} requests to contact "
+             f"list {resolved['contact_list_id']}")
 
     if not segment["pending"]:
         # A re-run of a run whose segment was delivered: nothing to send, no connection to open.
@@ -452,18 +504,25 @@ def create_segment(
                 delivery.send(buffer)
         except GenesysApiError as err:
             metrics.segment_failed(campaign.campaign_id, err.error_type)
+            if will_retry(err, run.try_number, run.max_tries):
+                then = (f"are sent by a retry of this task (try {run.try_number + 1} of {run.max_tries + 1}"
+                        + (f", in about {err.retry_after:.0f} s" if err.retry_after else "") + ")")
+            else:
+                then = ("wait: no retry of this task is left for this error; clear the run to send them, or a "
+                        f"later run adopts them after claim_lease_minutes ({campaign.claim_lease_minutes})")
             if isinstance(err, GenesysCircuitOpenError):
                 # Nothing was sent: the breaker shared by every task of this connection is not closed. The
                 # segment is not dropped: its contacts stay claimed (failed = not yet sent) for when it closes.
                 log.warning(
                     "Segment %s: circuit breaker open, nothing sent for the current batch (%d contacts delivered "
-                    "before it opened); the rest stay claimed by this run. %s", label, delivery.delivered, err,
+                    "before it opened); the rest stay claimed by this run and %s. %s",
+                    label, delivery.delivered, then, err,
                 )
             else:
                 log.error(
                     "Segment %s: %d contacts delivered before the failure; the rest stay claimed by this run and "
-                    "are sent by a retry of this task or a later run (contacts whose request got no answer only "
-                    "after reading the list back). %s", label, delivery.delivered, err,
+                    "%s (contacts whose request got no answer only after reading the list back). %s",
+                    label, delivery.delivered, then, err,
                 )
             raise
 
@@ -494,6 +553,7 @@ def summarize(
 ) -> RunReport:
     """Build the run report from the ledger and the request log (the truth) and the tasks' XComs; log and
     record it."""
+    mode = run_mode(campaign, run, resolved=resolved, claim=claim)
     ids = {"campaign_id": campaign.campaign_id, "run_id": run.run_id}
     with dialer_db(campaign) as conn:
         ledger = contacts_mod.ledger_summary(conn, **ids)
@@ -512,7 +572,7 @@ def summarize(
         }
         finished = datetime.now(UTC)
         report = RunReport.build(
-            campaign=campaign, run=run, resolved=resolved, claim=claim, segments=segments,
+            campaign=campaign, run=run, mode=mode, resolved=resolved, claim=claim, segments=segments,
             segment_results=segment_results, ratio=ratio, pacing_result=pacing_result, ledger=ledger,
             requests=requests, finished_at=finished, compliance=compliance, withdrawal_result=withdrawal_result,
         )
@@ -520,25 +580,22 @@ def summarize(
     for line in report.lines():
         log.info("%s", line)
     metrics.run_finished(campaign.campaign_id, report.outcome, report.duration_seconds or 0.0)
-    if not run.dry_run and ledger["claimed"]:
+    if not mode.dry_run and ledger["claimed"]:
         # One run's share of its batch held back: the skip alert compares it with the campaign's threshold.
         share = ledger["skipped"] / ledger["claimed"]
         metrics.run_skipped_share(campaign.campaign_id, share, campaign.skip_alert_share)
-    interval = schedule_interval_seconds(campaign.schedule, finished)
-    if interval:
-        metrics.schedule_interval(campaign.campaign_id, interval)  # the staleness alert's yardstick
+    period = schedule_period(campaign.schedule, finished)
+    if period:
+        metrics.schedule_interval(campaign.campaign_id, period.total_seconds())  # the staleness alert's yardstick
     return report
 
 
-def schedule_interval_seconds(schedule: str | None, at: datetime) -> float | None:
-    """Seconds between two scheduled runs around ``at`` for a cron schedule or preset; None otherwise."""
-    if not schedule or schedule in ("@once", "@continuous"):
-        return None
-    from croniter import croniter
-
-    try:
-        runs = croniter(schedule, at)
-        following = runs.get_next(datetime)
-        return (runs.get_next(datetime) - following).total_seconds()
-    except (ValueError, KeyError):
-        return None
+def run_mode(
+    campaign: CampaignConfig, run: RunInfo, *, resolved: dict[str, Any] | None, claim: dict[str, Any] | None
+) -> RunMode:
+    """The mode the run's tasks acted on (resolve_campaign's), else, when resolve_campaign failed before
+    deciding, what it would have decided."""
+    for source in (claim, resolved):
+        if source and source.get("mode"):
+            return RunMode.from_xcom(source["mode"])
+    return decide_mode(campaign, run, _now())

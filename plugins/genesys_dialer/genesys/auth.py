@@ -3,19 +3,23 @@
 Genesys serves tokens from ``login.<region>`` and the API from ``api.<region>``; a token lives for the OAuth
 client's configured lifetime (300 s to 48 h) and the official SDK never renews one. Tokens are cached in this
 process and shared with other workers through a Variable (see :class:`GenesysHook.get_token`); a cached token
-is used only by a connection with the same token URL and client id (its fingerprint).
+is used only by a connection with the same token URL, client id and client secret (its fingerprint): after the
+secret changes, the next request fetches a token with the new one, and a wrong secret fails at once with
+``invalid_client`` instead of riding on a token the old secret got.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -53,8 +57,10 @@ class ConnectionInfo:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the OAuth client a token belongs to, without revealing anything about it."""
-        return hashlib.sha256(f"{self.token_url}|{self.client_id}".encode()).hexdigest()[:16]
+        """Identifies the credentials a token was issued for (token URL, client id and secret) without revealing
+        them: an HMAC-SHA256 keyed by the client secret. The secret itself is never stored or logged."""
+        message = f"genesys-dialer token cache|{self.token_url}|{self.client_id}".encode()
+        return hmac.new(self.client_secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,27 @@ token_cache: dict[str, CachedToken] = {}
 token_lock = threading.Lock()
 
 
-def endpoints(host: str) -> tuple[str, str]:
-    """(API base URL, token URL) for a region name or an explicit base URL."""
+def endpoints(host: str, port: int | None = None) -> tuple[str, str]:
+    """(API base URL, token URL) for a region name or an explicit base URL, and an optional port.
+
+    A region's hosts are ``api.<region>`` and ``login.<region>`` on 443 (another port is added to both); a base
+    URL (the emulator: token and API on one server) takes the port unless it names one itself, which must agree.
+    """
     host = host.strip().rstrip("/")
     if "://" in host:
+        parts = urlsplit(host)
+        try:
+            url_port = parts.port
+        except ValueError:
+            raise ValueError(f"host {host!r} has an invalid port") from None
+        if port and url_port and port != url_port:
+            raise ValueError(f"host {host!r} names port {url_port} but the port field says {port}")
+        if port and not url_port:
+            host = urlunsplit(parts._replace(netloc=f"{parts.netloc}:{port}"))
         return host, f"{host}{TOKEN_ENDPOINT}"
     region = host.removeprefix("api.").removeprefix("login.")
-    return f"https://api.{region}", f"https://login.{region}{TOKEN_ENDPOINT}"
+    suffix = f":{port}" if port and port != 443 else ""
+    return f"https://api.{region}{suffix}", f"https://login.{region}{suffix}{TOKEN_ENDPOINT}"
 
 
 def mask_secret(secret: str) -> None:

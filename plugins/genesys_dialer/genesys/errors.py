@@ -137,6 +137,23 @@ def clean_text(value: Any, limit: int = 300) -> str:
     return _PHONE_IN_TEXT.sub("<number>", text)
 
 
+def network_error_text(err: BaseException) -> str:
+    """What went wrong under a failed request, for the error message: the exception and its root cause, e.g.
+    ``ConnectionError: ConnectionRefusedError: [Errno 111] Connection refused`` (the socket's own words, not
+    urllib3's wrapper text, which repeats the URL)."""
+    root, seen = err, {id(err)}
+    while True:
+        reason = getattr(root, "reason", None)
+        candidates = [root.args[0] if root.args else None, reason, root.__cause__, root.__context__]
+        deeper = next((c for c in candidates if isinstance(c, BaseException) and id(c) not in seen), None)
+        if deeper is None:
+            break
+        seen.add(id(deeper))
+        root = deeper
+    text = f"{type(err).__name__}: {clean_text(root) or 'no details'}"
+    return text if root is err else f"{type(err).__name__}: {type(root).__name__}: {clean_text(root)}"
+
+
 def _missing_permissions(body: dict[str, Any]) -> list[str]:
     """Permission names (``outbound:contact:add``) Genesys named in a 403 body, if any."""
     found: list[str] = []

@@ -10,11 +10,12 @@ the connection lookup: no code removed. This hook keeps HttpHook's conventions (
 ``get_conn`` returning a ``requests.Session``, ``test_connection``) and adds what Genesys needs.
 
 Connection (type ``genesys_cloud``): ``host`` is a region (``mypurecloud.ie``) or a base URL
-(``http://127.0.0.1:8765``, for the emulator: token and API on one port); ``login`` is the OAuth client
-id, ``password`` the client secret. Nothing secret lives in ``extra``; it holds optional tuning, never sent
-anywhere: ``timeout`` (seconds, or ``[connect, read]``), ``max_attempts``, ``max_breaker_wait``,
-``outcome_settle_seconds``, and the breaker's ``breaker_failure_threshold``, ``breaker_open_seconds``,
-``breaker_half_open_max``, ``breaker_probe_lease_seconds``. Constructor arguments win over extras.
+(``http://127.0.0.1:8765``, for the emulator: token and API on one port); ``port`` is optional (443 for a
+region; a base URL's port); ``login`` is the OAuth client id, ``password`` the client secret. Nothing secret
+lives in ``extra``; it holds optional tuning (the form's "Extra Fields"), never sent anywhere: ``timeout``
+(seconds, or ``[connect, read]``), ``max_attempts``, ``max_breaker_wait``, ``outcome_settle_seconds``, and the
+breaker's ``breaker_failure_threshold``, ``breaker_open_seconds``, ``breaker_half_open_max``,
+``breaker_probe_lease_seconds``. Constructor arguments win over extras.
 
 What a call does (docs/resilience.md has the why and the measured behaviour):
 
@@ -48,7 +49,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from airflow.sdk import BaseHook
@@ -79,6 +80,7 @@ from genesys_dialer.genesys.errors import (
     classify_response,
     content_type,
     json_or_none,
+    network_error_text,
 )
 from genesys_dialer.genesys.state import StateStore, default_store
 
@@ -208,23 +210,6 @@ class GenesysHook(BaseHook):
         self.on_request = on_request
 
     # -- Airflow connection plumbing ---------------------------------------------------------------
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """The connection form in the Airflow UI: hidden fields, labels and placeholders.
-
-        :return: Airflow's ``ui-field-behaviour`` mapping (the same as the provider info declares).
-        """
-        return {
-            "hidden-fields": ["schema", "port"],
-            "relabeling": {"host": "Region or base URL", "login": "Client ID", "password": "Client Secret"},
-            "placeholders": {
-                "host": "mypurecloud.ie (or http://genesys-emulator:8765)",
-                "login": "OAuth client id (client credentials grant)",
-                "password": "OAuth client secret",
-                "extra": '{"timeout": [5, 30], "breaker_open_seconds": 30} (tuning only, never secrets)',
-            },
-        }
-
     @cached_property
     def _connection(self) -> ConnectionInfo:
         """The connection, looked up once per hook."""
@@ -241,7 +226,10 @@ class GenesysHook(BaseHook):
             extra = conn.extra_dejson or {}
         except Exception:
             extra = {}
-        api_base, token_url = endpoints(conn.host)
+        try:
+            api_base, token_url = endpoints(conn.host, conn.port)
+        except ValueError as err:
+            raise ConfigError(f"connection {self.genesys_conn_id!r}: {err}") from None
         return ConnectionInfo(api_base, token_url, conn.login, conn.password, extra if isinstance(extra, dict) else {})
 
     @property
@@ -293,7 +281,9 @@ class GenesysHook(BaseHook):
                  cast: type[int] | type[float]) -> float:
         if arg is not None:
             return cast(arg)
-        raw = self._connection.extra.get(key, default)
+        raw = self._connection.extra.get(key)
+        if raw is None:  # absent, or left empty in the UI form
+            raw = default
         kind = "an integer" if cast is int else "a number"
         try:
             value = cast(raw)
@@ -431,7 +421,8 @@ class GenesysHook(BaseHook):
             failure = "timeout" if isinstance(err, requests.Timeout) else "connection"
             self._count_request("token", "POST", None, started, failure=failure)
             raise GenesysTransientError(
-                f"OAuth token request failed: {type(err).__name__}", method="POST", endpoint=TOKEN_ENDPOINT
+                f"OAuth token request to {urlsplit(info.token_url).netloc} failed: {network_error_text(err)}",
+                method="POST", endpoint=TOKEN_ENDPOINT,
             ) from None
         self._count_request("token", "POST", response.status_code, started)
         token = token_from_response(response, self.genesys_conn_id, fingerprint)
@@ -479,12 +470,19 @@ class GenesysHook(BaseHook):
         items = len(json) if isinstance(json, list) else 0
         refreshed_after_401 = False
         attempt = 0
+        last_failure: str | None = None  # this call's, for an error that would otherwise only say "breaker open"
         permit: Permit | None = None  # held until its outcome is recorded; None once it is
         try:
             while True:
                 attempt += 1
                 if permit is None:
-                    permit = self._acquire_permit()
+                    try:
+                        permit = self._acquire_permit()
+                    except GenesysCircuitOpenError as err:
+                        if last_failure is None:
+                            raise
+                        raise GenesysCircuitOpenError(f"{err.message}; this call's last failure: {last_failure}",
+                                                      retry_after=err.retry_after) from None
                 token = self.get_token()
                 started = time.monotonic()
                 try:
@@ -504,19 +502,18 @@ class GenesysHook(BaseHook):
                     reason = "timeout" if isinstance(err, requests.Timeout) else "connection"
                     self._count_request(endpoint, method, None, started, failure=reason, attempt=attempt,
                                         items=items)
+                    last_failure = f"request to {urlsplit(url).netloc} failed: {network_error_text(err)}"
                     if not repeatable and not _not_sent(err):
                         # Genesys may have applied it: no evidence of an outage (yet), and not to be repeated.
                         self.breaker.release(permit)
                         permit = None
                         raise GenesysOutcomeUnknownError(
-                            f"no answer to a request that may have been applied ({type(err).__name__}); not "
-                            "repeated blindly", reason=reason, method=method, endpoint=path,
+                            f"no answer to a request that may have been applied ({last_failure}); not repeated "
+                            "blindly", reason=reason, method=method, endpoint=path,
                         ) from None
-                    self.breaker.record_failure(permit, reason)
+                    self.breaker.record_failure(permit, f"{reason}: {last_failure}")
                     permit = None
-                    error = GenesysTransientError(
-                        f"Genesys Cloud request failed: {type(err).__name__}", method=method, endpoint=path
-                    )
+                    error = GenesysTransientError(f"Genesys Cloud {last_failure}", method=method, endpoint=path)
                     self._retry_or_raise(error, attempt, method, endpoint, reason, None)
                     continue
                 self._count_request(endpoint, method, response.status_code, started, attempt=attempt, items=items)
@@ -543,6 +540,7 @@ class GenesysHook(BaseHook):
                 if status in (401, 403, 429):
                     self.breaker.release(permit)  # neither an outage nor proof of health
                 elif isinstance(error, (GenesysTransientError, GenesysServerError)):
+                    last_failure = f"HTTP {status} from {urlsplit(url).netloc}: {error.message}"
                     self.breaker.record_failure(permit, str(status))
                 else:
                     self.breaker.record_success(permit)  # Genesys answered: it is up, the request is wrong
@@ -613,8 +611,8 @@ class GenesysHook(BaseHook):
         self.stats.retries += 1
         metrics.api_retry(endpoint, reason)
         log.warning(
-            "Retrying %s %s after %s (attempt %d of %d, contextId=%s) in %.1f s",
-            method, endpoint, reason, attempt, self.max_attempts, error.context_id, delay,
+            "Retrying %s %s after %s (attempt %d of %d, contextId=%s) in %.1f s: %s",
+            method, endpoint, reason, attempt, self.max_attempts, error.context_id, delay, error.message,
         )
         self._sleep(delay)
 

@@ -78,3 +78,11 @@ RETRY_POLICY: ExceptionRetryPolicy = GenesysRetryPolicy(
         ),
     ]
 )
+
+
+def will_retry(error: BaseException, try_number: int, max_tries: int) -> bool:
+    """Whether Airflow retries the task after ``error`` ends this try: a try is left (as the execution API
+    decides) and the retry policy does not fail the error at once."""
+    if max_tries <= 0 or try_number > max_tries:
+        return False
+    return RETRY_POLICY.evaluate(error, try_number, max_tries).action != RetryAction.FAIL
