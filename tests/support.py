@@ -168,6 +168,7 @@ BREAKER_KEY = f"genesys_breaker__{GENESYS_CONN_ID}"
 TOKEN_KEY = f"genesys_access_token__{GENESYS_CONN_ID}"
 # The emulator's route template of the contact POSTs (its request log and fault rules name routes so).
 CONTACTS_ROUTE = "POST /api/v2/outbound/contactlists/{contactListId}/contacts"
+CAMPAIGN_ROUTE = "GET /api/v2/outbound/campaigns/{campaignId}"
 
 
 def write_config(*campaigns: dict[str, Any]) -> Path:

@@ -71,11 +71,11 @@ def _session_config() -> Any:
 def run(entry: dict[str, Any], **conf: Any) -> Any:
     """One DAG run of the campaign ``entry`` through dag.test() (which parses the DAG folder: the campaign
     joins the session's config file first)."""
-    from genesys_dialer.config import load_campaigns
+    from genesys_dialer.config import load_config
     from genesys_dialer.dags.builder import build_campaign_dag
 
-    path = write_config(*ALL_CAMPAIGNS, entry)
-    campaign = next(c for c in load_campaigns(path) if c.key == entry["key"])
+    path = write_config(*ALL_CAMPAIGNS, entry)  # the session's config holds a broken entry too, on purpose
+    campaign = next(c for c in load_config(path).campaigns if c.key == entry["key"])
     return build_campaign_dag(campaign).test(run_conf=conf)
 
 

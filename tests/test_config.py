@@ -267,7 +267,7 @@ def test_parsing_the_dag_file_touches_no_network_or_database(tmp_path):
 
 def test_a_run_of_a_config_error_dag_fails_at_once_naming_file_campaign_and_field(airflow_db, capfd):
     """The session's config has an invalid entry ("broken"): its DAG's run fails at once, saying why."""
-    from support import CONFIG_PATH
+    from support import ALL_CAMPAIGNS, BROKEN_CAMPAIGN, CONFIG_PATH
 
     from genesys_dialer.dags.factory import campaign_dags
 
@@ -278,5 +278,6 @@ def test_a_run_of_a_config_error_dag_fails_at_once_naming_file_campaign_and_fiel
     dag_run = broken.test()
     out, _ = capfd.readouterr()
     assert str(dag_run.state) == "failed"
-    assert f"{CONFIG_PATH}: campaign 'broken' (campaigns[7]): field 'segment_size': Input should be greater than " \
+    where = f"campaigns[{ALL_CAMPAIGNS.index(BROKEN_CAMPAIGN)}]"
+    assert f"{CONFIG_PATH}: campaign 'broken' ({where}): field 'segment_size': Input should be greater than " \
            "or equal to 1" in out

@@ -162,14 +162,15 @@ def test_a_claim_is_refused_while_numbers_are_not_all_normalized(db: Any, emulat
     and is red; the next one (the rest normalized) claims."""
     from genesys_dialer.config import CampaignConfig
     from genesys_dialer.dags import tasks
-    from genesys_dialer.dags.run import RunInfo
+    from genesys_dialer.dags.run import RunInfo, RunMode
 
     _add(db, [f"(317) 555-{i:04d}" for i in range(100, 130)])
     campaign = CampaignConfig(key="slow", campaign_id="c-slow", normalize_max_rows_per_run=10)
     now = datetime.now(UTC)
-    info = RunInfo(run_id="slow-1", run_type="manual", dry_run=False, batch_size=20, data_interval_start=now,
+    info = RunInfo(run_id="slow-1", run_type="manual", requested="live", batch_size=20, data_interval_start=now,
                    data_interval_end=now, started_at=now)
-    segments, claim = tasks.fetch_contact_batch(campaign, info)
+    live = RunMode(dry_run=False, reason="dry_run=live was asked for")
+    segments, claim = tasks.fetch_contact_batch(campaign, info, live)
     assert segments == [] and claim["contacts"] == 0
     assert "not all normalized" in claim["blocked"][0] and "genesys-dialer normalize" in claim["blocked"][0]
     assert db.execute("SELECT count(*) FROM dispatch_ledger").fetchone()[0] == 0
@@ -177,6 +178,6 @@ def test_a_claim_is_refused_while_numbers_are_not_all_normalized(db: Any, emulat
     report = tasks.summarize(campaign, info, resolved={"contact_list_id": "x"}, claim=claim, segments=[],
                              segment_results=[], ratio=None, pacing_result=None, withdrawal_result={})
     assert report.outcome == "failed" and any("claimed nothing" in w for w in report.warnings)
-    tasks.fetch_contact_batch(campaign, RunInfo(**{**info.__dict__, "run_id": "slow-2"}))  # scans 10 more
-    segments, claim = tasks.fetch_contact_batch(campaign, RunInfo(**{**info.__dict__, "run_id": "slow-3"}))
+    tasks.fetch_contact_batch(campaign, RunInfo(**{**info.__dict__, "run_id": "slow-2"}), live)  # scans 10 more
+    segments, claim = tasks.fetch_contact_batch(campaign, RunInfo(**{**info.__dict__, "run_id": "slow-3"}), live)
     assert claim["blocked"] == [] and claim["contacts"] == 20

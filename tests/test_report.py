@@ -23,6 +23,7 @@ def _report(**campaign_fields) -> RunReport:
     plan = plan_pacing(HISTORY, campaign)
     return RunReport(
         campaign_key="demo", campaign_id="c-1", run_id="manual__1", run_type="manual", dry_run=False,
+        mode_reason="auto: a manual run",
         data_interval_start=END - timedelta(minutes=15), data_interval_end=END,
         started_at=END, finished_at=END + timedelta(seconds=12), outcome="success",
         claim={"contacts": 5000, "claimed_now": 5000, "adopted": 0},

@@ -20,8 +20,10 @@ from pipeline_helpers import (
     campaign_config,
     contact_posts,
     expected_claim,
+    expected_reasons,
     ledger,
     run_dag,
+    segments_for,
     task_instances,
     task_states,
 )
@@ -37,7 +39,7 @@ from support import (
 
 from genesys_devkit.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
 from genesys_dialer.dags import tasks
-from genesys_dialer.dags.run import DEFAULT_PERIOD, RunInfo, decide_mode, requested_mode
+from genesys_dialer.dags.run import DEFAULT_PERIOD, RunInfo, TaskTry, decide_mode, requested_mode
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -79,13 +81,17 @@ def test_a_dry_run_claims_and_sends_nothing_and_shows_it(db, emulator, caplog, c
     caplog.set_level("INFO")
     campaign_before = emulator.campaign()
 
+    candidates = [cid for cid, _ in expected_claim(db, TEST_CAMPAIGN["batch_size"])]
+    sendable = sum(1 for reason in expected_reasons(db, candidates).values() if reason is None)
+    expected_segments = segments_for(sendable, TEST_CAMPAIGN["segment_size"])
+
     dag_run = run_dag(conf={"dry_run": "dry"})
 
     assert str(dag_run.state) == "success"
     states = task_states(dag_run)
     # The grid: the sending tasks are skipped (nothing sent), the rest succeeded.
     segments = [state for (task, _), state in states.items() if task == "create_segment"]
-    assert len(segments) == 5 and set(segments) == {"skipped"}
+    assert len(segments) == expected_segments > 1 and set(segments) == {"skipped"}
     assert states[("apply_pacing", -1)] == "skipped"
     assert {states[(t, -1)] for t in ("resolve_campaign", "fetch_contact_batch", "compute_dial_ratio",
                                       "summarize")} == {"success"}
@@ -98,7 +104,7 @@ def test_a_dry_run_claims_and_sends_nothing_and_shows_it(db, emulator, caplog, c
     logs = _logs(capfd, caplog)
     assert "===== DRY RUN, nothing claimed or sent. Run report: campaign itest" in logs
     assert "mode: DRY RUN (dry_run=dry was asked for)" in logs
-    assert f"would claim {len(expected_claim(db, TEST_CAMPAIGN['batch_size']))} contacts in 5 segments" in logs
+    assert f"would claim {sendable} contacts in {expected_segments} segments" in logs
     assert "-> not applied: dry run" in logs
     outcome, dry, report = _run_log(db, dag_run.run_id)
     assert (outcome, dry, report["would_send"] > 0) == ("dry_run", True, True)
@@ -304,12 +310,14 @@ def test_an_old_scheduled_run_cleared_after_a_live_try_resends_instead_of_going_
     assert ledger(db, live.run_id)
     campaign = campaign_config()
 
-    cleared = tasks.resolve_campaign(campaign, _info(live.run_id, run_type="scheduled", age=timedelta(hours=1)))
+    task = TaskTry("resolve_campaign", -1, 1)
+    cleared = tasks.resolve_campaign(campaign, _info(live.run_id, run_type="scheduled", age=timedelta(hours=1)),
+                                     task)
     assert cleared["mode"]["dry_run"] is False
     assert cleared["mode"]["reason"].startswith("a cleared run re-sending its own undelivered contacts")
 
     never_claimed = tasks.resolve_campaign(campaign, _info("scheduled__never", run_type="scheduled",
-                                                           age=timedelta(hours=1)))
+                                                           age=timedelta(hours=1)), task)
     assert never_claimed["mode"]["dry_run"] is True and "catch-up" in never_claimed["mode"]["reason"]
 
 

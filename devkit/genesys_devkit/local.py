@@ -23,7 +23,13 @@ import psycopg
 import requests
 import yaml
 
-from genesys_devkit.demo_data import contact_rows, emulator_seed, insert_contacts, insert_dial_history
+from genesys_devkit.demo_data import (
+    DEMO_DNC_LIST_ID,
+    contact_rows,
+    emulator_seed,
+    insert_contacts,
+    insert_dial_history,
+)
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 # The DAG file a user puts in their DAGs folder ("airflow" must appear in it: Airflow's safe mode skips files
@@ -161,8 +167,10 @@ def write_dags_folder(folder: Path, campaigns: list[DemoCampaign], **fields: Any
     """The two-line DAG file and a campaigns.yaml beside it, as a user's DAGs folder would hold them."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "genesys_predictive.py").write_text(DAG_FILE)
-    entries = [{"key": c.key, "campaign_id": c.campaign_id, "contact_list_id": c.contact_list_id, **fields}
-               for c in campaigns]
+    # Set up as docs/compliance.md asks: each contact's time zone written to the column the list's phone column
+    # reads it from (callableTimeColumn), opt-outs added to the campaign's internal DNC list.
+    entries = [{"key": c.key, "campaign_id": c.campaign_id, "contact_list_id": c.contact_list_id,
+                "list_timezone_column": "timezone", "dnc_list_id": DEMO_DNC_LIST_ID, **fields} for c in campaigns]
     (folder / "campaigns.yaml").write_text(yaml.safe_dump({"campaigns": entries}, sort_keys=False))
     return folder
 

@@ -189,7 +189,7 @@ class RunReport:
         withdrawn = self.compliance.get("would_withdraw" if self.dry_run else "withdrawn") or {}
         out.append(
             f"{'would withdraw' if self.dry_run else 'withdrawn'} from Genesys (opted out since delivery): "
-            f"{sum(withdrawn.values())} {self._fmt(withdrawn)}"
+            f"{sum(withdrawn.values())} {self._fmt(withdrawn)}".rstrip()
         )
         req = self.requests
         out.append(
