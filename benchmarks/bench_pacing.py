@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 
+from genesys_devkit.simulator import CampaignParams, SimResult, simulate
 from genesys_dialer.config import CampaignConfig
 from genesys_dialer.pacing.markov import highest_admissible, ratio_steps, solve_chain, step_edges
-from genesys_dialer.pacing.simulator import CampaignParams, SimResult, simulate
 from genesys_dialer.pacing.strategies import AnswerHistory, HistoryBucket, answers_per_idle_agent, plan_pacing
 
 P_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)

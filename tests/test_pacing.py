@@ -9,9 +9,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from genesys_devkit.simulator import CampaignParams, simulate
 from genesys_dialer.config import RATIO_STRATEGIES, CampaignConfig
 from genesys_dialer.pacing.markov import predicted_abandon_rate, ratio_steps, solve_chain
-from genesys_dialer.pacing.simulator import CampaignParams, simulate
 from genesys_dialer.pacing.strategies import (
     STRATEGIES,
     AnswerHistory,

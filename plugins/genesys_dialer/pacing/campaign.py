@@ -1,6 +1,6 @@
 """The campaign a pacing model reasons about: team size, answer rate and the call-timing assumptions.
 
-Shared by the Markov model (:mod:`genesys_dialer.pacing.markov`) and the simulator that calibrates and scores
+Shared by the Markov model (:mod:`genesys_dialer.pacing.markov`) and the devkit simulator that calibrates
 it; the defaults are the assumptions of docs/pacing.md (not sourced facts).
 """
 

@@ -5,7 +5,7 @@ lines in flight, so a ratio is a set of whole line counts and one step can move 
 (5 agents at p = 0.2: r = 1.745 dials 3 lines for 2 free agents, r = 1.76 dials 4). A smooth fit of the ratio
 cannot see those steps; a model of the dialing process, evaluated at each step, can.
 
-The process (the simulator's, :mod:`genesys_dialer.pacing.simulator`, with exponential times): the state is
+The process (the simulator's, :mod:`genesys_devkit.simulator`, with exponential times): the state is
 (b busy agents, c lines in flight). A busy agent comes free at rate 1 / (talk + wrap-up); a line resolves at
 rate 1 / (mean ring time of a dial), a live answer with probability p. A live answer takes a free agent;
 with none free it is abandoned unless an agent comes free within the grace (probability

@@ -231,7 +231,7 @@ def tutorial_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pac
 # step by step; larger teams on the response surface below (their steps are too fine to matter).
 SMALL_TEAM_AGENTS = 20
 
-# The model's response surface for 20+ agents, calibrated on genesys_dialer.pacing.simulator (p in {0.04, 0.07, 0.12,
+# The model's response surface for 20+ agents, calibrated on genesys_devkit.simulator (p in {0.04, 0.07, 0.12,
 # 0.25, 0.4, 0.7}, agents in {2, 4, 7, 10, 15, 30, 70, 100, 150}, targets 2 and 3 %, disjoint in p from the
 # benchmark grid):
 #   ln(live answers in flight per idle agent) = A + B ln N + C ln^2 N + D p + E ln(target / 3 %).
