@@ -58,7 +58,8 @@ def db(dialer_db: str) -> Iterator[Any]:
 
     with psycopg.connect(dialer_db) as conn:
         conn.execute(
-            "TRUNCATE contacts, dial_history, dispatch_ledger, pacing_decisions, run_log RESTART IDENTITY"
+            "TRUNCATE contacts, dial_history, dispatch_ledger, pacing_decisions, run_log, campaign_outcomes "
+            "RESTART IDENTITY"
         )
         conn.commit()
         yield conn

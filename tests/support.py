@@ -96,6 +96,9 @@ TEST_CAMPAIGN: dict[str, Any] = {
     "contacts_per_request": 25,
     "agents": 20,
     "retries": 0,
+    # The pipeline tests prove the claim/dispatch path against dial_history pacing; the Genesys-outcome loop has
+    # its own tests (test_outcomes.py, test_closed_loop.py) and the real-executor run below.
+    "pacing_source": "dial_history",
 }
 # A campaign id Genesys does not know (bad-input tests).
 GHOST_CAMPAIGN = {**TEST_CAMPAIGN, "key": "ghost", "campaign_id": "00000000-0000-4000-8000-00000000dead"}
@@ -106,7 +109,7 @@ XRUN_CAMPAIGN_ID = "1c7e5b3a-9d2f-4e8a-b6c4-3f2a1e0d9c8b"
 XFAULT_CAMPAIGN_ID = "2d8f6c4b-0e3a-4f9b-a7d5-4a3b2f1e0d9c"
 XRUN_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xrun", "campaign_id": XRUN_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,
-    "schedule": None, "batch_size": 300, "segment_size": 60,
+    "schedule": None, "batch_size": 300, "segment_size": 60, "pacing_source": "genesys",
 }
 XFAULT_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xfault", "campaign_id": XFAULT_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,

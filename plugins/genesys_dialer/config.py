@@ -34,6 +34,9 @@ GENESYS_MAX_CALLS_PER_AGENT = 15.0
 # The names of genesys_dialer.pacing.STRATEGIES, kept here so validating a config (at every DAG parse) does
 # not import the pacing model.
 RATIO_STRATEGIES = ("model", "tutorial")
+# Where a campaign's dial outcomes come from: Genesys Cloud analytics (synced every run into campaign_outcomes)
+# or the user's own dial_history table.
+PACING_SOURCES = ("genesys", "dial_history")
 
 
 def max_segments_per_run() -> int:
@@ -82,6 +85,10 @@ class CampaignConfig(BaseModel):
     contact_id_prefix: str = Field(default="", max_length=32)
 
     ratio_strategy: str = "model"
+    pacing_source: str = Field(
+        default="genesys", description="genesys: outcomes from Genesys Cloud analytics (synced each run); "
+        "dial_history: the user's own dial_history table."
+    )
     history_days: int = Field(default=7, ge=1, le=90)
     fallback_answer_rate: float = Field(default=0.15, gt=0, le=1)
     abandon_rate_target: float = Field(default=COMPLIANCE_ABANDON_CAP_PERCENT, gt=0)
@@ -110,7 +117,24 @@ class CampaignConfig(BaseModel):
         "this share of abandon_rate_target."
     )
     abandon_backoff_min_answers: int = Field(
-        default=100, ge=0, description="Live answers needed in the 30-day window before backing off."
+        default=100, ge=0, description="Live answers needed in a compliance window before backing off on it."
+    )
+    min_history_attempts: int = Field(
+        default=100, ge=0, description="Dials in the window before the model leaves progressive dialing."
+    )
+    talk_time_seconds: float = Field(
+        default=120.0, gt=0, le=7200, description="Mean talk time assumed until Genesys reports it (source "
+        "genesys), or always (source dial_history)."
+    )
+    wrap_up_seconds: float = Field(
+        default=10.0, ge=0, le=3600, description="Mean wrap-up (after-call work) assumed likewise."
+    )
+    outcome_sync_max_requests: int = Field(
+        default=6, ge=1, le=100, description="Analytics queries per run (one covers up to a day); a backfill "
+        "of the 30-day window continues in the next runs."
+    )
+    outcome_settle_minutes: int = Field(
+        default=60, ge=0, le=1440, description="A bucket is pulled again until a run this long after it ended."
     )
 
     @field_validator("abandon_rate_target")
@@ -120,6 +144,13 @@ class CampaignConfig(BaseModel):
             raise ValueError(
                 f"must be at most {COMPLIANCE_ABANDON_CAP_PERCENT} (the FCC/Ofcom abandon cap, in percent)"
             )
+        return value
+
+    @field_validator("pacing_source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in PACING_SOURCES:
+            raise ValueError(f"unknown source {value!r}; choose one of {list(PACING_SOURCES)}")
         return value
 
     @field_validator("max_calls_per_agent_ceiling")

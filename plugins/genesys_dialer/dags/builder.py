@@ -17,9 +17,10 @@ DOC_MD = """
 
 Campaign `{campaign_id}`. Every run claims the next batch of eligible contacts (active, not
 do-not-call, a valid number, never sent to this campaign, created before the run's interval end) in the
-`dispatch_ledger`, computes the dial ratio from `dial_history` over the {history_days} days ending at the
-interval end (strategy `{strategy}`), PATCHes the campaign's pacing, and upserts the batch into the
-campaign's contact list, one mapped `create_segment` per segment of at most {segment_size} contacts.
+`dispatch_ledger`, syncs the campaign's outcomes from Genesys analytics (`sync_outcomes`, source
+`{source}`), computes the dial ratio from them over the {history_days} days ending at the interval end
+(strategy `{strategy}`), PATCHes the campaign's pacing and reads back what Genesys kept, and upserts the batch
+into the campaign's contact list, one mapped `create_segment` per segment of at most {segment_size} contacts.
 
 * **Params**: `batch_size` (default {batch_size}); `dry_run` (compute and log everything, send nothing;
   default: true for backfills, false otherwise).
@@ -47,6 +48,7 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         tags=["genesys", "outbound", campaign.key, *campaign.tags],
         doc_md=DOC_MD.format(
             key=campaign.key, campaign_id=campaign.campaign_id, history_days=campaign.history_days,
+            source=campaign.pacing_source,
             strategy=campaign.ratio_strategy, segment_size=campaign.segment_size, batch_size=campaign.batch_size,
         ),
         params={
@@ -80,9 +82,22 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
             get_current_context()["ti"].xcom_push(key="claim", value=claim)
             return segments
 
-        @task
-        def compute_dial_ratio(resolved: dict[str, Any]) -> dict[str, Any]:
-            return _tasks().compute_dial_ratio(campaign, run_info(campaign), resolved)
+        @task(pool=campaign.pool)
+        def sync_outcomes() -> dict[str, Any]:
+            return _tasks().sync_outcomes(campaign, run_info(campaign))
+
+        # Runs when sync_outcomes failed too: stale outcomes make it pace progressive (fail closed) instead of
+        # leaving the campaign on the last, possibly aggressive, pacing.
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def compute_dial_ratio() -> dict[str, Any]:
+            ti = get_current_context()["ti"]
+            resolved = ti.xcom_pull(task_ids="resolve_campaign")
+            if resolved is None:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException("resolve_campaign did not finish: no pacing decided")
+            synced = ti.xcom_pull(task_ids="sync_outcomes")
+            return _tasks().compute_dial_ratio(campaign, run_info(campaign), resolved, synced)
 
         @task(pool=campaign.pool)
         def apply_pacing(ratio: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +122,7 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
                 segment_results=[r for r in ti.xcom_pull(task_ids=["create_segment"]) if r],
                 ratio=ti.xcom_pull(task_ids="compute_dial_ratio"),
                 pacing_result=ti.xcom_pull(task_ids="apply_pacing"),
+                synced=ti.xcom_pull(task_ids="sync_outcomes"),
             )
             if report.outcome in ("failed", "partial"):
                 from airflow.sdk.exceptions import AirflowFailException
@@ -120,7 +136,10 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         resolved = resolve_campaign()
         segments = fetch_contact_batch()
         resolved >> segments
-        ratio = compute_dial_ratio(resolved)
+        synced = sync_outcomes()
+        resolved >> synced
+        ratio = compute_dial_ratio()
+        synced >> ratio
         pacing_done = apply_pacing(ratio)
         created = create_segment.partial(resolved=resolved).expand(segment=segments)
         [pacing_done, created] >> summarize()

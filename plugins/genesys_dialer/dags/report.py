@@ -37,6 +37,8 @@ class RunReport:
     decision: dict[str, Any] | None
     pacing_applied: bool
     warnings: list[str] = field(default_factory=list)
+    outcomes: dict[str, Any] | None = None
+    pacing_kept: dict[str, Any] | None = None
 
     @classmethod
     def build(
@@ -52,9 +54,10 @@ class RunReport:
         pacing_result: dict[str, Any] | None,
         ledger: dict[str, Any],
         finished_at: datetime,
+        synced: dict[str, Any] | None = None,
     ) -> RunReport:
         requests: Counter[str] = Counter()
-        for part in [resolved, pacing_result, *segment_results]:
+        for part in [resolved, synced, pacing_result, *segment_results]:
             requests.update((part or {}).get("requests") or {})
         would_skip: Counter[str] = Counter()
         for segment in segments:
@@ -64,6 +67,9 @@ class RunReport:
             warnings.append("resolve_campaign did not finish: nothing was claimed or sent")
         if ratio:
             warnings += [f"pacing: {note}" for note in ratio["decision"].get("notes") or []]
+        warnings += [f"pacing kept by Genesys: {w}" for w in (pacing_result or {}).get("warnings") or []]
+        if campaign.pacing_source == "genesys" and resolved is not None and synced is None:
+            warnings.append("sync_outcomes did not finish: paced on the outcomes synced before (progressive)")
         succeeded = sum(1 for r in segment_results if r)
         if run.dry_run:
             outcome = "dry_run"
@@ -97,6 +103,8 @@ class RunReport:
             decision=(ratio or {}).get("decision"),
             pacing_applied=bool((pacing_result or {}).get("applied")),
             warnings=warnings,
+            outcomes=synced,
+            pacing_kept=(pacing_result or {}).get("kept"),
         )
 
     @property
@@ -137,11 +145,33 @@ class RunReport:
             f"Genesys requests: {req.get('requests', 0)} (retries {req.get('retries', 0)}, "
             f"429s {req.get('throttled', 0)}, token refreshes {req.get('token_refreshes', 0)})"
         )
+        synced = self.outcomes or {}
+        if synced.get("synced"):
+            out.append(
+                f"outcomes (Genesys analytics): {synced.get('buckets', 0)} 15-minute buckets pulled in "
+                f"{synced.get('queries', 0)} queries up to {synced.get('until')}; "
+                f"{synced.get('outstanding_buckets', 0)} of the 30-day window still to pull or settle"
+                + (f"; {synced['idle_agents']} idle agents" if synced.get("idle_agents") is not None else "")
+            )
+        details = (self.decision or {}).get("details") or {}
         if self.estimate:
             e = self.estimate
+            paced = details.get("paced_answer_rate", e["pacing_rate"])
             out.append(
                 f"answer rate: {e['answers']} / {e['attempts']} -> {e['rate']:.4f} "
-                f"[{e['lower']:.4f}, {e['upper']:.4f}] ({e['source']}), paced on {e['pacing_rate']:.4f}"
+                f"[{e['lower']:.4f}, {e['upper']:.4f}] ({e['source']}), paced on {paced:.4f}"
+            )
+        if details.get("talk_mean_seconds") is not None:
+            windows = ", ".join(
+                f"{label} {details[key]:.2f} %" for label, key in (
+                    ("30-day", "realized_abandon_percent"), ("24 h", "realized_abandon_24h_percent"))
+                if details.get(key) is not None
+            )
+            out.append(
+                f"paced for {details.get('agents_paced')} agents, talk {details['talk_mean_seconds']:.0f} s "
+                f"(cv {details.get('talk_cv', 0):.2f}), wrap-up {details.get('wrap_mean_seconds', 0):.0f} s "
+                f"({details.get('timing_source')}); abandon target {details.get('paced_abandon_target', 0):.2f} %"
+                + (f"; realized abandons {windows}" if windows else "")
             )
         if self.decision:
             d = self.decision
@@ -149,6 +179,13 @@ class RunReport:
                 f"pacing ({d['strategy']}): ratio {d['ratio']:.3f}, maxCallsPerAgent {d['max_calls_per_agent']:g}, "
                 f"outboundLineCount {d['outbound_line_count']}, abandonRate {d['abandon_rate']:g} -> "
                 f"{'applied' if self.pacing_applied else 'NOT applied'}"
+            )
+        if self.pacing_kept:
+            k = self.pacing_kept
+            out.append(
+                f"Genesys kept: maxCallsPerAgent {k.get('maxCallsPerAgent')} (decimal "
+                f"{k.get('maxCallsPerAgentDecimal')}), outboundLineCount {k.get('outboundLineCount')}, "
+                f"abandonRate {k.get('abandonRate')}"
             )
         for warning in self.warnings:
             out.append(f"warning: {warning}")
