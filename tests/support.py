@@ -121,7 +121,15 @@ XBACKFILL_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xbackfill", "campaign_id": BACKFILL_CAMPAIGN_ID, "schedule": "@daily",
     "batch_size": 40, "segment_size": 20,
 }
-ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN]
+# The closed loop (test_outcomes.py, test_closed_loop.py): paced from Genesys outcomes, dialed by the emulator.
+LOOP_CAMPAIGN_ID = "3e5f7a9b-1c2d-4e6f-8a0b-2c4d6e8f0a1b"
+LOOP_LIST_ID = "4f6a8b0c-2d3e-4f5a-9b1c-3d5e7f9a1b2c"
+LOOP_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "loop", "campaign_id": LOOP_CAMPAIGN_ID, "schedule": None, "batch_size": 600,
+    "segment_size": 300, "contacts_per_request": 300, "agents": 8, "max_outbound_lines": 200,
+    "pacing_source": "genesys",
+}
+ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, LOOP_CAMPAIGN]
 
 # The connection the emulator fixture defines (AIRFLOW_CONN_GENESYS_DEFAULT), and the Variables its hooks share
 # across processes and tests: the circuit breaker's facts and the cached access token.

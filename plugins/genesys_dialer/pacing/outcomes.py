@@ -42,7 +42,7 @@ COUNT_METRICS = {"nOutboundAttempted": "attempts", "nOutboundConnected": "connec
 TIME_METRICS = {"tTalk": "talk", "tAcw": "acw", "tHandle": "handle"}
 METRICS = (*COUNT_METRICS, *TIME_METRICS)
 # Edges (seconds) of the talk-time histogram asked for as rangeBound views; the last bin is open.
-TALK_BIN_EDGES = (0, 30, 60, 90, 120, 180, 240, 300, 420, 600, 900)
+TALK_BIN_EDGES = (0, 30, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600)
 
 
 @dataclass(frozen=True)
@@ -241,10 +241,13 @@ def call_times(
         acw_s += weight * bucket.acw_seconds
     prior_sq = assumed_talk * assumed_talk * (1.0 + assumed_cv * assumed_cv)
     n = talk_n + prior_calls
-    mean = (talk_s + prior_calls * assumed_talk) / n
-    second = (talk_sq + prior_calls * prior_sq) / n
-    cv = math.sqrt(max(0.0, second / (mean * mean) - 1.0))
-    wrap = (acw_s + prior_calls * assumed_wrap) / (acw_n + prior_calls)
+    if n > 0:
+        mean = (talk_s + prior_calls * assumed_talk) / n
+        cv = math.sqrt(max(0.0, (talk_sq + prior_calls * prior_sq) / n / (mean * mean) - 1.0))
+    else:
+        mean, cv = assumed_talk, assumed_cv
+    wraps = acw_n + prior_calls
+    wrap = (acw_s + prior_calls * assumed_wrap) / wraps if wraps > 0 else assumed_wrap
     return CallTimes(talk_mean=mean, talk_cv=cv, wrap_mean=wrap, calls=talk_n,
                      source="measured" if talk_n > 0 else "assumed")
 
