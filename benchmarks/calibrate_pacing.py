@@ -4,11 +4,13 @@ Two fits (``benchmarks/out/calibration.json`` keeps the cells; ``--fit-only`` re
 
 * ``CHAIN_CORRECTION`` (small teams, :mod:`genesys_dialer.pacing.markov`): for each cell the uncorrected Markov
   chain's highest step within a target, simulated; least squares of ln(simulated / chain abandon rate) on
-  ln N, p, ln(chain / 3 %), ln r and ln(handle / 130 s). Leave-one-out sd = ``CHAIN_FIT_ERROR``.
+  the runtime's own ``correction_features`` (ln N, p, ln(chain / 3 %), ln r, the handle time and their
+  interactions). Leave-one-out sd = ``CHAIN_FIT_ERROR``.
 * ``MODEL_COEFFICIENTS`` (20+ agents, :mod:`genesys_dialer.pacing.strategies`): for each cell the highest dialer
   step whose simulated abandon rate is within the target (bisection over the steps' middles); least squares
-  of ln(ratio x p) on ln N, ln^2 N, p, ln(target / 3 %) and ln(u / u0(p)), u = mean dial seconds / mean handle
-  seconds (talk time in units of the service time). RMS error = ``MODEL_FIT_ERROR``.
+  of ln(ratio x p) on the runtime's ``surface_features`` (ln N, ln^2 N, p, ln(target / 3 %) and ln(u / u0(p)),
+  u = mean dial seconds / mean handle seconds: talk time in units of the service time). RMS error =
+  ``MODEL_FIT_ERROR``.
 
 Calibration scenarios: p in {0.04, 0.07, 0.12, 0.25, 0.4, 0.7}, talk 60/120/150/240/400 s, seeds 9000+; the
 benchmark scores p in {0.05, 0.1, 0.2, 0.3, 0.5}, talk 90/180/300 s on seeds 1000+. Keep them apart.
@@ -29,7 +31,14 @@ from pathlib import Path
 
 from genesys_devkit.simulator import CampaignParams, simulate
 from genesys_dialer.pacing.campaign import handle_units
-from genesys_dialer.pacing.markov import highest_admissible, ratio_steps, solve_chain, step_edges
+from genesys_dialer.pacing.markov import (
+    correction_features,
+    highest_admissible,
+    ratio_steps,
+    solve_chain,
+    step_edges,
+)
+from genesys_dialer.pacing.strategies import surface_features
 
 OUT = Path(__file__).resolve().parent / "out"
 CALIBRATION_P = (0.04, 0.07, 0.12, 0.25, 0.4, 0.7)
@@ -38,7 +47,6 @@ CHAIN_AGENTS = (2, 3, 4, 6, 7, 8, 9, 12, 15, 18)
 CHAIN_TARGETS = (1.5, 2.5, 3.5, 5.0)
 SURFACE_AGENTS = (30, 70, 150)
 SURFACE_TARGETS = (2.0, 3.0)
-BASE_HANDLE = 130.0
 SEED_BASE = 9000
 
 
@@ -104,8 +112,8 @@ def fit(cells: list[dict]) -> dict[str, object]:
 
     result: dict[str, object] = {}
     chain = [c for c in cells if c["kind"] == "chain" and c["sim"] > 0.004 and c["chain"] > 0.004]
-    x = np.array([[1.0, math.log(c["agents"]), c["p"], math.log(c["chain"] / 0.03), math.log(c["ratio"]),
-                   math.log((c.get("talk", 120.0) + 10.0) / BASE_HANDLE)] for c in chain])
+    x = np.array([correction_features(c["agents"], c["p"], c.get("talk", 120.0) + 10.0, c["ratio"], c["chain"])
+                  for c in chain])
     y = np.array([math.log(c["sim"] / c["chain"]) for c in chain])
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
     loo = [y[j] - x[j] @ np.linalg.lstsq(np.delete(x, j, 0), np.delete(y, j), rcond=None)[0] for j in range(len(y))]
@@ -115,11 +123,9 @@ def fit(cells: list[dict]) -> dict[str, object]:
     surface = [c for c in cells if c["kind"] == "surface" and not c["capped"]]
     rows, values = [], []
     for c in surface:
-        params = _params(c["p"], c["agents"], c.get("talk", 120.0))
-        u0 = handle_units(_params(c["p"], c["agents"], 120.0))
-        log_n = math.log(c["agents"])
-        rows.append([1.0, log_n, log_n * log_n, c["p"], math.log(c["target"] / 3.0),
-                     math.log(handle_units(params) / u0)])
+        units = handle_units(_params(c["p"], c["agents"], c.get("talk", 120.0))) / handle_units(
+            _params(c["p"], c["agents"], 120.0))
+        rows.append(surface_features(c["p"], c["agents"], c["target"], units))
         values.append(math.log(math.sqrt(c["lo"] * c["hi"]) * c["p"]))
     xs, ys = np.array(rows), np.array(values)
     coef = np.linalg.lstsq(xs, ys, rcond=None)[0]
@@ -139,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-only", type=Path, help="refit from a calibration.json written before")
     args = parser.parse_args(argv)
     if args.fit_only:
-        fit(json.loads(args.fit_only.read_text(encoding="utf-8")))
+        result = fit(json.loads(args.fit_only.read_text(encoding="utf-8")))
+        (args.out / "calibration_fit.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         return 0
     started = time.monotonic()
     todo = jobs()

@@ -81,6 +81,8 @@ os.environ.update(
 )
 # Tests must not emit to a real StatsD unless they ask for it.
 os.environ.setdefault("AIRFLOW__METRICS__STATSD_ON", "False")
+# The pacing model's small matrix solves: OpenBLAS threads only contend for the shared cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 EMULATOR_CLIENT_ID = "itest-client"
 EMULATOR_CLIENT_SECRET = "itest-secret-do-not-log"

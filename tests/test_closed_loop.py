@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pipeline_helpers import campaign_config, run_dag
+from pipeline_helpers import run_dag
 from support import LOOP_CAMPAIGN_ID, LOOP_LIST_ID, Emulator
 
 from genesys_devkit.closed_loop import (

@@ -109,7 +109,7 @@ def test_one_run_loads_exactly_the_eligible_contacts_and_applies_pacing(db, emul
         AnswerHistory(tuple(HistoryBucket(*d) for d in days)), campaign_config(), current_abandon_rate=3.0,
         evidence=PacingEvidence(
             realized_30d=RealizedAbandons(*realized), realized_24h=RealizedAbandons(*realized_24h),
-            no_answer_timeout=campaign["noAnswerTimeout"],
+            no_answer_timeout=campaign["noAnswerTimeout"], dialing_mode=campaign["dialingMode"],
         ),
     )
     assert campaign["maxCallsPerAgentDecimal"] == plan.decision.max_calls_per_agent

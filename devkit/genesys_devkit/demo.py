@@ -75,6 +75,7 @@ def _run(workdir: Path, dialer_url: str, *, contacts: int, batch_size: int) -> i
     config_path.write_text(yaml.safe_dump({"campaigns": [{
         "key": "demo_renewals", "campaign_id": DEMO_CAMPAIGN_ID, "batch_size": batch_size,
         "segment_size": 1000, "agents": 20, "description": "make demo",
+        "pacing_source": "dial_history",  # the demo seeds dial history; the Genesys-outcome loop: make bench
     }]}))
     with EmulatorServer(port=0, client_id=client_id, client_secret=client_secret) as emulator:
         os.environ.update({

@@ -99,7 +99,12 @@ class CampaignConfig(BaseModel):
         default=30.0, gt=0, le=100_000, description="Beta prior weight on fallback_answer_rate, in dials."
     )
     recency_half_life_days: float | None = Field(
-        default=3.0, gt=0, description="Half-life of the daily weights of the answer history; null: none."
+        default=3.0, gt=0, description="Half-life of the daily weights of the dial_history answer history; "
+        "null: none."
+    )
+    outcome_half_life_hours: float = Field(
+        default=3.0, gt=0, le=24 * 90, description="Half-life of the weights of Genesys outcomes (15-minute "
+        "buckets) for the answer rate and call times: the pacing follows a drift within hours."
     )
     credible_level: float = Field(
         default=0.9, gt=0.5, lt=1, description="Central credible interval of p; pacing uses its upper end."

@@ -175,8 +175,10 @@ class RunReport:
             )
         if self.decision:
             d = self.decision
+            predictive = details.get("predictive_ceiling") is not None
             out.append(
-                f"pacing ({d['strategy']}): ratio {d['ratio']:.3f}, maxCallsPerAgent {d['max_calls_per_agent']:g}, "
+                f"pacing ({d['strategy']}): ratio {d['ratio']:.3f}, maxCallsPerAgent {d['max_calls_per_agent']:g}"
+                f"{' (predictive: a ceiling; Genesys paces each call against abandonRate)' if predictive else ''}, "
                 f"outboundLineCount {d['outbound_line_count']}, abandonRate {d['abandon_rate']:g} -> "
                 f"{'applied' if self.pacing_applied else 'NOT applied'}"
             )

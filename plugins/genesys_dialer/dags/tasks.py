@@ -246,8 +246,13 @@ def compute_dial_ratio(
     window_start = window_end - timedelta(days=campaign.history_days)
     params = {"campaign_id": campaign.campaign_id, "window_end": window_end, "history_days": campaign.history_days}
     no_answer = resolved.get("no_answer_timeout")
+    current = resolved.get("abandon_rate")
     with dialer_db(campaign) as conn:
         with conn.cursor() as cur:
+            cur.execute(load_sql("last_applied_pacing"), params)
+            last = cur.fetchone()
+            if last is not None and isinstance(current, (int, float)) and abs(float(last[0]) - current) < 1e-6:
+                current = None  # the campaign's target is the one this pipeline wrote (predictive mode tightens it)
             if campaign.pacing_source == "genesys":
                 history, evidence = _genesys_evidence(cur, campaign, params, no_answer)
                 if synced is None:
@@ -265,9 +270,8 @@ def compute_dial_ratio(
                     realized_24h=pacing.RealizedAbandons(live_24h, abandons_24h),
                     no_answer_timeout=no_answer,
                 )
-        plan = pacing.plan_pacing(
-            history, campaign, current_abandon_rate=resolved.get("abandon_rate"), evidence=evidence
-        )
+        evidence = replace(evidence, dialing_mode=resolved.get("dialing_mode"))
+        plan = pacing.plan_pacing(history, campaign, current_abandon_rate=current, evidence=evidence)
         estimate, decision = plan.estimate, plan.decision
         realized = evidence.realized_30d
         details = {**decision.details, "notes": list(decision.notes), "pacing_source": campaign.pacing_source}

@@ -36,17 +36,26 @@ from genesys_dialer.pacing.campaign import CampaignParams, mean_dial_seconds
 
 T = TypeVar("T")
 
-# ln(simulated / chain abandon rate) = K0 + K1 ln N + K2 p + K3 ln(chain rate / 3 %) + K4 ln r, fitted by least
-# squares (`python benchmarks/bench_pacing.py --calibrate`) on the step the chain picks for targets 1.5, 2.5,
-# 3.5 and 5 % in p {0.04, 0.07, 0.12, 0.25, 0.4, 0.7} x agents {2, 3, 4, 6, 7, 8, 9, 12, 15, 18}: no (p, N) of
-# the benchmark grid. The chain over-states abandons for 2-8 agents (answers ring a fixed ~10 s, during which
-# busy agents come free, not an exponential time) and under-states them from about 12.
-CHAIN_CORRECTION: tuple[float, float, float, float, float, float] = (
-    -0.8579, 0.2241, 0.6971, 0.0442, 0.1218, 0.0)
-# The handle time (talk + wrap-up, seconds) the correction's last term is relative to.
-BASE_HANDLE_SECONDS = 130.0
+# ln(simulated / chain abandon rate) = CHAIN_CORRECTION . correction_features(...): fitted by least squares
+# (benchmarks/calibrate_pacing.py) on the step the chain picks for targets 1.5-5 % in p {0.04, 0.07, 0.12, 0.25,
+# 0.4, 0.7} x agents {2, 3, 4, 6, 7, 8, 9, 12, 15, 18} x talk {60, 120, 150, 240, 400} s (621 cells): no (p, N,
+# talk) of the benchmark grid. The chain over-states abandons for 2-8 agents (answers ring a fixed ~10 s, during
+# which busy agents come free, not an exponential time) and under-states them from about 12; the longer the
+# handle time, the more it over-states them.
+CHAIN_CORRECTION: tuple[float, ...] = (
+    -0.6489, -0.0427, 0.6931, 0.0283, 0.1339, -0.0809, -0.1225, -0.079, 0.1008, 0.0705)
 # Leave-one-out sd of that fit on the log scale (it includes the calibration runs' own sampling noise).
-CHAIN_FIT_ERROR = 0.070
+CHAIN_FIT_ERROR = 0.079
+# The handle time (talk + wrap-up, seconds) the correction's handle terms are relative to.
+BASE_HANDLE_SECONDS = 130.0
+
+
+def correction_features(agents: int, p: float, handle_seconds: float, ratio: float, raw: float) -> list[float]:
+    """The terms of :data:`CHAIN_CORRECTION`: 1, ln N, p, ln(chain rate / 3 %), ln r, h, h ln N, h p, h^2, ln^2 N
+    with h = ln(handle / 130 s). The calibration fits on these very terms."""
+    log_n = math.log(agents)
+    h = math.log(handle_seconds / BASE_HANDLE_SECONDS)
+    return [1.0, log_n, p, math.log(raw / 0.03), math.log(ratio), h, h * log_n, h * p, h * h, log_n * log_n]
 
 
 @dataclass(frozen=True)
@@ -122,13 +131,8 @@ def predicted_abandon_rate(params: CampaignParams, ratio: float) -> float:
     raw = solve_chain(params, ratio).abandon_rate
     if raw <= 0.0:
         return 0.0
-    k0, k1, k2, k3, k4, k5 = CHAIN_CORRECTION
-    log_raw = math.log(raw)
-    handle = (params.talk_mean + params.wrap_mean) / BASE_HANDLE_SECONDS
-    return math.exp(
-        log_raw + k0 + k1 * math.log(params.agents) + k2 * params.answer_rate
-        + k3 * (log_raw - math.log(0.03)) + k4 * math.log(ratio) + k5 * math.log(handle)
-    )
+    terms = correction_features(params.agents, params.answer_rate, params.talk_mean + params.wrap_mean, ratio, raw)
+    return math.exp(math.log(raw) + sum(k * x for k, x in zip(CHAIN_CORRECTION, terms, strict=True)))
 
 
 def step_edges(agents: int, ceiling: float = 15.0) -> list[float]:

@@ -291,9 +291,10 @@ def evidence_from_outcomes(
     when the last 24 h are not all stored: the Ofcom window cannot be judged.
     """
     history = AnswerHistory(tuple(HistoryBucket(age, b.attempts, b.connects, b.abandons) for age, b in window))
+    half_life = campaign.outcome_half_life_hours / 24.0
     times = call_times(
         window, assumed_talk=campaign.talk_time_seconds, assumed_wrap=campaign.wrap_up_seconds,
-        half_life_days=campaign.recency_half_life_days,
+        half_life_days=half_life,
     )
     reasons = []
     if compliance.buckets_24h < BUCKETS_PER_DAY:
@@ -308,4 +309,5 @@ def evidence_from_outcomes(
         staffed_agents=staffed_agents(window, times.talk_mean + times.wrap_mean),
         no_answer_timeout=no_answer_timeout,
         progressive_reasons=tuple(reasons),
+        half_life_days=half_life,
     )

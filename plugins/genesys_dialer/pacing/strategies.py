@@ -241,12 +241,17 @@ SMALL_TEAM_AGENTS = 20
 #   ln(live answers in flight per idle agent) = A + B ln N + C ln^2 N + D p + E ln(target / 3 %) + F ln(u / u0)
 # with u = mean seconds a dial holds its line / mean handle seconds (the talk time in units of the dialing
 # process's own clock) and u0 the same at the calibration's base timing (talk 120 s, wrap-up 10 s).
-MODEL_COEFFICIENTS: tuple[float, float, float, float, float, float] = (
-    -2.4513, 0.882, -0.0516, 0.2715, 0.2548, 0.0)
-# Relative error (sd, log scale) of that surface against the searched ratio. Between 20 and 30 agents it
-# interpolates (no calibration cell there), so the margin keeps the larger error measured when the surface
-# also served small teams.
-MODEL_FIT_ERROR = 0.047
+MODEL_COEFFICIENTS: tuple[float, ...] = (-2.1762, 0.7336, -0.0335, 0.2762, 0.1849, 0.4219)
+# Relative error (rms, log scale) of that surface against the searched ratio over the 125 calibration cells.
+MODEL_FIT_ERROR = 0.053
+
+
+def surface_features(p: float, agents: int, abandon_target_percent: float, units: float) -> list[float]:
+    """The terms of :data:`MODEL_COEFFICIENTS`: 1, ln N, ln^2 N, p, ln(target / 3 %), ln(u / u0). The calibration
+    fits on these very terms (u / u0 = ``units``: dial seconds per handle second relative to the base timing)."""
+    log_n = math.log(max(agents, 1))
+    target = max(abandon_target_percent, 1e-3) / COMPLIANCE_ABANDON_CAP_PERCENT
+    return [1.0, log_n, log_n * log_n, p, math.log(target), math.log(units)]
 
 
 def answers_per_idle_agent(
@@ -261,15 +266,14 @@ def answers_per_idle_agent(
     calls ring). The constants are fitted on the simulator, for 20 agents and more. Beyond p = 1 / D, a stops
     rising with p, so the ratio a / p never rises with p.
     """
-    a, b, c, d, e, f = MODEL_COEFFICIENTS
-    log_n = math.log(max(agents, 1))
+    d = MODEL_COEFFICIENTS[3]
     p = min(p, 1.0 / d) if d > 0 else p
-    target = max(abandon_target_percent, 1e-3) / COMPLIANCE_ABANDON_CAP_PERCENT
-    units = 0.0
-    if timing is not None and f:
+    units = 1.0
+    if timing is not None:
         at = min(max(p, 1e-6), 1.0)
-        units = math.log(handle_units(replace(timing, answer_rate=at)) / handle_units(CampaignParams(answer_rate=at)))
-    return math.exp(a + b * log_n + c * log_n * log_n + d * p + e * math.log(target) + f * units)
+        units = handle_units(replace(timing, answer_rate=at)) / handle_units(CampaignParams(answer_rate=at))
+    terms = surface_features(p, agents, abandon_target_percent, units)
+    return math.exp(sum(k * x for k, x in zip(MODEL_COEFFICIENTS, terms, strict=True)))
 
 
 def _relative_sd(estimate: AnswerRateEstimate) -> float:
@@ -372,8 +376,6 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
             notes.append(f"model ratio {ratio:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
             ratio = ceiling
     calls = max(1.0, math.floor(ratio * 100.0 + 1e-9) / 100.0)
-    # Predictive mode: a ceiling that should not bind (docs/pacing.md).
-    details["predictive_ceiling"] = min(ceiling, float(math.ceil(1.5 / rate)))
     return PacingDecision(
         strategy="model",
         ratio=calls,
@@ -408,7 +410,11 @@ def decide_pacing(
         notes.append(f"maxCallsPerAgent {raw.max_calls_per_agent:g} clamped to {calls:g}")
     lines = min(max(raw.outbound_line_count, 1), limits.max_outbound_lines)
     if lines != raw.outbound_line_count:
-        notes.append(f"outboundLineCount {raw.outbound_line_count} clamped to {lines}")
+        notes.append(
+            f"the line budget (max_outbound_lines {limits.max_outbound_lines}) clamps outboundLineCount from "
+            f"{raw.outbound_line_count} to {lines}: only about {lines / calls:.0f} idle agents get "
+            f"{calls:g} lines each; raise it in the config (and the campaign's line allocation in Genesys)"
+        )
     abandon_caps = [raw.abandon_rate, limits.abandon_rate_target, COMPLIANCE_ABANDON_CAP_PERCENT]
     if current_abandon_rate is not None and current_abandon_rate > 0:
         abandon_caps.append(current_abandon_rate)
@@ -494,6 +500,8 @@ class PacingEvidence:
     staffed_agents: int | None = None  # observed; None: not known (the config's agents are paced on)
     no_answer_timeout: float | None = None
     progressive_reasons: tuple[str, ...] = ()
+    dialing_mode: str | None = None  # the campaign's dialingMode (predictive: see predictive_pacing)
+    half_life_days: float | None = None  # recency half-life of the history's buckets (None: the config's)
 
 
 @dataclass(frozen=True)
@@ -543,7 +551,7 @@ def plan_pacing(
         history,
         campaign.fallback_answer_rate,
         prior_strength=campaign.prior_strength,
-        half_life_days=campaign.recency_half_life_days,
+        half_life_days=evidence.half_life_days or campaign.recency_half_life_days,
         credible_level=campaign.credible_level,
     )
     notes: list[str] = []
@@ -612,4 +620,25 @@ def plan_pacing(
         )
     for reason in reasons:
         decision = _progressive(decision, agents, reason)
+    if evidence.dialing_mode == "predictive" and campaign.ratio_strategy == "model":
+        decision = predictive_pacing(decision, paced_target, limits)
     return PacingPlan(estimate, decision)
+
+
+# In predictive mode the ratio is written as a ceiling this many times the model's fixed ratio (measured on the
+# emulator's per-call dialer, docs/pacing.md: more talk share than capping at the ratio, in every cell).
+PREDICTIVE_CEILING_FACTOR = 1.5
+
+
+def predictive_pacing(decision: PacingDecision, paced_target: float, limits: PacingLimits) -> PacingDecision:
+    """Predictive mode: Genesys paces each call against ``abandonRate``, so that is where the paced target goes,
+    and ``maxCallsPerAgent`` becomes a ceiling 1.5 x the model's fixed ratio: room for the per-call pacing,
+    still a bound if it misjudges (a progressive decision stays 1: failing closed holds in this mode too)."""
+    progressive = decision.max_calls_per_agent <= 1.0
+    cap = min(GENESYS_MAX_CALLS_PER_AGENT, limits.max_calls_per_agent_ceiling)
+    ceiling = 1.0 if progressive else min(cap, math.floor(decision.ratio * PREDICTIVE_CEILING_FACTOR * 100) / 100)
+    lines = min(limits.max_outbound_lines, max(1, math.ceil(limits.agents * ceiling - 1e-9)))
+    abandon = decision.abandon_rate if progressive else min(decision.abandon_rate, round(max(paced_target, 0.1), 2))
+    details = {**decision.details, "predictive_ceiling": ceiling, "model_ratio": decision.ratio}
+    return replace(decision, max_calls_per_agent=ceiling, outbound_line_count=lines, abandon_rate=abandon,
+                   details=details)
