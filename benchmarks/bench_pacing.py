@@ -47,6 +47,7 @@ from genesys_devkit.closed_loop import (
     population_schedule,
     ramp,
     run_loop,
+    thin_history,
 )
 from genesys_dialer.config import CampaignConfig
 from genesys_dialer.pacing.strategies import PacingDecision, plan_pacing
@@ -148,7 +149,7 @@ def robustness(agents: int = 20, seed: int = SEED_BASE + 700) -> list[dict[str, 
     base = Population(agents=agents, answer_rate=p, talk_mean=talk)
     steady = population_schedule(base)
     drop = population_schedule(base, agents=lambda hours: agents if hours < 4.0 else 8)
-    thin = [b for b in history_buckets(replace(base, agents=2), days=1) if b.attempts][:6]
+    thin = thin_history(base, dials=50)
     cases = [
         ("new campaign (no history)", steady, [], 2),
         (f"thin history ({sum(b.attempts for b in thin)} dials)", steady, thin, 1),

@@ -268,6 +268,19 @@ def history_buckets(
     return buckets
 
 
+def thin_history(population: Population, *, dials: int = 50, end: datetime = START, seed: int = 98,
+                 no_answer_timeout: float = 25.0) -> list[OutcomeBucket]:
+    """The newest buckets of a one-agent day holding about ``dials`` dials: a campaign that has barely started."""
+    day = history_buckets(replace(population, agents=1), days=1, end=end, seed=seed,
+                          no_answer_timeout=no_answer_timeout)
+    kept: list[OutcomeBucket] = []
+    for bucket in reversed([b for b in day if b.attempts]):
+        if sum(b.attempts for b in kept) >= dials:
+            break
+        kept.append(bucket)
+    return kept
+
+
 def ramp(start_value: float, end_value: float, *, days: int, day_hours: float = 8.0) -> Callable[[float], float]:
     """A value moving linearly over the run's dialing time (hours since start, nights skipped)."""
     total = day_hours * days

@@ -117,6 +117,10 @@ class CampaignConfig(BaseModel):
         default=1.645, ge=0, le=5, description="One-sided z of the model's margin, combining the "
         "estimate's posterior sd and the model's fit error."
     )
+    abandon_window_z: float = Field(
+        default=2.0, ge=0, le=5, description="How many standard deviations of a 24 h window's scatter the paced "
+        "abandon target stays below the cap (every 24 h window must be within it, not just the average)."
+    )
     abandon_backoff_start: float = Field(
         default=0.8, gt=0, le=1, description="Back the ratio off once the realized 30-day rate passes "
         "this share of abandon_rate_target."

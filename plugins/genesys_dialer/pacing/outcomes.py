@@ -265,6 +265,20 @@ class ComplianceRecord:
 
 
 STAFFING_BUCKETS = 4
+# Half-life of the short-memory estimates (answer rate, call times) that catch an unsafe drift early.
+FAST_HALF_LIFE = timedelta(minutes=30)
+
+
+def dialing_ages(window: Sequence[tuple[float, OutcomeBucket]]) -> list[tuple[float, OutcomeBucket]]:
+    """The window (newest first) re-aged in dialing time: a bucket's age is the dialing (buckets with dials)
+    after it, in days. Why: the recency weights follow a drift over the calls made, and a night or a weekend
+    without dials does not make yesterday's evening count for nothing on the next morning."""
+    out, age = [], 0.0
+    for _, bucket in window:
+        out.append((age, bucket))
+        if bucket.attempts:
+            age += BUCKET / timedelta(days=1)
+    return out
 
 
 def staffed_agents(window: Sequence[tuple[float, OutcomeBucket]], handle_seconds: float) -> int | None:
@@ -290,11 +304,16 @@ def evidence_from_outcomes(
     ``window`` is ``(age_days, bucket)`` over the history window, newest first. Fails closed (progressive)
     when the last 24 h are not all stored: the Ofcom window cannot be judged.
     """
-    history = AnswerHistory(tuple(HistoryBucket(age, b.attempts, b.connects, b.abandons) for age, b in window))
+    dialing = dialing_ages(window)
+    history = AnswerHistory(tuple(HistoryBucket(age, b.attempts, b.connects, b.abandons) for age, b in dialing))
     half_life = campaign.outcome_half_life_hours / 24.0
-    times = call_times(
-        window, assumed_talk=campaign.talk_time_seconds, assumed_wrap=campaign.wrap_up_seconds,
-        half_life_days=half_life,
+    fast = FAST_HALF_LIFE / timedelta(days=1)
+    # The longer handle time of a long- and a short-memory estimate: a lengthening talk time is the dangerous
+    # drift (fewer agents come free while calls ring), caught hours earlier by the short one.
+    times = max(
+        (call_times(dialing, assumed_talk=campaign.talk_time_seconds, assumed_wrap=campaign.wrap_up_seconds,
+                    half_life_days=h) for h in (half_life, fast)),
+        key=lambda t: t.talk_mean + t.wrap_mean,
     )
     reasons = []
     if compliance.buckets_24h < BUCKETS_PER_DAY:
@@ -310,4 +329,5 @@ def evidence_from_outcomes(
         no_answer_timeout=no_answer_timeout,
         progressive_reasons=tuple(reasons),
         half_life_days=half_life,
+        fast_half_life_days=fast,
     )

@@ -502,6 +502,7 @@ class PacingEvidence:
     progressive_reasons: tuple[str, ...] = ()
     dialing_mode: str | None = None  # the campaign's dialingMode (predictive: see predictive_pacing)
     half_life_days: float | None = None  # recency half-life of the history's buckets (None: the config's)
+    fast_half_life_days: float | None = None  # a short-memory estimate paced on when it is higher (drift up)
 
 
 @dataclass(frozen=True)
@@ -555,6 +556,17 @@ def plan_pacing(
         credible_level=campaign.credible_level,
     )
     notes: list[str] = []
+    if evidence.fast_half_life_days:
+        # A rising answer rate is the dangerous drift (fewer lines are needed than the history says): a second,
+        # short-memory estimate catches it hours earlier, and the higher of the two is paced on.
+        fast = estimate_answer_rate(
+            history, campaign.fallback_answer_rate, prior_strength=campaign.prior_strength,
+            half_life_days=evidence.fast_half_life_days, credible_level=campaign.credible_level,
+        )
+        if fast.rate > estimate.rate:
+            notes.append(f"answer rate rising: pacing on the last hour's {fast.rate:.3f} "
+                         f"(the {24 * (evidence.half_life_days or 0):g}-hour estimate is {estimate.rate:.3f})")
+            estimate = fast
     agents = campaign.agents
     # A staffing observation (an hour of idle readings and busy agents by Little's law) scatters by an agent
     # or two: it counts only when clearly below the config (by 2 agents or 20 %), so its noise does not move
@@ -587,7 +599,7 @@ def plan_pacing(
         float(evidence.realized_24h.live_answers) if evidence.realized_24h else 0.0,
         history.answers / max(campaign.history_days, 1),
     )
-    noise_target = window_noise_target(target, daily, campaign.model_margin_z)
+    noise_target = window_noise_target(target, daily, campaign.abandon_window_z)
     if noise_target < paced_target:
         paced_target = noise_target
     limits = PacingLimits(
