@@ -83,20 +83,24 @@ def _tutorial(history: Any, evidence: Any, campaign: CampaignConfig, idle: int |
     return replace(decision, outbound_line_count=campaign.max_outbound_lines)
 
 
-def best_fixed(campaign: CampaignConfig, population: Any, days: int, seed: int,
-               history: Any = ()) -> tuple[float, LoopResult]:
-    """The largest fixed ratio whose abandon rate over the whole run is <= 3 % (bisection on [1, 15])."""
+def best_fixed(campaign: CampaignConfig, population: Any, days: int, seed: int, history: Any = (),
+               *, every_window: bool = False) -> tuple[float, LoopResult]:
+    """The largest fixed ratio whose abandon rate over the whole run (``every_window``: in every complete 24 h
+    window) is <= 3 %, by bisection on [1, 15]."""
     def run(ratio: float) -> LoopResult:
         return run_loop(campaign, population, days=days, seed=seed, history=history, decide=fixed_ratio(ratio))
 
+    def ok(result: LoopResult) -> bool:
+        return (result.worst_24h if every_window else result.abandon_rate) <= CAP
+
     top = run(15.0)
-    if top.abandon_rate <= CAP:
+    if ok(top):
         return 15.0, top
     low, high, best = 1.0, 15.0, run(1.0)
     for _ in range(10):
         mid = (low + high) / 2.0
         result = run(mid)
-        if result.abandon_rate <= CAP:
+        if ok(result):
             low, best = mid, result
         else:
             high = mid
@@ -123,6 +127,8 @@ def grid_cell(job: tuple[float, int, float, int]) -> dict[str, Any]:
                                         decide=_tutorial))
     ratio, best = best_fixed(campaign, population, days, seed, history(p))
     row["best_fixed"] = {**_figures(best), "ratio": round(ratio, 3)}
+    ratio, best = best_fixed(campaign, population, days, seed, history(p), every_window=True)
+    row["best_fixed_24h"] = {**_figures(best), "ratio": round(ratio, 3)}
     return row
 
 
@@ -208,28 +214,33 @@ def _pct(value: float) -> str:
 def grid_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| p | agents | talk s | model talk % / aband % (worst 24 h) | history -30 % | history +30 % | "
-        "tutorial | best fixed ratio | model - best (points) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "tutorial | best fixed ratio | best fixed, every 24 h <= 3 % | model - best (points) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         def cell(f: dict[str, Any]) -> str:
             return f"{100 * f['talk_share']:.1f} / {_pct(f['abandon'])} ({_pct(f['worst_24h'])})"
-        b = r["best_fixed"]
+        b, w = r["best_fixed"], r["best_fixed_24h"]
         lines.append(
             f"| {r['p']:g} | {r['agents']} | {r['talk']:.0f} | {cell(r['model'])} | {cell(r['history_30_below'])} | "
             f"{cell(r['history_30_above'])} | {cell(r['tutorial'])} | {cell(b)} r={b['ratio']:g} | "
-            f"{100 * (r['model']['talk_share'] - b['talk_share']):+.1f} |"
+            f"{cell(w)} r={w['ratio']:g} | {100 * (r['model']['talk_share'] - b['talk_share']):+.1f} / "
+            f"{100 * (r['model']['talk_share'] - w['talk_share']):+.1f} |"
         )
     def over(key: str, field: str = "abandon") -> int:
         return sum(r[key][field] > CAP for r in rows)
     gaps = [100 * (r["model"]["talk_share"] - r["best_fixed"]["talk_share"]) for r in rows]
+    gaps_24h = [100 * (r["model"]["talk_share"] - r["best_fixed_24h"]["talk_share"]) for r in rows]
     lines += [
         "",
         f"Cells over 3 % abandons (whole run / worst 24 h window): model {over('model')} / "
         f"{over('model', 'worst_24h')}, history -30 % {over('history_30_below')} / "
         f"{over('history_30_below', 'worst_24h')}, history +30 % {over('history_30_above')} / "
-        f"{over('history_30_above', 'worst_24h')}, tutorial {over('tutorial')} of {len(rows)}. "
-        f"Model talk share minus the best fixed ratio's: mean {sum(gaps) / len(gaps):+.1f}, worst {min(gaps):+.1f}.",
+        f"{over('history_30_above', 'worst_24h')}, tutorial {over('tutorial')} / {over('tutorial', 'worst_24h')}, "
+        f"best fixed ratio {over('best_fixed', 'worst_24h')} (in a 24 h window) of {len(rows)}. "
+        f"Model talk share minus the best fixed ratio's: mean {sum(gaps) / len(gaps):+.1f}, worst {min(gaps):+.1f}; "
+        f"minus the best fixed ratio that keeps every 24 h window <= 3 %: mean "
+        f"{sum(gaps_24h) / len(gaps_24h):+.1f}, worst {min(gaps_24h):+.1f} (points).",
     ]
     return "\n".join(lines)
 

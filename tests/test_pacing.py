@@ -172,14 +172,14 @@ def test_realized_abandons_back_the_ratio_off(agents: int, window: str) -> None:
         return plan_pacing(history, campaign, evidence=evidence).decision
 
     calm = plan(RealizedAbandons(10_000, 100))
-    near = plan(RealizedAbandons(10_000, 280))
-    over = plan(RealizedAbandons(10_000, 320))
+    near = plan(RealizedAbandons(10_000, 260))
+    over = plan(RealizedAbandons(10_000, 290))  # 2.9 %: within the last 0.15 points, progressive already
     assert calm.max_calls_per_agent > near.max_calls_per_agent > over.max_calls_per_agent == 1.0
     assert not any("back" in n or "approaching" in n for n in calm.notes)
-    assert any(f"realized {window} abandon rate 2.80 % is approaching" in n for n in near.notes)
+    assert any(f"realized {window} abandon rate 2.60 % is approaching" in n for n in near.notes)
     assert any("progressive" in n for n in over.notes)
     key = "realized_abandon_percent" if window == "30-day" else "realized_abandon_24h_percent"
-    assert near.abandon_rate == 3.0 and near.details[key] == pytest.approx(2.8)
+    assert near.abandon_rate == 3.0 and near.details[key] == pytest.approx(2.6)
     few = plan(RealizedAbandons(50, 10))  # 20 % of 50 live answers: too few to judge, no back-off
     assert not any("realized" in n for n in few.notes) and few.max_calls_per_agent > 1.0
     if window == "30-day":

@@ -122,8 +122,12 @@ class CampaignConfig(BaseModel):
         "abandon target stays below the cap (every 24 h window must be within it, not just the average)."
     )
     abandon_backoff_start: float = Field(
-        default=0.8, gt=0, le=1, description="Back the ratio off once the realized 30-day rate passes "
-        "this share of abandon_rate_target."
+        default=0.8, gt=0, le=1, description="Back the ratio off once a realized window's rate (30 days, "
+        "24 h) passes this share of abandon_rate_target."
+    )
+    abandon_backoff_stop: float = Field(
+        default=0.95, gt=0, le=1, description="Dial progressive once a realized window's rate reaches this "
+        "share of abandon_rate_target (before the cap, so the last intervals' scatter cannot cross it)."
     )
     abandon_backoff_min_answers: int = Field(
         default=100, ge=0, description="Live answers needed in a compliance window before backing off on it."

@@ -445,27 +445,29 @@ def abandon_backoff(
     realized: RealizedAbandons | None,
     *,
     start_fraction: float = 0.8,
+    stop_fraction: float = 0.95,
     min_answers: int = 100,
     window: str = "30-day",
 ) -> tuple[float, str | None]:
     """The abandon target the model paces for, given one window's realized record, and a note if it backs off.
 
     Why: the model is calibrated, not exact; the legal measure is the realized rate. From ``start_fraction``
-    of the target upwards the paced target falls linearly to half the target at the cap; at or above the
-    cap the model dials progressive (target 0 here) until the window's rate recovers, like VICIdial's hard
-    limit. Fewer than ``min_answers`` live answers are too few to judge.
+    of the target upwards the paced target falls linearly, to zero at ``stop_fraction``: from there the model
+    dials progressive (no abandons) until the window's rate recovers, like VICIdial's hard limit, but before
+    the window reaches the cap (the last intervals' scatter must not carry it over). Fewer than
+    ``min_answers`` live answers are too few to judge.
     """
     rate = realized.rate_percent if realized is not None else None
     if rate is None or realized is None or realized.live_answers < min_answers:
         return target_percent, None
-    start = start_fraction * target_percent
-    if rate >= target_percent:
+    start, stop = start_fraction * target_percent, max(stop_fraction, start_fraction) * target_percent
+    if rate >= stop:
         return 0.0, (
-            f"realized {window} abandon rate {rate:.2f} % is at or above the {target_percent:g} % target: "
-            "backing off to progressive dialing"
+            f"realized {window} abandon rate {rate:.2f} % is within {target_percent - rate:.2f} points of the "
+            f"{target_percent:g} % target: backing off to progressive dialing"
         )
     if rate > start:
-        paced = target_percent * (1.0 - 0.5 * (rate - start) / (target_percent - start))
+        paced = target_percent * (stop - rate) / (stop - start)
         return paced, (
             f"realized {window} abandon rate {rate:.2f} % is approaching the {target_percent:g} % target: "
             f"pacing for {paced:.2f} %"
@@ -564,8 +566,9 @@ def plan_pacing(
             half_life_days=evidence.fast_half_life_days, credible_level=campaign.credible_level,
         )
         if fast.rate > estimate.rate:
-            notes.append(f"answer rate rising: pacing on the last hour's {fast.rate:.3f} "
-                         f"(the {24 * (evidence.half_life_days or 0):g}-hour estimate is {estimate.rate:.3f})")
+            if fast.rate > 1.1 * estimate.rate:
+                notes.append(f"answer rate rising: pacing on the last half hour's {fast.rate:.3f} (the "
+                             f"{24 * (evidence.half_life_days or 0):g}-hour estimate is {estimate.rate:.3f})")
             estimate = fast
     agents = campaign.agents
     # A staffing observation (an hour of idle readings and busy agents by Little's law) scatters by an agent
@@ -588,6 +591,7 @@ def plan_pacing(
     for window, record in zip(COMPLIANCE_WINDOWS, (realized_30d, evidence.realized_24h), strict=True):
         window_target, backoff_note = abandon_backoff(
             target, record, start_fraction=campaign.abandon_backoff_start,
+            stop_fraction=campaign.abandon_backoff_stop,
             min_answers=campaign.abandon_backoff_min_answers, window=window,
         )
         paced_target = min(paced_target, window_target)
