@@ -204,6 +204,22 @@ def predictive_cell(job: tuple[int, float, float, int]) -> dict[str, Any]:
     return row
 
 
+def spread() -> list[dict[str, Any]]:
+    """Does the talk-time spread matter at a fixed ratio? (why the model takes the mean, not the spread)"""
+    from genesys_devkit.simulator import CampaignParams, simulate
+
+    rows = []
+    for agents, p, ratio in ((5, 0.2, 1.72), (10, 0.2, 2.6), (20, 0.2, 3.9), (50, 0.2, 6.5)):
+        row: dict[str, Any] = {"agents": agents, "p": p, "ratio": ratio}
+        for cv in (0.5, 1.0, 1.5):
+            res = simulate(CampaignParams(agents=agents, answer_rate=p, talk_cv=cv), ratio,
+                           hours=30000 / (agents * 22), seed=SEED_BASE + 3)
+            row[f"cv{cv}"] = {"abandon": round(res.abandon_rate, 5), "ci": round(res.abandon_rate_ci, 5),
+                              "talk_share": round(res.utilization, 4)}
+        rows.append(row)
+    return rows
+
+
 # -- tables ----------------------------------------------------------------------------------------------------
 
 
@@ -286,14 +302,67 @@ def predictive_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def plot_grid(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Talk share and worst 24 h abandon rate per answer rate, against agents: model, best fixed ratio, tutorial."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install -e '.[bench]'): no PNG", file=sys.stderr)
+        return False
+    ps = sorted({r["p"] for r in rows})
+    talks = sorted({r["talk"] for r in rows})
+    fig, axes = plt.subplots(2, len(ps), figsize=(3.2 * len(ps), 6.4), sharex=True, squeeze=False)
+    styles = {"model": "tab:blue", "best_fixed": "tab:green", "tutorial": "tab:red"}
+    markers = dict(zip(talks, "os^v", strict=False))
+    for col, p in enumerate(ps):
+        for talk in talks:
+            cell_rows = sorted((r for r in rows if r["p"] == p and r["talk"] == talk), key=lambda r: r["agents"])
+            agents = [r["agents"] for r in cell_rows]
+            for name, color in styles.items():
+                label = f"{name} {talk:.0f} s" if col == 0 else None
+                axes[0][col].plot(agents, [100 * r[name]["talk_share"] for r in cell_rows], marker=markers[talk],
+                                  color=color, label=label, linewidth=0.8)
+                axes[1][col].plot(agents, [100 * r[name]["worst_24h"] for r in cell_rows], marker=markers[talk],
+                                  color=color, linewidth=0.8)
+        axes[1][col].axhline(100 * CAP, color="black", linestyle="--", linewidth=0.8)
+        axes[0][col].set_title(f"p = {p:g}")
+        axes[0][col].set_ylim(0, 100)
+        axes[1][col].set_ylim(0, 10)
+        axes[1][col].set_xscale("log")
+        axes[1][col].set_xlabel("agents")
+    axes[0][0].set_ylabel("talk share %")
+    axes[1][0].set_ylabel("worst 24 h abandons %")
+    axes[0][0].legend(fontsize="x-small")
+    fig.suptitle("Closed loop on the emulator's dialer (cap 3 %, dashed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
+def spread_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| agents | p | ratio | talk CV 0.5: aband % (+/- 95 %) | CV 1.0 | CV 1.5 |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{_pct(r[k]['abandon'])} (+/-{_pct(r[k]['ci'])})" for k in ("cv0.5", "cv1.0", "cv1.5")]
+        lines.append(f"| {r['agents']} | {r['p']:g} | {r['ratio']:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="at most 2")
     parser.add_argument("--quick", action="store_true", help="p {0.1, 0.3} x agents {5, 20} x talk {90, 300}")
-    parser.add_argument("--only", choices=("grid", "week", "robustness", "predictive"))
+    parser.add_argument("--only", choices=("grid", "week", "robustness", "predictive", "spread"))
     parser.add_argument("--seed", type=int, default=SEED_BASE)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--plot", type=Path, help="only draw pacing.png from a pacing_results.json")
     args = parser.parse_args(argv)
+    if args.plot:
+        plot_grid(json.loads(args.plot.read_text(encoding="utf-8"))["grid"], args.out / "pacing.png")
+        return 0
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
@@ -320,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.sort(key=lambda r: (r["p"], r["agents"], r["talk"]))
         results["grid"] = rows
         sections.append("## Grid (power mode)\n\n" + grid_table(rows))
+        if not args.quick:
+            plot_grid(rows, args.out / "pacing.png")
     if run("week"):
         results["week"] = week()
         sections.append("## Week\n\n" + week_table(results["week"]))
@@ -336,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
             rows = sorted(pool.map(predictive_cell, jobs), key=lambda r: (r["agents"], r["p"], r["history_bias"]))
         results["predictive"] = rows
         sections.append("## Predictive mode (Genesys' per-call pacing, emulated)\n\n" + predictive_table(rows))
+        print(sections[-1], flush=True)
+    if run("spread"):
+        results["spread"] = spread()
+        sections.append("## Talk-time spread at a fixed ratio (devkit simulator, 30,000 live answers)\n\n"
+                        + spread_table(results["spread"]))
         print(sections[-1], flush=True)
     text = "\n\n".join(sections) + "\n"
     name = "pacing_table.md" if args.only is None and not args.quick else f"pacing_table_{args.only or 'quick'}.md"
