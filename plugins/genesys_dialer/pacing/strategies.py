@@ -535,6 +535,40 @@ def _progressive(decision: PacingDecision, agents: int, reason: str) -> PacingDe
     )
 
 
+def paced_abandon_target(
+    campaign: CampaignConfig,
+    history: AnswerHistory,
+    evidence: PacingEvidence,
+    realized_30d: RealizedAbandons | None,
+    current_abandon_rate: float | None,
+) -> tuple[float, float, list[str]]:
+    """(the abandon target the model paces for, the live answers a day it assumed, notes).
+
+    The configured target, or an operator's tighter one on the campaign; backed off on each compliance
+    window's realized rate; and below the cap by ``abandon_window_z`` of a 24 h window's scatter.
+    """
+    target = campaign.abandon_rate_target
+    if current_abandon_rate is not None and current_abandon_rate > 0:
+        target = min(target, current_abandon_rate)
+    paced, notes = target, []
+    for window, record in zip(COMPLIANCE_WINDOWS, (realized_30d, evidence.realized_24h), strict=True):
+        window_target, note = abandon_backoff(
+            target, record, start_fraction=campaign.abandon_backoff_start,
+            stop_fraction=campaign.abandon_backoff_stop, min_answers=campaign.abandon_backoff_min_answers,
+            window=window,
+        )
+        paced = min(paced, window_target)
+        if note:
+            if campaign.ratio_strategy != "model":
+                note += " (not applied: the strategy does not pace on the abandon target)"
+            notes.append(note)
+    daily = max(
+        float(evidence.realized_24h.live_answers) if evidence.realized_24h else 0.0,
+        history.answers / max(campaign.history_days, 1),
+    )
+    return min(paced, window_noise_target(target, daily, campaign.abandon_window_z)), daily, notes
+
+
 def plan_pacing(
     history: AnswerHistory,
     campaign: CampaignConfig,
@@ -584,28 +618,10 @@ def plan_pacing(
         talk_cv=times.talk_cv, wrap_mean=max(times.wrap_mean, 0.1),
         **({"no_answer_timeout": evidence.no_answer_timeout} if evidence.no_answer_timeout else {}),
     )
-    target = campaign.abandon_rate_target
-    if current_abandon_rate is not None and current_abandon_rate > 0:
-        target = min(target, current_abandon_rate)
-    paced_target = target
-    for window, record in zip(COMPLIANCE_WINDOWS, (realized_30d, evidence.realized_24h), strict=True):
-        window_target, backoff_note = abandon_backoff(
-            target, record, start_fraction=campaign.abandon_backoff_start,
-            stop_fraction=campaign.abandon_backoff_stop,
-            min_answers=campaign.abandon_backoff_min_answers, window=window,
-        )
-        paced_target = min(paced_target, window_target)
-        if backoff_note:
-            if campaign.ratio_strategy != "model":
-                backoff_note += " (not applied: the strategy does not pace on the abandon target)"
-            notes.append(backoff_note)
-    daily = max(
-        float(evidence.realized_24h.live_answers) if evidence.realized_24h else 0.0,
-        history.answers / max(campaign.history_days, 1),
+    paced_target, daily, target_notes = paced_abandon_target(
+        campaign, history, evidence, realized_30d, current_abandon_rate
     )
-    noise_target = window_noise_target(target, daily, campaign.abandon_window_z)
-    if noise_target < paced_target:
-        paced_target = noise_target
+    notes += target_notes
     limits = PacingLimits(
         agents=agents,
         max_calls_per_agent_ceiling=campaign.max_calls_per_agent_ceiling,
