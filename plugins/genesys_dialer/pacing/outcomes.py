@@ -308,13 +308,15 @@ def evidence_from_outcomes(
     history = AnswerHistory(tuple(HistoryBucket(age, b.attempts, b.connects, b.abandons) for age, b in dialing))
     half_life = campaign.outcome_half_life_hours / 24.0
     fast = FAST_HALF_LIFE / timedelta(days=1)
-    # The longer handle time of a long- and a short-memory estimate: a lengthening talk time is the dangerous
-    # drift (fewer agents come free while calls ring), caught hours earlier by the short one.
-    times = max(
-        (call_times(dialing, assumed_talk=campaign.talk_time_seconds, assumed_wrap=campaign.wrap_up_seconds,
-                    half_life_days=h) for h in (half_life, fast)),
-        key=lambda t: t.talk_mean + t.wrap_mean,
+    times, recent = (
+        call_times(dialing, assumed_talk=campaign.talk_time_seconds, assumed_wrap=campaign.wrap_up_seconds,
+                   half_life_days=h) for h in (half_life, fast)
     )
+    # A lengthening talk time is the other dangerous drift (fewer agents come free while calls ring): the
+    # short-memory estimate is paced on when it is longer by more than its own scatter.
+    scatter = recent.talk_mean * max(recent.talk_cv, 0.1) / math.sqrt(max(recent.calls, 1.0))
+    if recent.talk_mean + recent.wrap_mean > times.talk_mean + times.wrap_mean + campaign.model_margin_z * scatter:
+        times = recent
     reasons = []
     if compliance.buckets_24h < BUCKETS_PER_DAY:
         reasons.append(

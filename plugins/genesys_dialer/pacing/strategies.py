@@ -594,15 +594,15 @@ def plan_pacing(
     notes: list[str] = []
     if evidence.fast_half_life_days:
         # A rising answer rate is the dangerous drift (fewer lines are needed than the history says): a second,
-        # short-memory estimate catches it hours earlier, and the higher of the two is paced on.
+        # short-memory estimate catches it hours earlier, and is paced on when it is higher by more than its own
+        # scatter (margin_z of its sd), so that a small team's noisy last half hour does not lower the ratio.
         fast = estimate_answer_rate(
             history, campaign.fallback_answer_rate, prior_strength=campaign.prior_strength,
             half_life_days=evidence.fast_half_life_days, credible_level=campaign.credible_level,
         )
-        if fast.rate > estimate.rate:
-            if fast.rate > 1.1 * estimate.rate:
-                notes.append(f"answer rate rising: pacing on the last half hour's {fast.rate:.3f} (the "
-                             f"{24 * (evidence.half_life_days or 0):g}-hour estimate is {estimate.rate:.3f})")
+        if fast.rate > estimate.rate + campaign.model_margin_z * (fast.rate_sd or 0.0):
+            notes.append(f"answer rate rising: pacing on the last half hour's {fast.rate:.3f} (the "
+                         f"{24 * (evidence.half_life_days or 0):g}-hour estimate is {estimate.rate:.3f})")
             estimate = fast
     agents = campaign.agents
     # A staffing observation (an hour of idle readings and busy agents by Little's law) scatters by an agent
