@@ -176,6 +176,13 @@ def test_analytics_report_what_was_dialed_in_15_minute_buckets(api: Any, credent
     parsed = gc.AnalyticsApi(client).post_analytics_conversations_aggregates_query(body)
     assert parsed.results[0].data[0].metrics[0].metric == "nOutboundAttempted"
     assert parsed.results[0].data[0].metrics[0].stats.count == state["dials"]
+    outbound = gc.OutboundApi(client)
+    stats = outbound.get_outbound_campaign_stats("camp-d")
+    assert (stats.contact_rate.attempts, stats.contact_rate.connects) == (state["dials"], state["liveAnswers"])
+    assert stats.idle_agents == state["idleAgents"]
+    dialed = next(iter(api.admin("GET", "/contactlists/list-camp-d/queue/history").json()["dialed"]))
+    record = outbound.get_outbound_contactlist_contact("list-camp-d", dialed).call_records["phone"]
+    assert record.last_result.startswith("ININ-OUTBOUND-") and record.last_attempt.year == 2026
 
 
 @pytest.mark.parametrize(("change", "field"), [
