@@ -56,7 +56,7 @@ def db(dialer_db: str) -> Iterator[Any]:
     with psycopg.connect(dialer_db) as conn:
         conn.execute(
             "TRUNCATE contacts, dial_history, dispatch_ledger, pacing_decisions, run_log, contact_phones, dnc_numbers, "
-            "contact_phones_progress, withdrawal_checks "
+            "contact_phones_progress, withdrawal_checks, campaign_outcomes "
             "RESTART IDENTITY"
         )
         conn.commit()

@@ -88,6 +88,8 @@ os.environ.update(
 )
 # Tests must not emit to a real StatsD unless they ask for it.
 os.environ.setdefault("AIRFLOW__METRICS__STATSD_ON", "False")
+# The pacing model's small matrix solves: OpenBLAS threads only contend for the shared cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 EMULATOR_CLIENT_ID = "itest-client"
 EMULATOR_CLIENT_SECRET = "itest-secret-do-not-log"
@@ -106,6 +108,9 @@ TEST_CAMPAIGN: dict[str, Any] = {
     # An open breaker ends the try at once (the metrics tests watch that path); the real-executor campaigns and
     # iwait wait it out by rescheduling, as deployed (the default, 60 minutes).
     "breaker_wait_minutes": 0,
+    # The pipeline tests prove the claim/dispatch path against dial_history pacing; the Genesys-outcome loop has
+    # its own tests (test_outcomes.py, test_closed_loop.py) and the real-executor run below.
+    "pacing_source": "dial_history",
 }
 WAITS_OUT_THE_BREAKER = {"breaker_wait_minutes": 60}
 # A campaign id Genesys does not know (bad-input tests).
@@ -117,7 +122,7 @@ XRUN_CAMPAIGN_ID = "1c7e5b3a-9d2f-4e8a-b6c4-3f2a1e0d9c8b"
 XFAULT_CAMPAIGN_ID = "2d8f6c4b-0e3a-4f9b-a7d5-4a3b2f1e0d9c"
 XRUN_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xrun", "campaign_id": XRUN_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,
-    "schedule": None, "batch_size": 300, "segment_size": 60, **WAITS_OUT_THE_BREAKER,
+    "schedule": None, "batch_size": 300, "segment_size": 60, "pacing_source": "genesys", **WAITS_OUT_THE_BREAKER,
 }
 XFAULT_CAMPAIGN = {
     **TEST_CAMPAIGN, "key": "xfault", "campaign_id": XFAULT_CAMPAIGN_ID, "contact_list_id": CONTACT_LIST_ID,
@@ -158,8 +163,16 @@ PROBE_CAMPAIGN = {
 # An invalid entry (segment_size 0): the other campaigns still load, and it becomes a CONFIG ERROR DAG.
 BROKEN_CAMPAIGN = {"key": "broken", "campaign_id": "9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d", "segment_size": 0,
                    "schedule": None}
+# The closed loop (test_outcomes.py, test_closed_loop.py): paced from Genesys outcomes, dialed by the emulator.
+LOOP_CAMPAIGN_ID = "3e5f7a9b-1c2d-4e6f-8a0b-2c4d6e8f0a1b"
+LOOP_LIST_ID = "4f6a8b0c-2d3e-4f5a-9b1c-3d5e7f9a1b2c"
+LOOP_CAMPAIGN = {
+    **TEST_CAMPAIGN, "key": "loop", "campaign_id": LOOP_CAMPAIGN_ID, "schedule": None, "batch_size": 600,
+    "segment_size": 300, "contacts_per_request": 300, "agents": 8, "max_outbound_lines": 200,
+    "pacing_source": "genesys",
+}
 ALL_CAMPAIGNS = [TEST_CAMPAIGN, GHOST_CAMPAIGN, XRUN_CAMPAIGN, XFAULT_CAMPAIGN, XBACKFILL_CAMPAIGN, IWAIT_CAMPAIGN,
-                 XCATCHUP_CAMPAIGN, PROBE_CAMPAIGN, BROKEN_CAMPAIGN]
+                 XCATCHUP_CAMPAIGN, PROBE_CAMPAIGN, LOOP_CAMPAIGN, BROKEN_CAMPAIGN]
 
 # The connection the emulator fixture defines (AIRFLOW_CONN_GENESYS_DEFAULT), and the Variables its hooks share
 # across processes and tests: the circuit breaker's facts and the cached access token.

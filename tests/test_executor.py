@@ -114,6 +114,14 @@ def test_triggered_run_maps_segments_in_parallel_on_the_executor(db, emulator, a
     assert sum(p["contactCount"] for p in contact_posts(emulator.requests_log())) == len(sendable)
     report_logs = task_logs(airflow_stack["task_logs"], run_id, "summarize")  # asserts there is one
     assert all("Run report" in text for text in report_logs.values()), list(report_logs)
+    # The campaign paces from Genesys outcomes: a real worker synced them (nothing dialed yet: the newest days,
+    # stored as empty buckets) and, with no dials to go on, paced progressive.
+    synced = db.execute("SELECT count(*), sum(attempts) FROM campaign_outcomes WHERE campaign_id = %s",
+                        [XRUN_CAMPAIGN_ID]).fetchone()
+    assert synced == (6 * 96, 0)
+    ratio, details = db.execute("SELECT max_calls_per_agent, details FROM pacing_decisions WHERE run_id = %s",
+                                [run_id]).fetchone()
+    assert ratio == 1.0 and details["pacing_source"] == "genesys"
 
 
 def test_backfill_is_a_dry_run_by_default_and_takes_no_contact_created_after_its_interval(

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from genesys_devkit.simulator import CampaignParams, simulate
 from genesys_dialer.config import RATIO_STRATEGIES, CampaignConfig
 from genesys_dialer.pacing.markov import predicted_abandon_rate, ratio_steps, solve_chain
-from genesys_dialer.pacing.simulator import CampaignParams, simulate
 from genesys_dialer.pacing.strategies import (
     STRATEGIES,
     AnswerHistory,
     AnswerRateEstimate,
+    CallTimes,
     HistoryBucket,
+    PacingEvidence,
     PacingLimits,
     RealizedAbandons,
     beta_cdf,
@@ -24,6 +28,7 @@ from genesys_dialer.pacing.strategies import (
     decide_pacing,
     estimate_answer_rate,
     plan_pacing,
+    window_noise_target,
 )
 
 rates = st.floats(min_value=1e-4, max_value=1.0, allow_nan=False)
@@ -151,20 +156,94 @@ def test_model_dials_more_lines_for_low_answer_rates_and_bigger_teams() -> None:
     assert 4 < ratio(0.15, 20) < 15  # several lines per idle agent, where the seed gives 1
 
 
+# A busy day: 10,000 live answers in the last 24 h, so the 24 h window's own scatter is small.
+BUSY_DAY = RealizedAbandons(10_000, 100)
+
+
 @pytest.mark.parametrize("agents", [5, 20])  # the Markov model and the surface
-def test_realized_abandons_back_the_ratio_off(agents: int) -> None:
+@pytest.mark.parametrize("window", ["30-day", "24 h"])
+def test_realized_abandons_back_the_ratio_off(agents: int, window: str) -> None:
     campaign = _campaign(ratio_strategy="model", agents=agents)
     history = AnswerHistory((HistoryBucket(0, 20_000, 3_000),))
-    calm = plan_pacing(history, campaign, realized=RealizedAbandons(10_000, 100)).decision
-    near = plan_pacing(history, campaign, realized=RealizedAbandons(10_000, 280)).decision
-    over = plan_pacing(history, campaign, realized=RealizedAbandons(10_000, 320)).decision
+
+    def plan(realized: RealizedAbandons) -> Any:
+        evidence = (PacingEvidence(realized_30d=realized, realized_24h=BUSY_DAY) if window == "30-day"
+                    else PacingEvidence(realized_30d=BUSY_DAY, realized_24h=realized))
+        return plan_pacing(history, campaign, evidence=evidence).decision
+
+    calm = plan(RealizedAbandons(10_000, 100))
+    near = plan(RealizedAbandons(10_000, 260))
+    over = plan(RealizedAbandons(10_000, 290))  # 2.9 %: within the last 0.15 points, progressive already
     assert calm.max_calls_per_agent > near.max_calls_per_agent > over.max_calls_per_agent == 1.0
     assert not any("back" in n or "approaching" in n for n in calm.notes)
-    assert any("approaching" in n for n in near.notes)
+    assert any(f"realized {window} abandon rate 2.60 % is approaching" in n for n in near.notes)
     assert any("progressive" in n for n in over.notes)
-    assert near.abandon_rate == 3.0 and near.details["realized_abandon_percent"] == pytest.approx(2.8)
-    few = plan_pacing(history, campaign, realized=RealizedAbandons(50, 10)).decision
-    assert few.max_calls_per_agent == calm.max_calls_per_agent
+    key = "realized_abandon_percent" if window == "30-day" else "realized_abandon_24h_percent"
+    assert near.abandon_rate == 3.0 and near.details[key] == pytest.approx(2.6)
+    few = plan(RealizedAbandons(50, 10))  # 20 % of 50 live answers: too few to judge, no back-off
+    assert not any("realized" in n for n in few.notes) and few.max_calls_per_agent > 1.0
+    if window == "30-day":
+        assert few.max_calls_per_agent == calm.max_calls_per_agent
+
+
+def test_the_target_sits_below_the_cap_by_a_days_scatter() -> None:
+    targets = [window_noise_target(3.0, answers, 1.645) for answers in (0, 30, 300, 3000, 30_000)]
+    assert targets[0] == 0.0  # no volume yet: no margin can be computed, nothing beyond progressive
+    assert targets[1:] == sorted(targets[1:]) and targets[-1] < 3.0
+    assert targets[3] == pytest.approx(3.0 * math.exp(-1.645 / math.sqrt(0.03 * 3000)))
+
+
+def test_thin_history_and_unsynced_outcomes_dial_progressive() -> None:
+    campaign = _campaign(ratio_strategy="model", agents=20)
+    thin = plan_pacing(AnswerHistory((HistoryBucket(0, 50, 25),)), campaign).decision
+    assert thin.max_calls_per_agent == 1.0 and any("min_history_attempts" in n for n in thin.notes)
+    history = AnswerHistory((HistoryBucket(0, 20_000, 3_000),))
+    failed = plan_pacing(history, campaign, evidence=PacingEvidence(
+        realized_24h=BUSY_DAY, progressive_reasons=("the outcomes are stale",))).decision
+    assert failed.max_calls_per_agent == 1.0 and "the outcomes are stale" in failed.notes
+    assert failed.outbound_line_count == 20  # one line per agent
+
+
+@pytest.mark.parametrize("agents", [6, 40])  # the Markov model and the surface
+def test_longer_talk_times_dial_fewer_lines(agents: int) -> None:
+    campaign = _campaign(ratio_strategy="model", agents=agents, max_outbound_lines=10_000)
+    history = AnswerHistory((HistoryBucket(0, 50_000, 10_000),))
+
+    def ratio(talk: float) -> float:
+        evidence = PacingEvidence(realized_24h=BUSY_DAY, timing=CallTimes(talk, 1.0, 10.0, "measured"))
+        return plan_pacing(history, campaign, evidence=evidence).decision.max_calls_per_agent
+
+    assert ratio(60.0) > ratio(120.0) > ratio(300.0) > 1.0
+
+
+def test_staffing_below_the_config_is_paced_on() -> None:
+    campaign = _campaign(ratio_strategy="model", agents=20, max_outbound_lines=10_000)
+    history = AnswerHistory((HistoryBucket(0, 50_000, 10_000),))
+
+    def plan(staffed: int | None) -> Any:
+        return plan_pacing(history, campaign, evidence=PacingEvidence(realized_24h=BUSY_DAY,
+                                                                      staffed_agents=staffed)).decision
+
+    full, noise, drop = plan(None), plan(18), plan(8)
+    assert noise.max_calls_per_agent == full.max_calls_per_agent  # within the 20 % an observation scatters
+    assert drop.details["agents_paced"] == 8 and drop.max_calls_per_agent < full.max_calls_per_agent
+    assert drop.outbound_line_count < full.outbound_line_count
+    assert any("8 agents staffed (config 20)" in n for n in drop.notes)
+
+
+def test_predictive_mode_writes_a_ceiling_and_paces_genesys_on_the_target() -> None:
+    campaign = _campaign(ratio_strategy="model", agents=20, max_outbound_lines=10_000)
+    history = AnswerHistory((HistoryBucket(0, 50_000, 10_000),))
+    power = plan_pacing(history, campaign, evidence=PacingEvidence(realized_24h=BUSY_DAY,
+                                                                  dialing_mode="power")).decision
+    predictive = plan_pacing(history, campaign, evidence=PacingEvidence(
+        realized_24h=BUSY_DAY, dialing_mode="predictive")).decision
+    assert predictive.max_calls_per_agent == pytest.approx(1.5 * power.max_calls_per_agent, abs=0.011)
+    assert predictive.details["model_ratio"] == power.max_calls_per_agent
+    assert predictive.abandon_rate == pytest.approx(power.details["paced_abandon_target"], abs=0.006)
+    assert predictive.abandon_rate < power.abandon_rate == 3.0
+    new = plan_pacing(AnswerHistory(), campaign, evidence=PacingEvidence(dialing_mode="predictive")).decision
+    assert new.max_calls_per_agent == 1.0  # failing closed holds in predictive mode too
 
 
 def test_current_target_is_never_loosened() -> None:

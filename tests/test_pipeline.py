@@ -25,7 +25,13 @@ from pipeline_helpers import (
 from support import CAMPAIGN_ID, CONTACT_LIST_ID, EMULATOR_CLIENT_SECRET, TEST_CAMPAIGN
 
 from genesys_devkit.demo_data import contact_rows, insert_contacts, insert_dial_history
-from genesys_dialer.pacing.strategies import AnswerHistory, HistoryBucket, RealizedAbandons, plan_pacing
+from genesys_dialer.pacing.strategies import (
+    AnswerHistory,
+    HistoryBucket,
+    PacingEvidence,
+    RealizedAbandons,
+    plan_pacing,
+)
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -105,11 +111,17 @@ def test_one_run_loads_exactly_the_eligible_contacts_and_applies_pacing(db, emul
     realized = db.execute(
         "SELECT count(*) FILTER (WHERE answered), count(*) FILTER (WHERE abandoned) FROM dial_history "
         "WHERE created_at >= %s - interval '30 days' AND created_at < %s", [end, end]).fetchone()
+    realized_24h = db.execute(
+        "SELECT count(*) FILTER (WHERE answered), count(*) FILTER (WHERE abandoned) FROM dial_history "
+        "WHERE created_at >= %s - interval '24 hours' AND created_at < %s", [end, end]).fetchone()
+    campaign = emulator.campaign()
     plan = plan_pacing(
         AnswerHistory(tuple(HistoryBucket(*d) for d in days)), campaign_config(), current_abandon_rate=3.0,
-        realized=RealizedAbandons(*realized),
+        evidence=PacingEvidence(
+            realized_30d=RealizedAbandons(*realized), realized_24h=RealizedAbandons(*realized_24h),
+            no_answer_timeout=campaign["noAnswerTimeout"], dialing_mode=campaign["dialingMode"],
+        ),
     )
-    campaign = emulator.campaign()
     assert campaign["maxCallsPerAgentDecimal"] == plan.decision.max_calls_per_agent
     assert campaign["maxCallsPerAgent"] == int(plan.decision.max_calls_per_agent)
     assert campaign["outboundLineCount"] == plan.decision.outbound_line_count

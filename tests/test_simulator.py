@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genesys_dialer.pacing.simulator import CampaignParams, history_from_simulation, main, simulate
+from genesys_devkit.simulator import CampaignParams, history_from_simulation, main, simulate
 
 
 @settings(max_examples=25, deadline=None)

@@ -170,7 +170,9 @@ def write_dags_folder(folder: Path, campaigns: list[DemoCampaign], **fields: Any
     # Set up as docs/compliance.md asks: each contact's time zone written to the column the list's phone column
     # reads it from (callableTimeColumn), opt-outs added to the campaign's internal DNC list.
     entries = [{"key": c.key, "campaign_id": c.campaign_id, "contact_list_id": c.contact_list_id,
-                "list_timezone_column": "timezone", "dnc_list_id": DEMO_DNC_LIST_ID, **fields} for c in campaigns]
+                "list_timezone_column": "timezone", "dnc_list_id": DEMO_DNC_LIST_ID,
+                # The demo seeds dial history to pace on; the loop on Genesys' own outcomes is make bench's.
+                "pacing_source": "dial_history", **fields} for c in campaigns]
     (folder / "campaigns.yaml").write_text(yaml.safe_dump({"campaigns": entries}, sort_keys=False))
     return folder
 

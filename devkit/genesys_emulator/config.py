@@ -37,6 +37,12 @@ class EmulatorConfig:
     max_dnc_numbers_per_request: int = 1000
     max_filter_predicates: int = 10
     max_calls_per_agent_cap: float = 15.0
+    # Longest interval of one analytics aggregates query (unconfirmed in Genesys' documentation).
+    analytics_max_interval_days: float = 31.0
+    # Whether PATCH keeps a fractional maxCallsPerAgent (as maxCallsPerAgentDecimal). Genesys' PATCH model types
+    # it as a number but whether the fraction is kept is undocumented; false keeps only the integer part (at
+    # least 1), so a client must read the campaign back and write maxCallsPerAgentDecimal with PUT.
+    patch_keeps_decimal: bool = True
     default_retry_after: int = 1
     request_log_size: int = 100_000
     log_contact_ids: bool = True

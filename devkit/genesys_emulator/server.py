@@ -640,6 +640,12 @@ class EmulatorServer:
             lambda r: _none(s.set_campaign_status(r.params["campaignId"], "off")),
         )
 
+        add(
+            "POST",
+            "/api/v2/analytics/conversations/aggregates/query",
+            lambda r: s.conversation_aggregates(r.json()),
+        )
+
         add("GET", dnc, lambda r: s.list_dnc_lists(r.query))
         add("POST", dnc, lambda r: s.create_dnc_list(r.json()))
         add("GET", f"{dnc}/{{dncListId}}", lambda r: s.get_dnc_list(r.params["dncListId"]))
@@ -699,6 +705,15 @@ class _AdminApi:
         a("POST", f"{p}/campaigns/{{campaignId}}/dial", self._dial)
         a("POST", f"{p}/campaigns/{{campaignId}}/hangup",
           lambda r: {"ended": emu.store.hang_up(r.params["campaignId"])})
+        a("GET", f"{p}/campaigns/{{campaignId}}/dialer", lambda r: emu.store.dialer_state(r.params["campaignId"]))
+        a(
+            "PUT",
+            f"{p}/campaigns/{{campaignId}}/dialer",
+            lambda r: emu.store.configure_dialer(r.params["campaignId"], r.json()),
+        )
+        a("GET", f"{p}/clock", lambda r: emu.store.clock_view())
+        a("PUT", f"{p}/clock", lambda r: emu.store.set_clock(r.json()))
+        a("POST", f"{p}/clock/advance", lambda r: emu.store.advance_clock(r.json()))
         a(
             "GET",
             f"{p}/dnclists/{{dncListId}}/phonenumbers",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +19,9 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
+from .analytics import AggregateQuery, iso, parse_instant
 from .config import EmulatorConfig
+from .dialer import CampaignDialer, Pacing, Population
 from .errors import ApiError, bad_request, not_found, version_conflict
 from .filters import compile_filter, validate_clauses, validate_filter_type
 
@@ -182,6 +185,11 @@ READ_ONLY = frozenset(["id", "dateCreated", "dateModified", "selfUri", "size", "
 ContactRecord = tuple[tuple[str | None, ...], bool]
 
 
+def _wall_minute() -> float:
+    """The wall clock, floored to the minute: where simulated time starts."""
+    return math.floor(time.time() / 60) * 60.0
+
+
 def now_iso() -> str:
     """Genesys timestamp format: ISO-8601 UTC with milliseconds and ``Z``."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -210,6 +218,8 @@ class ContactListState:
     # campaign), and the contacts whose call is still going on (a campaign is using them: DELETE keeps them).
     dial_skips: dict[str, str] = field(default_factory=dict)
     in_call: set[str] = field(default_factory=set)
+    # The dialer's last result per contact: {contact id: {phone column: {"lastAttempt", "lastResult"}}}.
+    call_records: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
 
     def dequeue(self, cid: str) -> None:
         self.front.pop(cid, None)
@@ -224,6 +234,7 @@ class CampaignState:
     entity: dict[str, Any]
     attempts: int = 0
     stats_overrides: dict[str, Any] = field(default_factory=dict)
+    dialer: CampaignDialer | None = None  # set by the admin API: the campaign is then dialed as time advances
 
 
 def _digits(number: str | None) -> str:
@@ -316,6 +327,8 @@ class Store:
         self.campaigns: dict[str, CampaignState] = {}
         self.dnc_lists: dict[str, dict[str, Any]] = {}
         self.dnc_numbers: dict[str, dict[str, str | None]] = {}
+        # Simulated time (epoch seconds) of the dialers and the analytics API; only the admin API moves it.
+        self.clock = _wall_minute()
 
     def reset(self) -> None:
         with self.lock:
@@ -324,6 +337,7 @@ class Store:
             self.campaigns.clear()
             self.dnc_lists.clear()
             self.dnc_numbers.clear()
+            self.clock = _wall_minute()
 
     def _limit(self, value: int | float) -> int | float | None:
         return value if self.config.enforce_limits else None
@@ -484,7 +498,7 @@ class Store:
 
     # ------------------------------------------------------------------------------------------ contacts
     def _contact_view(self, list_id: str, state: ContactListState, cid: str, rec: ContactRecord) -> dict[str, Any]:
-        return {
+        view = {
             "id": cid,
             "contactListId": list_id,
             "data": {c: v for c, v in zip(state.columns, rec[0], strict=False) if v is not None},
@@ -493,6 +507,10 @@ class Store:
             "contactableStatus": {},
             "selfUri": f"{API}/contactlists/{list_id}/contacts/{cid}",
         }
+        records = state.call_records.get(cid)
+        if records:
+            view["callRecords"] = records
+        return view
 
     def _prepare_contact(
         self, item: Any, i: int | None, list_id: str, state: ContactListState
@@ -1051,6 +1069,8 @@ class Store:
             changes["abandonRate"] = self._check_abandon_rate(body["abandonRate"])
         if "maxCallsPerAgent" in body:
             changes.update(self._calls_per_agent(body["maxCallsPerAgent"], "maxCallsPerAgent"))
+            if not self.config.patch_keeps_decimal:
+                changes["maxCallsPerAgentDecimal"] = float(changes["maxCallsPerAgent"])
         if "queue" in body:
             qid = _ref_id(body["queue"], "queue")
             changes["queue"] = {"id": qid, "name": "Outbound", "selfUri": f"/api/v2/routing/queues/{qid}"}
@@ -1103,15 +1123,21 @@ class Store:
         with self.lock:
             state = self._campaign(cid)
             entity = state.entity
-            attempts = state.attempts
+            dialer = state.dialer
+            attempts = state.attempts + (dialer.dials if dialer else 0)
+            connects = dialer.live if dialer else 0
             stats: dict[str, Any] = {
-                "contactRate": {"attempts": attempts, "connects": 0, "connectRatio": 0.0},
-                "idleAgents": 0,
-                "effectiveIdleAgents": 0.0,
+                "contactRate": {
+                    "attempts": attempts,
+                    "connects": connects,
+                    "connectRatio": connects / attempts if attempts else 0.0,
+                },
+                "idleAgents": dialer.idle if dialer else 0,
+                "effectiveIdleAgents": round(dialer.effective_idle(), 3) if dialer else 0.0,
                 "adjustedCallsPerAgent": entity.get("maxCallsPerAgentDecimal", 1.0)
                 if entity["dialingMode"] == "predictive"
                 else 1.0,
-                "outstandingCalls": 0,
+                "outstandingCalls": dialer.lines if dialer else 0,
                 "scheduledCalls": 0,
                 "timeZoneRescheduledCalls": 0,
                 "filteredOutContactsCount": 0,
@@ -1148,25 +1174,19 @@ class Store:
                 "numberOfContactsSkipped": {},
             }
 
-    def dial(self, cid: str, count: int, *, hold_calls: bool = False) -> dict[str, Any]:
-        """Admin: take ``count`` contacts off the head of the campaign's queue, as if dialled.
-
-        A contact none of whose numbers (the campaign's phone columns) may be dialed, because each is on a DNC
-        list attached to the campaign (and not expired), is taken off the queue without a call and recorded
-        as skipped with the dialer's wrap-up code. ``hold_calls`` keeps the dialed contacts "in a call" (in use
-        by the campaign) until :meth:`hang_up`.
-        """
-        with self.lock:
-            state = self._campaign(cid)
-            lst = self._list(state.entity["contactList"]["id"])
-            blocked = self._dnc_digits(state.entity)
-            positions = [lst.columns.index(pc["columnName"]) for pc in state.entity.get("phoneColumns", [])
-                         if pc.get("columnName") in lst.colset]
-            dialed: list[str] = []
-            skipped: dict[str, str] = {}
-            for contact_id in lst.queue():
-                if len(dialed) >= max(0, count):
-                    break
+    def _take_dialable(self, lst: ContactListState, campaign: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
+        """The one path that takes contacts off a list's dialing queue to dial them (the admin ``dial`` call and
+        the dialer both use it): the next contact with a number the campaign may dial, counted in
+        ``dial_counts``, or None when the queue holds none. A contact none of whose numbers (the campaign's phone
+        columns) may be dialed, because each is on a DNC list attached to the campaign (and not expired), is
+        taken off the queue without a call and returned among the skipped, with the dialer's wrap-up code."""
+        blocked = self._dnc_digits(campaign)
+        positions = [lst.columns.index(pc["columnName"]) for pc in campaign.get("phoneColumns", [])
+                     if pc.get("columnName") in lst.colset]
+        skipped: dict[str, str] = {}
+        for queue in (lst.front, lst.back):
+            while queue:
+                contact_id = next(iter(queue))
                 lst.dequeue(contact_id)
                 values = lst.contacts[contact_id][0]
                 numbers = [_digits(values[i]) for i in positions if values[i]]
@@ -1175,6 +1195,24 @@ class Store:
                     lst.dial_skips[contact_id] = skipped[contact_id] = reason
                     continue
                 lst.dial_counts[contact_id] += 1
+                return contact_id, skipped
+        return None, skipped
+
+    def dial(self, cid: str, count: int, *, hold_calls: bool = False) -> dict[str, Any]:
+        """Admin: take ``count`` dialable contacts off the head of the campaign's queue, as if dialled (DNC
+        numbers passed over: :meth:`_take_dialable`). ``hold_calls`` keeps the dialed contacts "in a call" (in use
+        by the campaign) until :meth:`hang_up`.
+        """
+        with self.lock:
+            state = self._campaign(cid)
+            lst = self._list(state.entity["contactList"]["id"])
+            dialed: list[str] = []
+            skipped: dict[str, str] = {}
+            while len(dialed) < max(0, count):
+                contact_id, passed_over = self._take_dialable(lst, state.entity)
+                skipped.update(passed_over)
+                if contact_id is None:
+                    break
                 dialed.append(contact_id)
                 if hold_calls:
                     lst.in_call.add(contact_id)
@@ -1198,6 +1236,111 @@ class Store:
                 if expires is None or _expiry_iso(expires) > now:
                     blocked.add(_digits(number))
         return blocked
+
+    # ----------------------------------------------------------------------------- the dialer and its clock
+    def configure_dialer(self, cid: str, body: Any) -> dict[str, Any]:
+        """Admin: give a campaign a dialer (or change its population); ``seed`` only when it is created."""
+        body = _require_object(body)
+        with self.lock:
+            state = self._campaign(cid)
+            values = {k: v for k, v in body.items() if k != "seed"}
+            seed = body.get("seed", 1)
+            if not _is_int(seed):
+                raise bad_request("seed must be an integer", "seed")
+            current = state.dialer.population if state.dialer else Population()
+            try:
+                population = current.updated(values)
+            except KeyError as err:
+                raise bad_request(f"Unknown dialer field {err.args[0]!r}", str(err.args[0])) from None
+            except (TypeError, ValueError) as err:
+                raise bad_request(str(err), "body") from None
+            if state.dialer is None:
+                state.dialer = CampaignDialer(population, now=self.clock, seed=seed)
+            else:
+                state.dialer.configure(population)
+            return self.dialer_state(cid)
+
+    def dialer_state(self, cid: str) -> dict[str, Any]:
+        """Admin: the dialer's population and running totals (talk share = talkSeconds / agentSeconds)."""
+        with self.lock:
+            dialer = self._campaign(cid).dialer
+            if dialer is None:
+                raise not_found("dialer of campaign", cid)
+            return {
+                "now": iso(datetime.fromtimestamp(dialer.now, UTC)),
+                "population": dialer.population.as_json(),
+                "dials": dialer.dials,
+                "liveAnswers": dialer.live,
+                "abandons": dialer.abandons,
+                "talkSeconds": round(dialer.talk_seconds, 3),
+                "agentSeconds": round(dialer.agent_seconds, 3),
+                "idleAgents": dialer.idle,
+                "busyAgents": dialer.busy,
+                "linesInFlight": dialer.lines,
+                "predictiveThreshold": dialer.threshold,
+            }
+
+    def clock_view(self) -> dict[str, Any]:
+        return {"now": iso(datetime.fromtimestamp(self.clock, UTC))}
+
+    def set_clock(self, body: Any) -> dict[str, Any]:
+        """Admin: move the clock to ``now`` (forward only once a dialer has dialed), without dialing in between."""
+        body = _require_object(body)
+        if not isinstance(body.get("now"), str):
+            raise bad_request("now is required (ISO-8601)", "now")
+        target = parse_instant(body["now"], "now").timestamp()
+        with self.lock:
+            dialers = [c.dialer for c in self.campaigns.values() if c.dialer is not None]
+            if target < self.clock and any(d.dials for d in dialers):
+                raise bad_request("the clock only moves forward once a campaign has been dialed", "now")
+            self.clock = target
+            for dialer in dialers:
+                # Nothing dials across a jump (as if the campaign slept); an undialed dialer just moves.
+                dialer.now = target if not dialer.dials else max(dialer.now, target)
+            return self.clock_view()
+
+    def advance_clock(self, body: Any) -> dict[str, Any]:
+        """Admin: advance simulated time, dialing every running campaign that has a dialer as time passes."""
+        body = _require_object(body)
+        seconds = body.get("seconds")
+        if not _is_number(seconds) or seconds < 0:
+            raise bad_request("seconds must be a number >= 0", "seconds")
+        with self.lock:
+            until = self.clock + float(seconds)
+            for state in self.campaigns.values():
+                if state.dialer is not None:
+                    self._run_dialer(state, until)
+            self.clock = until
+            return self.clock_view()
+
+    def _run_dialer(self, state: CampaignState, until: float) -> None:
+        entity = state.entity
+        lst = self.lists.get(entity["contactList"]["id"])
+        column = (entity.get("phoneColumns") or [{}])[0].get("columnName", "phone")
+
+        def take() -> str | None:
+            return self._take_dialable(lst, entity)[0] if lst is not None else None
+
+        def record(contact_id: str, dialed_at: float, result: str) -> None:
+            if lst is not None:
+                lst.call_records[contact_id] = {
+                    column: {"lastAttempt": iso(datetime.fromtimestamp(dialed_at, UTC)), "lastResult": result}
+                }
+
+        assert state.dialer is not None
+        state.dialer.advance(until, Pacing.from_campaign(entity), take, record)
+
+    def conversation_aggregates(self, body: Any) -> dict[str, Any]:
+        """``POST /api/v2/analytics/conversations/aggregates/query`` over the dialers' records."""
+        query = AggregateQuery(body, self.config.analytics_max_interval_days if self.config.enforce_limits else 0)
+        start, end = query.start.timestamp(), query.end.timestamp()
+        with self.lock:
+            campaigns = {
+                cid: state.dialer.outcomes(start, end)
+                for cid, state in self.campaigns.items()
+                if state.dialer is not None
+            }
+            return query.answer(campaigns)
 
     # ----------------------------------------------------------------------------------------------- DNC
     def _dnc(self, did: str) -> dict[str, Any]:
@@ -1341,9 +1484,13 @@ class Store:
                 counts["contactListFilters"] += 1
             for item in body.get("campaigns", []):
                 item = _require_object(item, "campaigns[]")
-                stats = item.get("stats")
-                entity = self.create_campaign({k: v for k, v in item.items() if k != "stats"}, seed=True)
+                stats, dialer = item.get("stats"), item.get("dialer")
+                entity = self.create_campaign(
+                    {k: v for k, v in item.items() if k not in ("stats", "dialer")}, seed=True
+                )
                 if stats:
                     self.set_campaign_stats(entity["id"], stats)
+                if dialer is not None:
+                    self.configure_dialer(entity["id"], dialer)
                 counts["campaigns"] += 1
         return counts

@@ -236,3 +236,29 @@ CREATE TABLE IF NOT EXISTS run_log (
     finished_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (campaign_id, run_id)
 );
+
+-- What Genesys Cloud analytics reported per campaign and 15-minute bucket (pacing_source: genesys). Re-pulling
+-- a bucket replaces it; an empty bucket is stored as zeros, so "nothing dialed" and "not pulled" stay apart;
+-- as_of is the interval end of the run that pulled it (a bucket pulled an hour after it ended is settled).
+CREATE TABLE IF NOT EXISTS campaign_outcomes (
+    campaign_id     TEXT             NOT NULL,
+    interval_start  TIMESTAMPTZ      NOT NULL,
+    interval_end    TIMESTAMPTZ      NOT NULL,
+    attempts        BIGINT           NOT NULL DEFAULT 0,
+    connects        BIGINT           NOT NULL DEFAULT 0,
+    abandons        BIGINT           NOT NULL DEFAULT 0,
+    talk_count      BIGINT           NOT NULL DEFAULT 0,
+    talk_seconds    DOUBLE PRECISION NOT NULL DEFAULT 0,
+    talk_sq_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+    acw_count       BIGINT           NOT NULL DEFAULT 0,
+    acw_seconds     DOUBLE PRECISION NOT NULL DEFAULT 0,
+    handle_count    BIGINT           NOT NULL DEFAULT 0,
+    handle_seconds  DOUBLE PRECISION NOT NULL DEFAULT 0,
+    idle_agents     INTEGER,  -- idle agents in the campaign stats read when this bucket was the newest
+    as_of           TIMESTAMPTZ      NOT NULL,
+    synced_at       TIMESTAMPTZ      NOT NULL DEFAULT now(),
+    PRIMARY KEY (campaign_id, interval_start)
+);
+
+-- What Genesys kept of the pacing written (read back after the PATCH).
+ALTER TABLE pacing_decisions ADD COLUMN IF NOT EXISTS kept JSONB;

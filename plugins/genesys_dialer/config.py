@@ -53,6 +53,9 @@ RATIO_STRATEGIES = ("model", "tutorial")
 NON_CRON_SCHEDULES = ("@once", "@continuous")
 DAG_ID_PREFIX = "genesys_predictive_"
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
+# Where a campaign's dial outcomes come from: Genesys Cloud analytics (synced every run into campaign_outcomes)
+# or the user's own dial_history table.
+PACING_SOURCES = ("genesys", "dial_history")
 
 
 def max_segments_per_run() -> int:
@@ -166,6 +169,10 @@ class CampaignConfig(BaseModel):
     )
 
     ratio_strategy: str = "model"
+    pacing_source: str = Field(
+        default="genesys", description="genesys: outcomes from Genesys Cloud analytics (synced each run); "
+        "dial_history: the user's own dial_history table."
+    )
     history_days: int = Field(default=7, ge=1, le=90)
     fallback_answer_rate: float = Field(default=0.15, gt=0, le=1)
     abandon_rate_target: float = Field(default=COMPLIANCE_ABANDON_CAP_PERCENT, gt=0)
@@ -176,7 +183,12 @@ class CampaignConfig(BaseModel):
         default=30.0, gt=0, le=100_000, description="Beta prior weight on fallback_answer_rate, in dials."
     )
     recency_half_life_days: float | None = Field(
-        default=3.0, gt=0, description="Half-life of the daily weights of the answer history; null: none."
+        default=3.0, gt=0, description="Half-life of the daily weights of the dial_history answer history; "
+        "null: none."
+    )
+    outcome_half_life_hours: float = Field(
+        default=3.0, gt=0, le=24 * 90, description="Half-life of the weights of Genesys outcomes (15-minute "
+        "buckets) for the answer rate and call times: the pacing follows a drift within hours."
     )
     credible_level: float = Field(
         default=0.9, gt=0.5, lt=1, description="Central credible interval of p; pacing uses its upper end."
@@ -189,12 +201,37 @@ class CampaignConfig(BaseModel):
         default=1.645, ge=0, le=5, description="One-sided z of the model's margin, combining the "
         "estimate's posterior sd and the model's fit error."
     )
+    abandon_window_z: float = Field(
+        default=2.0, ge=0, le=5, description="How many standard deviations of a 24 h window's scatter the paced "
+        "abandon target stays below the cap (every 24 h window must be within it, not just the average)."
+    )
     abandon_backoff_start: float = Field(
-        default=0.8, gt=0, le=1, description="Back the ratio off once the realized 30-day rate passes "
-        "this share of abandon_rate_target."
+        default=0.8, gt=0, le=1, description="Back the ratio off once a realized window's rate (30 days, "
+        "24 h) passes this share of abandon_rate_target."
+    )
+    abandon_backoff_stop: float = Field(
+        default=0.95, gt=0, le=1, description="Dial progressive once a realized window's rate reaches this "
+        "share of abandon_rate_target (before the cap, so the last intervals' scatter cannot cross it)."
     )
     abandon_backoff_min_answers: int = Field(
-        default=100, ge=0, description="Live answers needed in the 30-day window before backing off."
+        default=100, ge=0, description="Live answers needed in a compliance window before backing off on it."
+    )
+    min_history_attempts: int = Field(
+        default=100, ge=0, description="Dials in the window before the model leaves progressive dialing."
+    )
+    talk_time_seconds: float = Field(
+        default=120.0, gt=0, le=7200, description="Mean talk time assumed until Genesys reports it (source "
+        "genesys), or always (source dial_history)."
+    )
+    wrap_up_seconds: float = Field(
+        default=10.0, ge=0, le=3600, description="Mean wrap-up (after-call work) assumed likewise."
+    )
+    outcome_sync_max_requests: int = Field(
+        default=6, ge=1, le=100, description="Analytics queries per run (one covers up to a day); a backfill "
+        "of the 30-day window continues in the next runs."
+    )
+    outcome_settle_minutes: int = Field(
+        default=60, ge=0, le=1440, description="A bucket is pulled again until a run this long after it ended."
     )
 
     @field_validator("abandon_rate_target")
@@ -204,6 +241,13 @@ class CampaignConfig(BaseModel):
             raise ValueError(
                 f"must be at most {COMPLIANCE_ABANDON_CAP_PERCENT} (the FCC/Ofcom abandon cap, in percent)"
             )
+        return value
+
+    @field_validator("pacing_source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value not in PACING_SOURCES:
+            raise ValueError(f"unknown source {value!r}; choose one of {list(PACING_SOURCES)}")
         return value
 
     @field_validator("max_calls_per_agent_ceiling")

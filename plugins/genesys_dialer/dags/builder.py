@@ -23,10 +23,11 @@ Campaign `{campaign_id}`. Every run first withdraws delivered contacts that opte
 (`withdraw_opt_outs`: removed from the contact list, numbers added to the DNC list when configured), then
 claims the next batch in the `dispatch_ledger` (created before the run's interval end, never claimed for this
 campaign; contacts that may not be called, e.g. suppressed, their number suppressed or in `dnc_numbers`,
-invalid, are recorded as skipped with the reason), computes the dial ratio from `dial_history` over the
-{history_days} days ending at the interval end (strategy `{strategy}`), PATCHes the campaign's pacing, and
+invalid, are recorded as skipped with the reason), syncs the campaign's outcomes from Genesys analytics
+(`sync_outcomes`, source `{source}`), computes the dial ratio from them over the {history_days} days ending at
+the interval end (strategy `{strategy}`), PATCHes the campaign's pacing and reads back what Genesys kept, and
 upserts the batch into the campaign's contact list, one mapped `create_segment` per segment of at most
-{segment_size} contacts. See docs/compliance.md.
+{segment_size} contacts. See docs/compliance.md and docs/pacing.md.
 
 * **Params**: `batch_size` (default {batch_size}); `dry_run`: `dry` computes and logs everything and claims
   and sends nothing, `live` sends, `auto` (default) is dry for backfills and catch-up runs, live otherwise. In
@@ -90,6 +91,7 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         tags=["genesys", "outbound", campaign.key, *campaign.tags],
         doc_md=DOC_MD.format(
             key=campaign.key, campaign_id=campaign.campaign_id, history_days=campaign.history_days,
+            source=campaign.pacing_source,
             strategy=campaign.ratio_strategy, segment_size=campaign.segment_size, batch_size=campaign.batch_size,
         ),
         params={
@@ -136,9 +138,22 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
             get_current_context()["ti"].xcom_push(key="claim", value=claim)
             return segments
 
-        @task
-        def compute_dial_ratio(resolved: dict[str, Any]) -> dict[str, Any]:
-            return _tasks().compute_dial_ratio(campaign, run_info(campaign), resolved)
+        @task(pool=campaign.pool)
+        def sync_outcomes() -> dict[str, Any]:
+            return _tasks().sync_outcomes(campaign, run_info(campaign), task_try())
+
+        # Runs when sync_outcomes failed too: stale outcomes make it pace progressive (fail closed) instead of
+        # leaving the campaign on the last, possibly aggressive, pacing.
+        @task(trigger_rule=TriggerRule.ALL_DONE)
+        def compute_dial_ratio() -> dict[str, Any]:
+            ti = get_current_context()["ti"]
+            resolved = ti.xcom_pull(task_ids="resolve_campaign")
+            if resolved is None:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException("resolve_campaign did not finish: no pacing decided")
+            synced = ti.xcom_pull(task_ids="sync_outcomes")
+            return _tasks().compute_dial_ratio(campaign, run_info(campaign), resolved, synced)
 
         @task(pool=campaign.pool)
         def apply_pacing(ratio: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +193,7 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
                 ratio=ti.xcom_pull(task_ids="compute_dial_ratio"),
                 pacing_result=ti.xcom_pull(task_ids="apply_pacing"),
                 withdrawal_result=ti.xcom_pull(task_ids="withdraw_opt_outs"),
+                synced=ti.xcom_pull(task_ids="sync_outcomes"),
             )
             context["run_label"] = (  # type: ignore[typeddict-unknown-key]
                 f"{'DRY RUN' if report.dry_run else 'live'}: {report.outcome}")
@@ -202,7 +218,10 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         withdrawn = withdraw_opt_outs(resolved)
         segments = fetch_contact_batch(resolved)
         withdrawn >> segments
-        ratio = compute_dial_ratio(resolved)
+        synced = sync_outcomes()
+        resolved >> synced
+        ratio = compute_dial_ratio()
+        synced >> ratio
         pacing_done = apply_pacing(ratio)
         created = create_segment.partial(resolved=resolved).expand(segment=segments)
         [pacing_done, created] >> summarize()

@@ -43,6 +43,9 @@ class RunReport:
     compliance: dict[str, Any] = field(default_factory=dict)
     # Segments that waited out an open circuit breaker by rescheduling (no try used).
     segments_rescheduled: int = 0
+    # What sync_outcomes pulled from Genesys analytics, and the pacing Genesys kept after the PATCH (read back).
+    outcomes: dict[str, Any] | None = None
+    pacing_kept: dict[str, Any] | None = None
 
     @classmethod
     def build(
@@ -62,6 +65,7 @@ class RunReport:
         finished_at: datetime,
         compliance: dict[str, Any] | None = None,
         withdrawal_result: dict[str, Any] | None = None,
+        synced: dict[str, Any] | None = None,
     ) -> RunReport:
         """``ledger`` and ``requests`` come from PostgreSQL (every try's work); the rest from the tasks' XComs."""
         compliance = compliance or {}
@@ -90,6 +94,9 @@ class RunReport:
             )
         if ratio:
             warnings += [f"pacing: {note}" for note in ratio["decision"].get("notes") or []]
+        warnings += [f"pacing kept by Genesys: {w}" for w in (pacing_result or {}).get("warnings") or []]
+        if campaign.pacing_source == "genesys" and resolved is not None and synced is None:
+            warnings.append("sync_outcomes did not finish: paced on the outcomes synced before (progressive)")
         if ratio is None and resolved is not None:
             warnings.append("compute_dial_ratio did not finish: no pacing was decided")
         succeeded = sum(1 for r in segment_results if r)
@@ -141,6 +148,8 @@ class RunReport:
             pacing_not_applied=not_applied,
             warnings=warnings,
             compliance=compliance,
+            outcomes=synced,
+            pacing_kept=(pacing_result or {}).get("kept"),
         )
 
     def compliance_failures(self) -> list[str]:
@@ -198,20 +207,52 @@ class RunReport:
             f"unanswered {req.get('unanswered', 0)}, token refreshes {req.get('token_refreshes', 0)}; "
             f"{req.get('task_tries', 0)} task tries)"
         )
+        synced = self.outcomes or {}
+        if synced.get("synced"):
+            out.append(
+                f"outcomes (Genesys analytics): {synced.get('buckets', 0)} 15-minute buckets pulled in "
+                f"{synced.get('queries', 0)} queries up to {synced.get('until')}; "
+                f"{synced.get('outstanding_buckets', 0)} of the 30-day window still to pull or settle"
+                + (f"; {synced['idle_agents']} idle agents" if synced.get("idle_agents") is not None else "")
+            )
+        details = (self.decision or {}).get("details") or {}
         if self.estimate:
             e = self.estimate
+            source = synced.get("source") or "dial_history"
+            origin = "Genesys outcomes" if source == "genesys" else "dial history"
             out.append(
                 f"answer rate: estimate {e['rate']:.4f} from {e['answers']} answers / {e['attempts']} dials "
-                f"({'dial history' if e['source'] == 'history' else 'no dial history: the fallback'}), "
+                f"({origin if e['source'] == 'history' else f'no {origin}: the fallback'}), "
                 f"credible interval [{e['lower']:.4f}, {e['upper']:.4f}]"
+            )
+        if details.get("talk_mean_seconds") is not None:
+            windows = ", ".join(
+                f"{label} {details[key]:.2f} %" for label, key in (
+                    ("30-day", "realized_abandon_percent"), ("24 h", "realized_abandon_24h_percent"))
+                if details.get(key) is not None
+            )
+            out.append(
+                f"paced for {details.get('agents_paced')} agents, talk {details['talk_mean_seconds']:.0f} s "
+                f"(cv {details.get('talk_cv', 0):.2f}), wrap-up {details.get('wrap_mean_seconds', 0):.0f} s "
+                f"({details.get('timing_source')}); abandon target {details.get('paced_abandon_target', 0):.2f} %"
+                + (f"; realized abandons {windows}" if windows else "")
             )
         if self.decision:
             d = self.decision
+            predictive = details.get("predictive_ceiling") is not None
             out.append(f"pacing ({d['strategy']}) {self._paced_on(d, self.estimate or {})}")
             out.append(
-                f"pacing ({d['strategy']}): ratio {d['ratio']:.3f}, maxCallsPerAgent {d['max_calls_per_agent']:g}, "
+                f"pacing ({d['strategy']}): ratio {d['ratio']:.3f}, maxCallsPerAgent {d['max_calls_per_agent']:g}"
+                f"{' (predictive: a ceiling; Genesys paces each call against abandonRate)' if predictive else ''}, "
                 f"outboundLineCount {d['outbound_line_count']}, abandonRate {d['abandon_rate']:g} -> "
                 + ("applied" if self.pacing_applied else f"not applied: {self.pacing_not_applied or 'unknown'}")
+            )
+        if self.pacing_kept:
+            k = self.pacing_kept
+            out.append(
+                f"Genesys kept: maxCallsPerAgent {k.get('maxCallsPerAgent')} (decimal "
+                f"{k.get('maxCallsPerAgentDecimal')}), outboundLineCount {k.get('outboundLineCount')}, "
+                f"abandonRate {k.get('abandonRate')}"
             )
         for warning in self.warnings:
             out.append(f"warning: {warning}")

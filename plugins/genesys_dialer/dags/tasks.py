@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,7 @@ from genesys_dialer.genesys.retry import will_retry
 from genesys_dialer.ledger import claims as contacts_mod
 from genesys_dialer.ledger.request_log import RequestLog, run_requests
 from genesys_dialer.ledger.session import dialer_session
+from genesys_dialer.pacing import outcomes
 from genesys_dialer.pacing import strategies as pacing
 from genesys_dialer.queries import load_sql, run_sql
 
@@ -160,11 +162,13 @@ def _resolve_campaign(campaign: CampaignConfig, hook: GenesysHook) -> dict[str, 
         campaign.key, campaign.campaign_id, remote.get("dialingMode"), remote.get("campaignStatus"),
         remote.get("abandonRate"), list_id,
     )
+    no_answer = remote.get("noAnswerTimeout")
     return {
         "contact_list_id": list_id,
         "dialing_mode": remote.get("dialingMode"),
         "campaign_status": remote.get("campaignStatus"),
         "abandon_rate": remote.get("abandonRate"),
+        "no_answer_timeout": no_answer if isinstance(no_answer, (int, float)) and no_answer > 0 else None,
         "warnings": warnings,
         "requests": hook.stats.as_dict(),
     }
@@ -337,32 +341,122 @@ def fetch_contact_batch(
     return [{**s.to_xcom(), "dry_run": mode.dry_run} for s in result.segments], claim
 
 
+# -- sync_outcomes ----------------------------------------------------------------------------------
+def sync_outcomes(campaign: CampaignConfig, run: RunInfo, task: TaskTry) -> dict[str, Any]:
+    """Pull the campaign's outcomes from Genesys analytics into ``campaign_outcomes`` (source ``genesys``).
+
+    Every 15-minute bucket of the compliance window (30 days) ending at the run's interval end that is missing
+    or not yet settled is pulled, newest first, at most ``outcome_sync_max_requests`` queries of a day each
+    (a backfill of the window continues in the next runs); re-pulling a bucket replaces it. A run for an old
+    interval pulls that interval's window. A run of the latest interval also reads the campaign stats (idle
+    agents: staffing), which are now's and say nothing about an old interval.
+    """
+    if campaign.pacing_source != "genesys":
+        log.info("Campaign %s paces from %s: no Genesys outcomes to sync", campaign.key, campaign.pacing_source)
+        return {"source": campaign.pacing_source, "synced": False}
+    end = outcomes.floor_bucket(run.data_interval_end)
+    window_start = end - timedelta(days=max(outcomes.COMPLIANCE_DAYS, campaign.history_days))
+    settle = timedelta(minutes=campaign.outcome_settle_minutes)
+    idle: int | None = None
+    pulled = 0
+    with dialer_db(campaign) as conn:
+        hook = genesys_hook(campaign, conn, run, task)
+        if run.is_latest_interval(_now()):  # the stats are now's: they say nothing about an old interval
+            stats = hook.get_campaign_stats(campaign.campaign_id)
+            value = stats.get("idleAgents")
+            idle = value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+        window = {"campaign_id": campaign.campaign_id, "window_start": window_start, "window_end": end}
+        with conn.cursor() as cur:
+            cur.execute(load_sql("outcome_buckets_known"), window)
+            known = {row[0]: row[1] for row in cur.fetchall()}
+        ranges = outcomes.sync_ranges(
+            window_start, end, known, settle=settle, max_requests=campaign.outcome_sync_max_requests
+        )
+        for low, high in ranges:
+            answer = hook.query_conversation_aggregates(outcomes.aggregates_query(campaign.campaign_id, low, high))
+            try:
+                buckets = outcomes.parse_aggregates(answer, campaign.campaign_id, low, high)
+            except ValueError as err:
+                raise GenesysResponseError(
+                    f"analytics aggregates for campaign {campaign.campaign_id!r}: {err}",
+                    method="POST", endpoint="conversation_aggregates",
+                ) from None
+            rows = [b.row(campaign.campaign_id, run.data_interval_end) for b in buckets]
+            for row in rows:
+                if row["interval_end"] == end:
+                    row["idle_agents"] = idle
+            with conn.cursor() as cur:
+                cur.executemany(load_sql("upsert_outcome"), rows)
+            conn.commit()  # one range at a time: what was pulled stays pulled if a later query fails
+            pulled += len(rows)
+            known.update({b.start: run.data_interval_end for b in buckets})
+        outstanding = sum(
+            (hi - lo) // outcomes.BUCKET for lo, hi in outcomes.sync_ranges(
+                window_start, end, known, settle=settle, max_requests=1_000_000)
+        )
+    log.info(
+        "Synced %d 15-minute buckets of Genesys outcomes in %d queries, up to %s; %d buckets of the window still "
+        "to pull or settle%s",
+        pulled, len(ranges), end.isoformat(), outstanding,
+        f"; campaign stats: {idle} idle agents" if idle is not None else "",
+    )
+    return {
+        "source": "genesys", "synced": True, "buckets": pulled, "queries": len(ranges),
+        "outstanding_buckets": int(outstanding), "idle_agents": idle, "until": end.isoformat(),
+        "requests": hook.stats.as_dict(),
+    }
+
+
 # -- compute_dial_ratio ------------------------------------------------------------------------------
-def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any]) -> dict[str, Any]:
-    """Estimate the answer rate over the window ending at the run's interval end, and decide pacing."""
+def compute_dial_ratio(
+    campaign: CampaignConfig, run: RunInfo, resolved: dict[str, Any], synced: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Estimate the answer rate over the window ending at the run's interval end, and decide pacing.
+
+    The source is the campaign's ``pacing_source``: Genesys outcomes (``campaign_outcomes``, 15-minute buckets,
+    with talk and wrap-up times and staffing) or the user's ``dial_history`` (daily buckets, assumed times).
+    """
     mode = RunMode.from_xcom(resolved["mode"])
     window_end = run.data_interval_end
     window_start = window_end - timedelta(days=campaign.history_days)
     params = {"campaign_id": campaign.campaign_id, "window_end": window_end, "history_days": campaign.history_days}
+    no_answer = resolved.get("no_answer_timeout")
+    current = resolved.get("abandon_rate")
     with dialer_db(campaign) as conn:
         with conn.cursor() as cur:
-            cur.execute(load_sql("answer_history"), params)
-            buckets = tuple(pacing.HistoryBucket(*map(int, row)) for row in cur.fetchall())
-            cur.execute(load_sql("abandon_history"), params)
-            live_answers, abandons = cur.fetchone()
-        history = pacing.AnswerHistory(buckets)
-        realized = pacing.RealizedAbandons(int(live_answers or 0), int(abandons or 0))
-        plan = pacing.plan_pacing(
-            history, campaign, current_abandon_rate=resolved.get("abandon_rate"), realized=realized
-        )
+            cur.execute(load_sql("last_applied_pacing"), params)
+            last = cur.fetchone()
+            if last is not None and isinstance(current, (int, float)) and abs(float(last[0]) - current) < 1e-6:
+                current = None  # the campaign's target is the one this pipeline wrote (predictive mode tightens it)
+            if campaign.pacing_source == "genesys":
+                history, evidence = _genesys_evidence(cur, campaign, params, no_answer)
+                if synced is None:
+                    evidence = replace(evidence, progressive_reasons=(
+                        *evidence.progressive_reasons,
+                        "sync_outcomes did not finish: the outcomes may be stale, dialing progressive",
+                    ))
+            else:
+                cur.execute(load_sql("answer_history"), params)
+                history = pacing.AnswerHistory(tuple(pacing.HistoryBucket(*map(int, row)) for row in cur.fetchall()))
+                cur.execute(load_sql("abandon_history"), params)
+                live_answers, abandons, live_24h, abandons_24h = (int(v or 0) for v in cur.fetchone())
+                evidence = pacing.PacingEvidence(
+                    realized_30d=pacing.RealizedAbandons(live_answers, abandons),
+                    realized_24h=pacing.RealizedAbandons(live_24h, abandons_24h),
+                    no_answer_timeout=no_answer,
+                )
+        evidence = replace(evidence, dialing_mode=resolved.get("dialing_mode"))
+        plan = pacing.plan_pacing(history, campaign, current_abandon_rate=current, evidence=evidence)
         estimate, decision = plan.estimate, plan.decision
-        details = {**decision.details, "notes": list(decision.notes), "realized_abandon_percent": realized.rate_percent}
+        realized = evidence.realized_30d
+        details = {**decision.details, "notes": list(decision.notes), "pacing_source": campaign.pacing_source}
         row = {
             "campaign_id": campaign.campaign_id, "run_id": run.run_id, "campaign_key": campaign.key,
             "window_start": window_start, "window_end": window_end,
             "attempts": estimate.attempts, "answers": estimate.answers, "answer_rate": estimate.rate,
             "answer_rate_lower": estimate.lower, "answer_rate_upper": estimate.upper,
-            "pacing_answer_rate": estimate.pacing_rate, "prior_weight": estimate.prior_weight,
+            "pacing_answer_rate": decision.details.get("paced_answer_rate", estimate.pacing_rate),
+            "prior_weight": estimate.prior_weight,
             "estimate_source": estimate.source, "strategy": decision.strategy, "dial_ratio": decision.ratio,
             "max_calls_per_agent": decision.max_calls_per_agent,
             "outbound_line_count": decision.outbound_line_count, "abandon_rate": decision.abandon_rate,
@@ -371,10 +465,9 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
         }
         run_sql(conn, "record_pacing", row)
     log.info(
-        "Answer rate over %s .. %s: %d answers / %d attempts -> estimate %.4f (bounds %.4f..%.4f, %s), "
-        "pacing on %.4f",
-        window_start.isoformat(), window_end.isoformat(), estimate.answers, estimate.attempts, estimate.rate,
-        estimate.lower, estimate.upper, estimate.source, estimate.pacing_rate,
+        "Answer rate over %s .. %s (%s): %d answers / %d attempts -> estimate %.4f (bounds %.4f..%.4f, %s)",
+        window_start.isoformat(), window_end.isoformat(), campaign.pacing_source, estimate.answers,
+        estimate.attempts, estimate.rate, estimate.lower, estimate.upper, estimate.source,
     )
     log.info(
         "Strategy %s: dial ratio %.3f -> maxCallsPerAgent=%g outboundLineCount=%d abandonRate=%g%s",
@@ -384,7 +477,7 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
     if not mode.dry_run and run.is_latest_interval(_now()):
         # The gauges are "the campaign's current pacing": a dry run's or an old interval's is not.
         metrics.pacing(
-            campaign.campaign_id, estimate.pacing_rate, decision.ratio, decision.max_calls_per_agent,
+            campaign.campaign_id, row["pacing_answer_rate"], decision.ratio, decision.max_calls_per_agent,
             decision.outbound_line_count,
         )
     return {
@@ -393,18 +486,44 @@ def compute_dial_ratio(campaign: CampaignConfig, run: RunInfo, resolved: dict[st
         "patch": decision.patch_body(),
         "window_start": window_start.isoformat(),
         "window_end": window_end.isoformat(),
-        "realized_abandon_percent": realized.rate_percent,
+        "source": campaign.pacing_source,
+        "realized_abandon_percent": realized.rate_percent if realized else None,
+        "realized_abandon_24h_percent": evidence.realized_24h.rate_percent if evidence.realized_24h else None,
         "mode": mode.to_xcom(),
     }
 
 
+def _genesys_evidence(
+    cur: Any, campaign: CampaignConfig, params: dict[str, Any], no_answer: float | None
+) -> tuple[pacing.AnswerHistory, pacing.PacingEvidence]:
+    """The pacing's inputs from ``campaign_outcomes`` (the buckets ``sync_outcomes`` stored)."""
+    cur.execute(load_sql("outcome_history"), params)
+    window = []
+    for age, *values in cur.fetchall():
+        start, end, *numbers = values
+        window.append((float(age), outcomes.OutcomeBucket(start, end, *numbers)))
+    cur.execute(load_sql("outcome_compliance"), params)
+    compliance = outcomes.ComplianceRecord(*(int(v or 0) for v in cur.fetchone()))
+    return outcomes.evidence_from_outcomes(window, compliance, campaign, no_answer_timeout=no_answer)
+
+
 # -- apply_pacing ------------------------------------------------------------------------------------
+# Differences below these are rounding, not a change Genesys made.
+_KEPT_TOLERANCE = {"maxCallsPerAgent": 0.005, "outboundLineCount": 0, "abandonRate": 1e-6}
+
+
 def apply_pacing(campaign: CampaignConfig, run: RunInfo, task: TaskTry, ratio: dict[str, Any]) -> dict[str, Any]:
-    """PATCH the campaign's pacing once per run, if the run is live and of the latest interval.
+    """PATCH the campaign's pacing once per run, if the run is live and of the latest interval; read it back and
+    record what Genesys kept.
 
     A dry run ends skipped. An older interval's run (a backfill, a catch-up run, a manual run for a past date, a
     cleared old run) has recorded its pacing; sending it would override the pacing of the campaign's current
     interval with an old one, so it says so and sends nothing.
+
+    The PATCH model types ``maxCallsPerAgent`` as a number; when Genesys keeps only its integer part, the
+    fraction is written as ``maxCallsPerAgentDecimal`` with a PUT of the campaign read back (its current version;
+    one retry on a 409). If Genesys kept a pacing more aggressive than decided (a larger ratio or abandon target),
+    the task fails after recording it.
     """
     body = ratio["patch"]
     if RunMode.from_xcom(ratio["mode"]).dry_run:
@@ -417,9 +536,71 @@ def apply_pacing(campaign: CampaignConfig, run: RunInfo, task: TaskTry, ratio: d
     with dialer_db(campaign) as conn:
         hook = genesys_hook(campaign, conn, run, task)
         hook.patch_campaign(campaign.campaign_id, body)  # the same body again is harmless: PATCH is repeatable
-        run_sql(conn, "mark_pacing_applied", {"campaign_id": campaign.campaign_id, "run_id": run.run_id})
-    log.info("Applied pacing to campaign %s: %s", campaign.campaign_id, body)
-    return {"applied": True, "patch": body, "requests": hook.stats.as_dict()}
+        remote = hook.get_campaign(campaign.campaign_id)
+        requested = float(body["maxCallsPerAgent"])
+        if abs(_kept_ratio(remote) - requested) > _KEPT_TOLERANCE["maxCallsPerAgent"]:
+            log.info(
+                "Genesys kept maxCallsPerAgent %s of the %g written: writing maxCallsPerAgentDecimal with PUT",
+                _kept_ratio(remote), requested,
+            )
+            remote = _put_decimal(hook, campaign.campaign_id, remote, requested)
+        kept = {
+            "maxCallsPerAgent": remote.get("maxCallsPerAgent"),
+            "maxCallsPerAgentDecimal": remote.get("maxCallsPerAgentDecimal"),
+            "outboundLineCount": remote.get("outboundLineCount"),
+            "abandonRate": remote.get("abandonRate"),
+        }
+        differences = _kept_differences(body, remote)
+        run_sql(conn, "mark_pacing_applied", {
+            "campaign_id": campaign.campaign_id, "run_id": run.run_id, "kept": json.dumps(kept),
+        })
+    for difference in differences:
+        log.warning("Campaign %s: %s", campaign.campaign_id, difference)
+    log.info("Applied pacing to campaign %s: wrote %s, Genesys kept %s", campaign.campaign_id, body, kept)
+    looser = _kept_ratio(remote) > requested + _KEPT_TOLERANCE["maxCallsPerAgent"] or (
+        float(remote.get("abandonRate") or 0.0) > float(body["abandonRate"]) + _KEPT_TOLERANCE["abandonRate"]
+    )
+    if looser:
+        raise GenesysResponseError(
+            f"Genesys kept a pacing more aggressive than decided for campaign {campaign.campaign_id!r}: "
+            f"{'; '.join(differences)}. Check the campaign in Genesys Cloud",
+            method="PATCH", endpoint="campaign_patch",
+        )
+    return {"applied": True, "patch": body, "kept": kept, "warnings": differences, "requests": hook.stats.as_dict()}
+
+
+def _kept_ratio(remote: dict[str, Any]) -> float:
+    value = remote.get("maxCallsPerAgentDecimal")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        value = remote.get("maxCallsPerAgent")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.inf
+
+
+def _put_decimal(hook: GenesysHook, campaign_id: str, remote: dict[str, Any], ratio: float) -> dict[str, Any]:
+    """Write ``maxCallsPerAgentDecimal`` (and its integer part) with a PUT of the whole campaign; read it back."""
+    for attempt in (1, 2):
+        body = {**remote, "maxCallsPerAgentDecimal": ratio, "maxCallsPerAgent": max(1, math.floor(ratio))}
+        try:
+            hook.put_campaign(campaign_id, body)
+            break
+        except GenesysClientError as err:
+            if err.status != 409 or attempt == 2:
+                raise
+            remote = hook.get_campaign(campaign_id)  # someone edited the campaign in between: take its version
+    return hook.get_campaign(campaign_id)
+
+
+def _kept_differences(body: dict[str, Any], remote: dict[str, Any]) -> list[str]:
+    """Each field Genesys kept differently from what was written, as a sentence."""
+    out = []
+    kept = {"maxCallsPerAgent": _kept_ratio(remote), "outboundLineCount": remote.get("outboundLineCount"),
+            "abandonRate": remote.get("abandonRate")}
+    for field_name, written in body.items():
+        value = kept.get(field_name)
+        if not isinstance(value, (int, float)) or abs(float(value) - float(written)) > _KEPT_TOLERANCE[field_name]:
+            name = "maxCallsPerAgentDecimal" if field_name == "maxCallsPerAgent" else field_name
+            out.append(f"{name} written {written:g}, Genesys kept {value}")
+    return out
 
 
 def old_interval_reason(run: RunInfo, now: datetime) -> str:
@@ -550,6 +731,7 @@ def summarize(
     ratio: dict[str, Any] | None,
     pacing_result: dict[str, Any] | None,
     withdrawal_result: dict[str, Any] | None = None,
+    synced: dict[str, Any] | None = None,
 ) -> RunReport:
     """Build the run report from the ledger and the request log (the truth) and the tasks' XComs; log and
     record it."""
@@ -575,6 +757,7 @@ def summarize(
             campaign=campaign, run=run, mode=mode, resolved=resolved, claim=claim, segments=segments,
             segment_results=segment_results, ratio=ratio, pacing_result=pacing_result, ledger=ledger,
             requests=requests, finished_at=finished, compliance=compliance, withdrawal_result=withdrawal_result,
+            synced=synced,
         )
         run_sql(conn, "record_run", report.run_log_row())
     for line in report.lines():

@@ -88,6 +88,7 @@ log = logging.getLogger(__name__)
 
 OUTBOUND = "/api/v2/outbound"
 MAX_CONTACT_IDS_PER_DELETE = 1000
+ANALYTICS = "/api/v2/analytics"
 DEFAULT_TIMEOUT = (5.0, 30.0)
 # Raised while building a request, before anything is sent: a bug or a bad host, not an outage.
 _UNSENDABLE = (
@@ -660,6 +661,34 @@ class GenesysHook(BaseHook):
         self.request(
             "PATCH", f"{OUTBOUND}/campaigns/{quote(campaign_id)}", json=body, endpoint="campaign_patch"
         )
+
+    def put_campaign(self, campaign_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace the whole campaign (``body`` carries its current ``version``; a stale one is a 409)."""
+        return self._expect_dict(
+            self.request("PUT", f"{OUTBOUND}/campaigns/{quote(campaign_id)}", json=body, endpoint="campaign_put"),
+            "campaign",
+        )
+
+    def get_campaign_stats(self, campaign_id: str) -> dict[str, Any]:
+        """The campaign's live dialer view (``CampaignStats``: idle agents, calls in flight, contact rate)."""
+        return self._expect_dict(
+            self.request("GET", f"{OUTBOUND}/campaigns/{quote(campaign_id)}/stats", endpoint="campaign_stats"),
+            "campaign stats",
+        )
+
+    def query_conversation_aggregates(self, query: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/v2/analytics/conversations/aggregates/query`` (a ``ConversationAggregationQuery``)."""
+        body = self._expect_dict(
+            self.request(
+                "POST", f"{ANALYTICS}/conversations/aggregates/query", json=query, endpoint="conversation_aggregates"
+            ),
+            "conversation aggregates",
+        )
+        if not isinstance(body.get("results", []), list):
+            raise GenesysResponseError(
+                "conversation aggregates without a results list", method="POST", endpoint="conversation_aggregates"
+            )
+        return body
 
     def get_contact_list(self, contact_list_id: str) -> dict[str, Any]:
         """``GET /api/v2/outbound/contactlists/{contact_list_id}``.

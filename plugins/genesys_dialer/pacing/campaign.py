@@ -1,6 +1,6 @@
 """The campaign a pacing model reasons about: team size, answer rate and the call-timing assumptions.
 
-Shared by the Markov model (:mod:`genesys_dialer.pacing.markov`) and the simulator that calibrates and scores
+Shared by the Markov model (:mod:`genesys_dialer.pacing.markov`) and the devkit simulator that calibrates
 it; the defaults are the assumptions of docs/pacing.md (not sourced facts).
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,35 @@ def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
     """(mu, sigma) of the lognormal with this mean and coefficient of variation."""
     sigma2 = math.log1p(cv * cv)
     return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
+
+
+def _clipped_lognormal_mean(mean: float, sd: float, clip: float) -> float:
+    """E[min(X, clip)] for X lognormal with the given mean and sd (ring times end at the no-answer timeout)."""
+    mu, sigma = lognormal_params(mean, sd / mean)
+    z = (math.log(clip) - mu) / sigma
+    phi = NormalDist().cdf
+    return mean * phi(z - sigma) + clip * (1.0 - phi(z))
+
+
+def mean_dial_seconds(params: CampaignParams) -> tuple[float, float]:
+    """Mean seconds a line is held by a live answer (its ring time) and by a non-live outcome."""
+    ring = _clipped_lognormal_mean(params.ring_mean, params.ring_sd, params.no_answer_timeout)
+    no_answer_share = 1.0 - params.busy_share - params.machine_share
+    non_live = (
+        params.busy_share * (params.busy_min + params.busy_max) / 2.0
+        + params.machine_share * (ring + params.machine_release)
+        + no_answer_share * params.no_answer_timeout
+    )
+    return ring, non_live
+
+
+def handle_units(params: CampaignParams) -> float:
+    """Mean seconds a dial holds its line per mean handle second (talk + wrap-up).
+
+    Why: it is the dialing process's own clock. A dialer's safe lines per idle agent depend on how many agents
+    come free while its calls ring, i.e. on ring time over handle time; scaling every time by one factor
+    changes nothing but the 2-second grace. The response surface takes talk time in these units.
+    """
+    live, non_live = mean_dial_seconds(params)
+    p = params.answer_rate
+    return (p * live + (1.0 - p) * non_live) / (params.talk_mean + params.wrap_mean)

@@ -5,7 +5,7 @@ lines in flight, so a ratio is a set of whole line counts and one step can move 
 (5 agents at p = 0.2: r = 1.745 dials 3 lines for 2 free agents, r = 1.76 dials 4). A smooth fit of the ratio
 cannot see those steps; a model of the dialing process, evaluated at each step, can.
 
-The process (the simulator's, :mod:`genesys_dialer.pacing.simulator`, with exponential times): the state is
+The process (the simulator's, :mod:`genesys_devkit.simulator`, with exponential times): the state is
 (b busy agents, c lines in flight). A busy agent comes free at rate 1 / (talk + wrap-up); a line resolves at
 rate 1 / (mean ring time of a dial), a live answer with probability p. A live answer takes a free agent;
 with none free it is abandoned unless an agent comes free within the grace (probability
@@ -21,51 +21,47 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import TypeVar
+
+# The chain's blocks are small: OpenBLAS threads only contend for the cores (6x slower on a busy 2-core host,
+# measured). Effective when this module is the first to import numpy, as in a task process.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
-from genesys_dialer.pacing.campaign import CampaignParams, lognormal_params
+from genesys_dialer.pacing.campaign import CampaignParams, mean_dial_seconds
 
 T = TypeVar("T")
 
-# ln(simulated / chain abandon rate) = K0 + K1 ln N + K2 p + K3 ln(chain rate / 3 %) + K4 ln r, fitted by least
-# squares (`python benchmarks/bench_pacing.py --calibrate`) on the step the chain picks for targets 1.5, 2.5,
-# 3.5 and 5 % in p {0.04, 0.07, 0.12, 0.25, 0.4, 0.7} x agents {2, 3, 4, 6, 7, 8, 9, 12, 15, 18}: no (p, N) of
-# the benchmark grid. The chain over-states abandons for 2-8 agents (answers ring a fixed ~10 s, during which
-# busy agents come free, not an exponential time) and under-states them from about 12.
-CHAIN_CORRECTION: tuple[float, float, float, float, float] = (-0.8579, 0.2241, 0.6971, 0.0442, 0.1218)
+# ln(simulated / chain abandon rate) = CHAIN_CORRECTION . correction_features(...): fitted by least squares
+# (benchmarks/calibrate_pacing.py) on the step the chain picks for targets 1.5-5 % in p {0.04, 0.07, 0.12, 0.25,
+# 0.4, 0.7} x agents {2, 3, 4, 6, 7, 8, 9, 12, 15, 18} x talk {60, 120, 150, 240, 400} s (621 cells): no (p, N,
+# talk) of the benchmark grid. The chain over-states abandons for 2-8 agents (answers ring a fixed ~10 s, during
+# which busy agents come free, not an exponential time) and under-states them from about 12; the longer the
+# handle time, the more it over-states them.
+CHAIN_CORRECTION: tuple[float, ...] = (
+    -0.6489, -0.0427, 0.6931, 0.0283, 0.1339, -0.0809, -0.1225, -0.079, 0.1008, 0.0705)
 # Leave-one-out sd of that fit on the log scale (it includes the calibration runs' own sampling noise).
-CHAIN_FIT_ERROR = 0.070
+CHAIN_FIT_ERROR = 0.079
+# The handle time (talk + wrap-up, seconds) the correction's handle terms are relative to.
+BASE_HANDLE_SECONDS = 130.0
+
+
+def correction_features(agents: int, p: float, handle_seconds: float, ratio: float, raw: float) -> list[float]:
+    """The terms of :data:`CHAIN_CORRECTION`: 1, ln N, p, ln(chain rate / 3 %), ln r, h, h ln N, h p, h^2, ln^2 N
+    with h = ln(handle / 130 s). The calibration fits on these very terms."""
+    log_n = math.log(agents)
+    h = math.log(handle_seconds / BASE_HANDLE_SECONDS)
+    return [1.0, log_n, p, math.log(raw / 0.03), math.log(ratio), h, h * log_n, h * p, h * h, log_n * log_n]
 
 
 @dataclass(frozen=True)
 class ChainResult:
     abandon_rate: float  # abandons / live answers, a fraction, as the chain computes it
     utilization: float  # share of agent time talking
-
-
-def _clipped_lognormal_mean(mean: float, sd: float, clip: float) -> float:
-    """E[min(X, clip)] for X lognormal with the given mean and sd (ring times end at the no-answer timeout)."""
-    mu, sigma = lognormal_params(mean, sd / mean)
-    z = (math.log(clip) - mu) / sigma
-    phi = NormalDist().cdf
-    return mean * phi(z - sigma) + clip * (1.0 - phi(z))
-
-
-def mean_dial_seconds(params: CampaignParams) -> tuple[float, float]:
-    """Mean seconds a line is held by a live answer (its ring time) and by a non-live outcome."""
-    ring = _clipped_lognormal_mean(params.ring_mean, params.ring_sd, params.no_answer_timeout)
-    no_answer_share = 1.0 - params.busy_share - params.machine_share
-    non_live = (
-        params.busy_share * (params.busy_min + params.busy_max) / 2.0
-        + params.machine_share * (ring + params.machine_release)
-        + no_answer_share * params.no_answer_timeout
-    )
-    return ring, non_live
 
 
 def solve_chain(params: CampaignParams, ratio: float) -> ChainResult:
@@ -135,12 +131,8 @@ def predicted_abandon_rate(params: CampaignParams, ratio: float) -> float:
     raw = solve_chain(params, ratio).abandon_rate
     if raw <= 0.0:
         return 0.0
-    k0, k1, k2, k3, k4 = CHAIN_CORRECTION
-    log_raw = math.log(raw)
-    return math.exp(
-        log_raw + k0 + k1 * math.log(params.agents) + k2 * params.answer_rate
-        + k3 * (log_raw - math.log(0.03)) + k4 * math.log(ratio)
-    )
+    terms = correction_features(params.agents, params.answer_rate, params.talk_mean + params.wrap_mean, ratio, raw)
+    return math.exp(math.log(raw) + sum(k * x for k, x in zip(CHAIN_CORRECTION, terms, strict=True)))
 
 
 def step_edges(agents: int, ceiling: float = 15.0) -> list[float]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from genesys_dialer.config import COMPLIANCE_ABANDON_CAP_PERCENT, GENESYS_MAX_CALLS_PER_AGENT
-from genesys_dialer.pacing.campaign import CampaignParams
+from genesys_dialer.pacing.campaign import CampaignParams, handle_units
 from genesys_dialer.pacing.markov import CHAIN_FIT_ERROR, highest_admissible, predicted_abandon_rate, ratio_steps
 
 if TYPE_CHECKING:
@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HistoryBucket:
-    """Dial outcomes of one day of the window; ``age_days`` is 0 for the day ending at the window's end."""
+    """Dial outcomes of one part of the window (a day of dial_history, a 15-minute bucket of Genesys outcomes);
+    ``age_days`` is how long before the window's end it ended (0 for the newest)."""
 
-    age_days: int
+    age_days: float
     attempts: int
     answers: int
     abandons: int = 0
@@ -79,6 +80,8 @@ class PacingLimits:
     safety_factor: float = 1.0
     # One-sided z of the model's margin (estimate and fit errors combined: model_paced_rate, chain_ratio).
     margin_z: float = 1.645
+    # The campaign's call times (talk, wrap-up, no-answer timeout): measured or assumed. None: the defaults.
+    timing: CampaignParams | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,7 @@ def tutorial_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pac
         max_calls_per_agent=float(max_contacts),
         outbound_line_count=max_predictions,
         abandon_rate=limits.abandon_rate_target,
+        details={"paced_answer_rate": p},
     )
 
 
@@ -231,31 +235,45 @@ def tutorial_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pac
 # step by step; larger teams on the response surface below (their steps are too fine to matter).
 SMALL_TEAM_AGENTS = 20
 
-# The model's response surface for 20+ agents, calibrated on genesys_dialer.pacing.simulator (p in {0.04, 0.07, 0.12,
-# 0.25, 0.4, 0.7}, agents in {2, 4, 7, 10, 15, 30, 70, 100, 150}, targets 2 and 3 %, disjoint in p from the
-# benchmark grid):
-#   ln(live answers in flight per idle agent) = A + B ln N + C ln^2 N + D p + E ln(target / 3 %).
-MODEL_COEFFICIENTS: tuple[float, float, float, float, float] = (-2.4513, 0.882, -0.0516, 0.2715, 0.2548)
-# Relative error (sd, log scale) of that surface against the searched ratio. Measured rms 0.028 for 30 to 150
-# agents (benchmarks/bench_pacing.py --calibrate); 0.047 is kept, the error measured when the surface also
-# served small teams, because between 20 and 30 agents it interpolates (no calibration cell there).
-MODEL_FIT_ERROR = 0.047
+# The model's response surface for 20+ agents, calibrated on genesys_devkit.simulator (benchmarks/
+# calibrate_pacing.py: p in {0.04, 0.07, 0.12, 0.25, 0.4, 0.7}, agents 30/70/150, targets 2 and 3 %, talk 60 to
+# 400 s; disjoint in p and talk time from the benchmark grid):
+#   ln(live answers in flight per idle agent) = A + B ln N + C ln^2 N + D p + E ln(target / 3 %) + F ln(u / u0)
+# with u = mean seconds a dial holds its line / mean handle seconds (the talk time in units of the dialing
+# process's own clock) and u0 the same at the calibration's base timing (talk 120 s, wrap-up 10 s).
+MODEL_COEFFICIENTS: tuple[float, ...] = (-2.1762, 0.7336, -0.0335, 0.2762, 0.1849, 0.4219)
+# Relative error (rms, log scale) of that surface against the searched ratio over the 125 calibration cells.
+MODEL_FIT_ERROR = 0.053
 
 
-def answers_per_idle_agent(p: float, agents: int, abandon_target_percent: float) -> float:
+def surface_features(p: float, agents: int, abandon_target_percent: float, units: float) -> list[float]:
+    """The terms of :data:`MODEL_COEFFICIENTS`: 1, ln N, ln^2 N, p, ln(target / 3 %), ln(u / u0). The calibration
+    fits on these very terms (u / u0 = ``units``: dial seconds per handle second relative to the base timing)."""
+    log_n = math.log(max(agents, 1))
+    target = max(abandon_target_percent, 1e-3) / COMPLIANCE_ABANDON_CAP_PERCENT
+    return [1.0, log_n, log_n * log_n, p, math.log(target), math.log(units)]
+
+
+def answers_per_idle_agent(
+    p: float, agents: int, abandon_target_percent: float, timing: CampaignParams | None = None
+) -> float:
     """Live answers to keep in flight per idle agent (ratio x p) for a fixed-ratio dialer at the target.
 
     Why this shape: by flow balance r·p is the expected number of live answers heading for each idle agent;
     it may exceed 1 because busy agents come free while calls ring, and it grows sub-linearly with the team
     (pooling: the relative spread of answers and of agents coming free shrinks as ~1/sqrt(N)); a tighter
-    target lowers it. The constants are fitted on the simulator, for 20 agents and more. Beyond
-    p = 1 / D, a stops rising with p, so the ratio a / p never rises with p.
+    target lowers it; and it grows with the share of a handle time a dial rings (more agents come free while
+    calls ring). The constants are fitted on the simulator, for 20 agents and more. Beyond p = 1 / D, a stops
+    rising with p, so the ratio a / p never rises with p.
     """
-    a, b, c, d, e = MODEL_COEFFICIENTS
-    log_n = math.log(max(agents, 1))
-    p = min(p, 1.0 / d)
-    target = max(abandon_target_percent, 1e-3) / COMPLIANCE_ABANDON_CAP_PERCENT
-    return math.exp(a + b * log_n + c * log_n * log_n + d * p + e * math.log(target))
+    d = MODEL_COEFFICIENTS[3]
+    p = min(p, 1.0 / d) if d > 0 else p
+    units = 1.0
+    if timing is not None:
+        at = min(max(p, 1e-6), 1.0)
+        units = handle_units(replace(timing, answer_rate=at)) / handle_units(CampaignParams(answer_rate=at))
+    terms = surface_features(p, agents, abandon_target_percent, units)
+    return math.exp(sum(k * x for k, x in zip(MODEL_COEFFICIENTS, terms, strict=True)))
 
 
 def _relative_sd(estimate: AnswerRateEstimate) -> float:
@@ -276,10 +294,10 @@ def model_paced_rate(estimate: AnswerRateEstimate, margin_z: float = 1.645) -> f
     return min(1.0, rate * math.exp(margin_z * math.sqrt(rel_sd * rel_sd + MODEL_FIT_ERROR * MODEL_FIT_ERROR)))
 
 
-def surface_ratio(p: float, agents: int, abandon_target_percent: float) -> float:
+def surface_ratio(p: float, agents: int, abandon_target_percent: float, timing: CampaignParams | None = None) -> float:
     """Lines per idle agent from the response surface: answers_per_idle_agent / p, at least 1."""
     p = min(max(p, 1e-6), 1.0)
-    return max(1.0, answers_per_idle_agent(p, agents, abandon_target_percent) / p)
+    return max(1.0, answers_per_idle_agent(p, agents, abandon_target_percent, timing) / p)
 
 
 def chain_ratio(
@@ -290,6 +308,7 @@ def chain_ratio(
     rel_sd: float = 0.0,
     margin_z: float = 1.645,
     ceiling: float = GENESYS_MAX_CALLS_PER_AGENT,
+    timing: CampaignParams | None = None,
 ) -> tuple[float, float]:
     """The highest dialer step whose predicted abandon rate, plus its margin, stays within the target.
 
@@ -303,12 +322,13 @@ def chain_ratio(
     p_high = min(1.0, p * math.exp(margin_z * rel_sd))
     limit = math.log(abandon_target_percent / 100.0)
     steps = ratio_steps(agents, ceiling)
+    base = replace(timing or CampaignParams(), agents=agents)
 
     @functools.cache
     def predicted(ratio: float) -> tuple[float, bool]:
         """(abandon rate at the posterior mean, whether the step is admissible)."""
-        at_mean = predicted_abandon_rate(CampaignParams(agents=agents, answer_rate=p), ratio)
-        at_high = predicted_abandon_rate(CampaignParams(agents=agents, answer_rate=p_high), ratio)
+        at_mean = predicted_abandon_rate(replace(base, answer_rate=p), ratio)
+        at_high = predicted_abandon_rate(replace(base, answer_rate=p_high), ratio)
         if at_high <= 0.0:
             return at_mean, True
         if at_mean <= 0.0:  # no abandons at the mean: judge the raised p alone
@@ -340,21 +360,22 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
     elif limits.agents < SMALL_TEAM_AGENTS:
         ratio, predicted = chain_ratio(
             rate, limits.agents, target, rel_sd=_relative_sd(estimate), margin_z=limits.margin_z,
-            ceiling=ceiling,
+            ceiling=ceiling, timing=limits.timing,
         )
         if limits.safety_factor < 1.0:
             ratio = max(s for s in ratio_steps(limits.agents, ceiling) if s <= max(1.0, ratio * limits.safety_factor))
-        details.update(model="markov", predicted_abandon_percent=round(predicted, 3))
+        details.update(
+            model="markov", predicted_abandon_percent=round(predicted, 3),
+            paced_answer_rate=min(1.0, rate * math.exp(limits.margin_z * _relative_sd(estimate))),
+        )
     else:
         paced = model_paced_rate(estimate, limits.margin_z)
-        ratio = limits.safety_factor * surface_ratio(paced, limits.agents, target)
+        ratio = limits.safety_factor * surface_ratio(paced, limits.agents, target, limits.timing)
         details.update(model="surface", paced_answer_rate=paced, answers_per_idle_agent=ratio * paced)
         if ratio > ceiling:
             notes.append(f"model ratio {ratio:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
             ratio = ceiling
     calls = max(1.0, math.floor(ratio * 100.0 + 1e-9) / 100.0)
-    # Predictive mode: a ceiling that should not bind (docs/pacing.md).
-    details["predictive_ceiling"] = min(ceiling, float(math.ceil(1.5 / rate)))
     return PacingDecision(
         strategy="model",
         ratio=calls,
@@ -389,7 +410,11 @@ def decide_pacing(
         notes.append(f"maxCallsPerAgent {raw.max_calls_per_agent:g} clamped to {calls:g}")
     lines = min(max(raw.outbound_line_count, 1), limits.max_outbound_lines)
     if lines != raw.outbound_line_count:
-        notes.append(f"outboundLineCount {raw.outbound_line_count} clamped to {lines}")
+        notes.append(
+            f"the line budget (max_outbound_lines {limits.max_outbound_lines}) clamps outboundLineCount from "
+            f"{raw.outbound_line_count} to {lines}: only about {lines / calls:.0f} idle agents get "
+            f"{calls:g} lines each; raise it in the config (and the campaign's line allocation in Genesys)"
+        )
     abandon_caps = [raw.abandon_rate, limits.abandon_rate_target, COMPLIANCE_ABANDON_CAP_PERCENT]
     if current_abandon_rate is not None and current_abandon_rate > 0:
         abandon_caps.append(current_abandon_rate)
@@ -401,7 +426,7 @@ def decide_pacing(
 
 @dataclass(frozen=True)
 class RealizedAbandons:
-    """The campaign's realized abandon record over the compliance window (30 days)."""
+    """A campaign's realized abandon record over one compliance window (live answers: the denominator)."""
 
     live_answers: int
     abandons: int
@@ -411,36 +436,86 @@ class RealizedAbandons:
         return 100.0 * self.abandons / self.live_answers if self.live_answers else None
 
 
+# The compliance windows the realized abandon rate must stay within the cap over: FCC (30 days) and Ofcom (24 h).
+COMPLIANCE_WINDOWS = ("30-day", "24 h")
+
+
 def abandon_backoff(
     target_percent: float,
     realized: RealizedAbandons | None,
     *,
     start_fraction: float = 0.8,
+    stop_fraction: float = 0.95,
     min_answers: int = 100,
+    window: str = "30-day",
 ) -> tuple[float, str | None]:
-    """The abandon target the model paces for, given the realized 30-day record, and a note if it backs off.
+    """The abandon target the model paces for, given one window's realized record, and a note if it backs off.
 
     Why: the model is calibrated, not exact; the legal measure is the realized rate. From ``start_fraction``
-    of the target upwards the paced target falls linearly to half the target at the cap; at or above the
-    cap the model dials progressive (target 0 here) until the 30-day rate recovers, like VICIdial's hard
-    limit. Fewer than ``min_answers`` live answers are too few to judge.
+    of the target upwards the paced target falls linearly, to zero at ``stop_fraction``: from there the model
+    dials progressive (no abandons) until the window's rate recovers, like VICIdial's hard limit, but before
+    the window reaches the cap (the last intervals' scatter must not carry it over). Fewer than
+    ``min_answers`` live answers are too few to judge.
     """
     rate = realized.rate_percent if realized is not None else None
     if rate is None or realized is None or realized.live_answers < min_answers:
         return target_percent, None
-    start = start_fraction * target_percent
-    if rate >= target_percent:
+    start, stop = start_fraction * target_percent, max(stop_fraction, start_fraction) * target_percent
+    if rate >= stop:
         return 0.0, (
-            f"realized 30-day abandon rate {rate:.2f} % is at or above the {target_percent:g} % target: "
-            "backing off to progressive dialing"
+            f"realized {window} abandon rate {rate:.2f} % is within {target_percent - rate:.2f} points of the "
+            f"{target_percent:g} % target: backing off to progressive dialing"
         )
     if rate > start:
-        paced = target_percent * (1.0 - 0.5 * (rate - start) / (target_percent - start))
+        paced = target_percent * (stop - rate) / (stop - start)
         return paced, (
-            f"realized 30-day abandon rate {rate:.2f} % is approaching the {target_percent:g} % target: "
+            f"realized {window} abandon rate {rate:.2f} % is approaching the {target_percent:g} % target: "
             f"pacing for {paced:.2f} %"
         )
     return target_percent, None
+
+
+def window_noise_target(target_percent: float, daily_answers: float, z: float) -> float:
+    """The target to pace for so a 24 h window's realized rate stays under ``target_percent``.
+
+    Why: a day's realized abandon rate scatters around what the dialer runs at (binomial: relative sd
+    1 / sqrt(rate x live answers a day)), and the Ofcom rule judges every 24 h window, not the average. Pacing
+    ``z`` of that scatter below the cap keeps the windows under it; the margin shrinks as the daily volume
+    grows, and with little volume (a new campaign) it is wide.
+    """
+    if target_percent <= 0:
+        return 0.0
+    if daily_answers <= 0:
+        return 0.0
+    relative = 1.0 / math.sqrt(target_percent / 100.0 * daily_answers)
+    return target_percent * math.exp(-z * relative)
+
+
+@dataclass(frozen=True)
+class PacingEvidence:
+    """What was measured besides the answer history: the compliance windows, call times, staffing, and any
+    reason to dial progressive whatever the model says (fail closed)."""
+
+    realized_30d: RealizedAbandons | None = None
+    realized_24h: RealizedAbandons | None = None
+    timing: CallTimes | None = None
+    staffed_agents: int | None = None  # observed; None: not known (the config's agents are paced on)
+    no_answer_timeout: float | None = None
+    progressive_reasons: tuple[str, ...] = ()
+    dialing_mode: str | None = None  # the campaign's dialingMode (predictive: see predictive_pacing)
+    half_life_days: float | None = None  # recency half-life of the history's buckets (None: the config's)
+    fast_half_life_days: float | None = None  # a short-memory estimate paced on when it is higher (drift up)
+
+
+@dataclass(frozen=True)
+class CallTimes:
+    """Talk and wrap-up (seconds) the model paces on, and where they come from."""
+
+    talk_mean: float
+    talk_cv: float
+    wrap_mean: float
+    source: str = "assumed"  # "measured" (Genesys analytics) or "assumed" (config)
+    calls: float = 0.0  # (recency-weighted) talks measured
 
 
 @dataclass(frozen=True)
@@ -449,44 +524,153 @@ class PacingPlan:
     decision: PacingDecision
 
 
+def _progressive(decision: PacingDecision, agents: int, reason: str) -> PacingDecision:
+    """The same decision dialing one line per idle agent (zero abandons): what failing closed means here."""
+    return replace(
+        decision, ratio=1.0, max_calls_per_agent=1.0,
+        outbound_line_count=min(max(agents, 1), decision.outbound_line_count) if decision.outbound_line_count
+        else max(agents, 1),
+        notes=(*decision.notes, reason),
+        details={**decision.details, "progressive": True},
+    )
+
+
+def paced_abandon_target(
+    campaign: CampaignConfig,
+    history: AnswerHistory,
+    evidence: PacingEvidence,
+    realized_30d: RealizedAbandons | None,
+    current_abandon_rate: float | None,
+) -> tuple[float, float, list[str]]:
+    """(the abandon target the model paces for, the live answers a day it assumed, notes).
+
+    The configured target, or an operator's tighter one on the campaign; backed off on each compliance
+    window's realized rate; and below the cap by ``abandon_window_z`` of a 24 h window's scatter.
+    """
+    target = campaign.abandon_rate_target
+    if current_abandon_rate is not None and current_abandon_rate > 0:
+        target = min(target, current_abandon_rate)
+    paced, notes = target, []
+    for window, record in zip(COMPLIANCE_WINDOWS, (realized_30d, evidence.realized_24h), strict=True):
+        window_target, note = abandon_backoff(
+            target, record, start_fraction=campaign.abandon_backoff_start,
+            stop_fraction=campaign.abandon_backoff_stop, min_answers=campaign.abandon_backoff_min_answers,
+            window=window,
+        )
+        paced = min(paced, window_target)
+        if note:
+            if campaign.ratio_strategy != "model":
+                note += " (not applied: the strategy does not pace on the abandon target)"
+            notes.append(note)
+    daily = max(
+        float(evidence.realized_24h.live_answers) if evidence.realized_24h else 0.0,
+        history.answers / max(campaign.history_days, 1),
+    )
+    return min(paced, window_noise_target(target, daily, campaign.abandon_window_z)), daily, notes
+
+
 def plan_pacing(
     history: AnswerHistory,
     campaign: CampaignConfig,
     *,
     current_abandon_rate: float | None = None,
     realized: RealizedAbandons | None = None,
+    evidence: PacingEvidence | None = None,
 ) -> PacingPlan:
-    """The one entry point the DAG calls: estimate p from the window, then decide the campaign's pacing."""
+    """The one entry point the DAG calls: estimate p from the window, then decide the campaign's pacing.
+
+    ``realized`` is the 30-day record (kept for callers that have only that); ``evidence`` carries both
+    compliance windows, the call times, the staffing observed and reasons to fail closed.
+    """
+    evidence = evidence or PacingEvidence(realized_30d=realized)
+    realized_30d = evidence.realized_30d if evidence.realized_30d is not None else realized
     estimate = estimate_answer_rate(
         history,
         campaign.fallback_answer_rate,
         prior_strength=campaign.prior_strength,
-        half_life_days=campaign.recency_half_life_days,
+        half_life_days=evidence.half_life_days or campaign.recency_half_life_days,
         credible_level=campaign.credible_level,
     )
-    target = campaign.abandon_rate_target
-    if current_abandon_rate is not None and current_abandon_rate > 0:
-        target = min(target, current_abandon_rate)
-    paced_target, backoff_note = abandon_backoff(
-        target,
-        realized,
-        start_fraction=campaign.abandon_backoff_start,
-        min_answers=campaign.abandon_backoff_min_answers,
+    notes: list[str] = []
+    if evidence.fast_half_life_days:
+        # A rising answer rate is the dangerous drift (fewer lines are needed than the history says): a second,
+        # short-memory estimate catches it hours earlier, and is paced on when it is higher by more than its own
+        # scatter (margin_z of its sd), so that a small team's noisy last half hour does not lower the ratio.
+        fast = estimate_answer_rate(
+            history, campaign.fallback_answer_rate, prior_strength=campaign.prior_strength,
+            half_life_days=evidence.fast_half_life_days, credible_level=campaign.credible_level,
+        )
+        if fast.rate > estimate.rate + campaign.model_margin_z * (fast.rate_sd or 0.0):
+            notes.append(f"answer rate rising: pacing on the last half hour's {fast.rate:.3f} (the "
+                         f"{24 * (evidence.half_life_days or 0):g}-hour estimate is {estimate.rate:.3f})")
+            estimate = fast
+    agents = campaign.agents
+    # A staffing observation (an hour of idle readings and busy agents by Little's law) scatters by an agent
+    # or two: it counts only when clearly below the config (by 2 agents or 20 %), so its noise does not move
+    # the ratio; a smaller shortfall changes the ratio by less than the model's margin.
+    slack = max(2, round(0.2 * campaign.agents))
+    if evidence.staffed_agents is not None and evidence.staffed_agents <= campaign.agents - slack:
+        agents = max(1, evidence.staffed_agents)
+        notes.append(f"{evidence.staffed_agents} agents staffed (config {campaign.agents}): pacing for {agents}")
+    times = evidence.timing or CallTimes(campaign.talk_time_seconds, 1.0, campaign.wrap_up_seconds)
+    timing = CampaignParams(
+        agents=agents, answer_rate=min(max(estimate.rate, 1e-6), 1.0), talk_mean=max(times.talk_mean, 1.0),
+        talk_cv=times.talk_cv, wrap_mean=max(times.wrap_mean, 0.1),
+        **({"no_answer_timeout": evidence.no_answer_timeout} if evidence.no_answer_timeout else {}),
     )
+    paced_target, daily, target_notes = paced_abandon_target(
+        campaign, history, evidence, realized_30d, current_abandon_rate
+    )
+    notes += target_notes
     limits = PacingLimits(
-        agents=campaign.agents,
+        agents=agents,
         max_calls_per_agent_ceiling=campaign.max_calls_per_agent_ceiling,
         max_outbound_lines=campaign.max_outbound_lines,
         abandon_rate_target=campaign.abandon_rate_target,
         pacing_abandon_target=paced_target,
         safety_factor=campaign.model_safety_factor,
         margin_z=campaign.model_margin_z,
+        timing=timing,
     )
     decision = decide_pacing(campaign.ratio_strategy, estimate, limits, current_abandon_rate)
-    details = {**decision.details}
-    if realized is not None and realized.rate_percent is not None:
-        details["realized_abandon_percent"] = realized.rate_percent
-    if backoff_note and campaign.ratio_strategy != "model":
-        backoff_note += " (not applied: the strategy does not pace on the abandon target)"
-    notes = (*decision.notes, backoff_note) if backoff_note else decision.notes
-    return PacingPlan(estimate, replace(decision, notes=tuple(notes), details=details))
+    details: dict[str, Any] = {
+        **decision.details, "agents_paced": agents, "daily_live_answers": round(daily, 1),
+        "talk_mean_seconds": round(times.talk_mean, 1),
+        "talk_cv": round(times.talk_cv, 3), "wrap_mean_seconds": round(times.wrap_mean, 1),
+        "timing_source": times.source,
+    }
+    for key, record in (("realized_abandon_percent", realized_30d),
+                        ("realized_abandon_24h_percent", evidence.realized_24h)):
+        if record is not None and record.rate_percent is not None:
+            details[key] = record.rate_percent
+    decision = replace(decision, notes=(*decision.notes, *notes), details=details)
+    reasons = list(evidence.progressive_reasons)
+    if campaign.ratio_strategy == "model" and history.attempts < campaign.min_history_attempts:
+        reasons.append(
+            f"{history.attempts} dials in the {campaign.history_days}-day window, fewer than "
+            f"min_history_attempts {campaign.min_history_attempts}: dialing progressive until there is evidence"
+        )
+    for reason in reasons:
+        decision = _progressive(decision, agents, reason)
+    if evidence.dialing_mode == "predictive" and campaign.ratio_strategy == "model":
+        decision = predictive_pacing(decision, paced_target, limits)
+    return PacingPlan(estimate, decision)
+
+
+# In predictive mode the ratio is written as a ceiling this many times the model's fixed ratio (measured on the
+# emulator's per-call dialer, docs/pacing.md: more talk share than capping at the ratio, in every cell).
+PREDICTIVE_CEILING_FACTOR = 1.5
+
+
+def predictive_pacing(decision: PacingDecision, paced_target: float, limits: PacingLimits) -> PacingDecision:
+    """Predictive mode: Genesys paces each call against ``abandonRate``, so that is where the paced target goes,
+    and ``maxCallsPerAgent`` becomes a ceiling 1.5 x the model's fixed ratio: room for the per-call pacing,
+    still a bound if it misjudges (a progressive decision stays 1: failing closed holds in this mode too)."""
+    progressive = decision.max_calls_per_agent <= 1.0
+    cap = min(GENESYS_MAX_CALLS_PER_AGENT, limits.max_calls_per_agent_ceiling)
+    ceiling = 1.0 if progressive else min(cap, math.floor(decision.ratio * PREDICTIVE_CEILING_FACTOR * 100) / 100)
+    lines = min(limits.max_outbound_lines, max(1, math.ceil(limits.agents * ceiling - 1e-9)))
+    abandon = decision.abandon_rate if progressive else min(decision.abandon_rate, round(max(paced_target, 0.1), 2))
+    details = {**decision.details, "predictive_ceiling": ceiling, "model_ratio": decision.ratio}
+    return replace(decision, max_calls_per_agent=ceiling, outbound_line_count=lines, abandon_rate=abandon,
+                   details=details)

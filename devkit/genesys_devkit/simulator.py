@@ -231,6 +231,7 @@ def ratio_for_strategy(strategy: str, params: CampaignParams, answer_rate: float
         max_calls_per_agent_ceiling=15.0,
         max_outbound_lines=params.agents * 15,
         abandon_rate_target=3.0,
+        timing=params,  # the model paces on the campaign's own call times
     )
     return max(1.0, decide_pacing(strategy, estimate, limits).max_calls_per_agent)
 
