@@ -37,7 +37,8 @@ def _floor15(moment: datetime) -> datetime:
 
 @pytest.mark.usefixtures("airflow_db")
 def test_dag_runs_pace_the_emulators_dialer_on_what_it_dialed(db: Any, emulator: Emulator) -> None:
-    start = _floor15(datetime.now(UTC)) - timedelta(hours=3)
+    # Runs of the latest intervals (the current one and the next two): only those apply their pacing.
+    start = _floor15(datetime.now(UTC))
     seed = emulator_seed(LOOP_CAMPAIGN_ID, LOOP_LIST_ID)
     seed["campaigns"][0].update(dialingMode="power", maxCallsPerAgent=1, outboundLineCount=8, noAnswerTimeout=25)
     emulator.admin("PUT", "clock", {"now": start.isoformat()})

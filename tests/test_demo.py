@@ -39,8 +39,8 @@ def test_make_demo_tells_the_run_step_by_step_and_keeps_the_database_when_asked(
     tasks = {m[1]: m[2] for line in lines if (m := task_line.match(line))}
     segments = sorted(name for name in tasks if name.startswith("create_segment "))
     assert [name[-4:] for name in segments] == ["s000", "s001"]  # 2000 claimed, 1000 a segment
-    assert set(tasks) == {"resolve_campaign", "withdraw_opt_outs", "fetch_contact_batch", "compute_dial_ratio",
-                          "apply_pacing", "summarize", *segments}
+    assert set(tasks) == {"resolve_campaign", "withdraw_opt_outs", "sync_outcomes", "fetch_contact_batch",
+                          "compute_dial_ratio", "apply_pacing", "summarize", *segments}
     assert set(tasks.values()) == {"success"}
 
     assert "      outcome: success" in lines

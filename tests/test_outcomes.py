@@ -14,7 +14,7 @@ from pipeline_helpers import campaign_config
 from support import LOOP_CAMPAIGN_ID, LOOP_LIST_ID, Emulator
 
 from genesys_dialer.dags import tasks
-from genesys_dialer.dags.run import RunInfo
+from genesys_dialer.dags.run import RunInfo, RunMode, TaskTry
 from genesys_dialer.genesys.errors import GenesysApiError
 from genesys_dialer.pacing.outcomes import (
     BUCKET,
@@ -24,6 +24,7 @@ from genesys_dialer.pacing.outcomes import (
     aggregates_query,
     call_times,
     evidence_from_outcomes,
+    floor_bucket,
     parse_aggregates,
     staffed_agents,
     sync_ranges,
@@ -151,6 +152,10 @@ def test_staffing_is_idle_agents_plus_busy_ones_by_littles_law() -> None:
 
 # -- the sync task against the emulator's dialer and PostgreSQL -----------------------------------------------
 
+# The emulator's clock at the start of the current 15-minute interval: these runs are of the latest interval, which
+# alone reads the campaign's (current) stats and applies its pacing.
+NOW = floor_bucket(datetime.now(UTC))
+
 
 def _loop_emulator(emulator: Emulator, *, contacts: int = 3000, dialer: dict[str, Any] | None = None) -> None:
     from genesys_devkit.demo_data import emulator_seed
@@ -161,15 +166,23 @@ def _loop_emulator(emulator: Emulator, *, contacts: int = 3000, dialer: dict[str
         {"id": f"loop-{i}", "data": {"phone": f"+1317555{i % 10_000:04d}", "segment": "seed"}}
         for i in range(contacts)
     ]
-    emulator.admin("PUT", "clock", {"now": (T0 - timedelta(hours=2)).isoformat()})
+    emulator.admin("PUT", "clock", {"now": (NOW - timedelta(hours=2)).isoformat()})
     emulator.seed(seed)
     emulator.admin("PUT", f"campaigns/{LOOP_CAMPAIGN_ID}/dialer",
                    dialer or {"agents": 8, "answerRate": 0.25, "talkMean": 90, "seed": 4})
 
 
 def _run(end: datetime, run_type: str = "manual", dry_run: bool = False) -> RunInfo:
-    return RunInfo(run_id=f"{run_type}__{end.isoformat()}", run_type=run_type, dry_run=dry_run, batch_size=600,
+    return RunInfo(run_id=f"{run_type}__{end.isoformat()}", run_type=run_type,
+                   requested="dry" if dry_run else "live", batch_size=600,
                    data_interval_start=end - BUCKET, data_interval_end=end, started_at=end)
+
+
+def _task(task_id: str) -> TaskTry:
+    return TaskTry(task_id, -1, 1)
+
+
+LIVE = RunMode(False, "dry_run=live was asked for").to_xcom()
 
 
 def _stored(db: Any) -> dict[datetime, tuple[int, ...]]:
@@ -182,30 +195,31 @@ def _stored(db: Any) -> dict[datetime, tuple[int, ...]]:
 
 def test_sync_stores_what_genesys_reports_idempotently_and_backfills_over_runs(db: Any, emulator: Emulator) -> None:
     _loop_emulator(emulator)
-    emulator.admin("POST", "clock/advance", {"seconds": 2 * 3600})  # two hours of dialing, up to T0
+    emulator.admin("POST", "clock/advance", {"seconds": 2 * 3600})  # two hours of dialing, up to NOW
     state = emulator.admin("GET", f"campaigns/{LOOP_CAMPAIGN_ID}/dialer")
     campaign = campaign_config("loop")
 
-    first = tasks.sync_outcomes(campaign, _run(T0))
+    first = tasks.sync_outcomes(campaign, _run(NOW), _task("sync_outcomes"))
     stored = _stored(db)
     assert first["queries"] == campaign.outcome_sync_max_requests == 6
     assert len(stored) == first["buckets"] == 6 * BUCKETS_PER_DAY  # the newest six days of the 30
-    assert min(stored) == T0 - timedelta(days=6) and max(stored) == T0 - BUCKET
+    assert min(stored) == NOW - timedelta(days=6) and max(stored) == NOW - BUCKET
     assert sum(v[0] for v in stored.values()) == state["dials"]
     assert sum(v[1] for v in stored.values()) == state["liveAnswers"]
     assert sum(v[2] for v in stored.values()) == state["abandons"]
-    assert stored[T0 - BUCKET][4] is not None and stored[T0 - BUCKET][4] >= 0  # idle agents read at T0
-    assert first["idle_agents"] == stored[T0 - BUCKET][4]
+    assert stored[NOW - BUCKET][4] is not None and stored[NOW - BUCKET][4] >= 0  # idle agents read at NOW
+    assert first["idle_agents"] == stored[NOW - BUCKET][4]
     queries = [r for r in emulator.requests_log() if r["route"] == AGGREGATES_ROUTE]
     assert len(queries) == 6 and all(r["status"] == 200 for r in queries)
 
-    again = tasks.sync_outcomes(campaign, _run(T0))  # the same run re-run: the same rows say the same
+    # The same run re-run: the same rows say the same.
+    again = tasks.sync_outcomes(campaign, _run(NOW), _task("sync_outcomes"))
     assert {k: v for k, v in _stored(db).items() if k in stored} == stored
     assert again["queries"] == 6  # the last hour (unsettled) and five more days of the backfill
     assert len(_stored(db)) == 11 * BUCKETS_PER_DAY
     runs = 2
     while again["outstanding_buckets"] > 4 and runs < 10:
-        again = tasks.sync_outcomes(campaign, _run(T0))
+        again = tasks.sync_outcomes(campaign, _run(NOW), _task("sync_outcomes"))
         runs += 1
     assert runs == 6  # 6 days, then 5 a run (each run also re-pulls the unsettled last hour)
     assert again["outstanding_buckets"] == 4  # the 30 days are covered; only the unsettled hour remains
@@ -217,8 +231,9 @@ def test_sync_stores_what_genesys_reports_idempotently_and_backfills_over_runs(d
 def test_a_run_for_an_old_interval_pulls_that_interval_and_reads_no_stats(db: Any, emulator: Emulator) -> None:
     _loop_emulator(emulator)
     emulator.admin("POST", "clock/advance", {"seconds": 2 * 3600})
-    old_end = T0 - timedelta(hours=1)
-    result = tasks.sync_outcomes(campaign_config("loop"), _run(old_end, run_type="backfill", dry_run=True))
+    old_end = NOW - timedelta(hours=1)
+    result = tasks.sync_outcomes(campaign_config("loop"), _run(old_end, run_type="backfill", dry_run=True),
+                                 _task("sync_outcomes"))
     stored = _stored(db)
     assert max(stored) == old_end - BUCKET  # nothing after the interval's end
     assert result["idle_agents"] is None and all(v[4] is None for v in stored.values())
@@ -229,9 +244,9 @@ def test_pacing_reads_the_measured_call_times_and_a_failed_sync_fails_closed(db:
     _loop_emulator(emulator, dialer={"agents": 8, "answerRate": 0.25, "talkMean": 240, "seed": 9})
     emulator.admin("POST", "clock/advance", {"seconds": 2 * 3600})
     campaign = campaign_config("loop")
-    resolved = {"abandon_rate": 3.0, "no_answer_timeout": 30}
-    synced = tasks.sync_outcomes(campaign, _run(T0))
-    decided = tasks.compute_dial_ratio(campaign, _run(T0), resolved, synced)
+    resolved = {"abandon_rate": 3.0, "no_answer_timeout": 30, "mode": LIVE}
+    synced = tasks.sync_outcomes(campaign, _run(NOW), _task("sync_outcomes"))
+    decided = tasks.compute_dial_ratio(campaign, _run(NOW), resolved, synced)
     details = decided["decision"]["details"]
     assert details["timing_source"] == "measured"
     assert 190 < details["talk_mean_seconds"] < 260  # measured (240 s) shrunk a little to the 120 s assumption
@@ -240,8 +255,8 @@ def test_pacing_reads_the_measured_call_times_and_a_failed_sync_fails_closed(db:
     emulator.admin("POST", "clock/advance", {"seconds": 900})
     emulator.fault(route=AGGREGATES_ROUTE, sequence=[503] * 20)
     with pytest.raises(GenesysApiError):
-        tasks.sync_outcomes(campaign, _run(T0 + BUCKET))
-    failed = tasks.compute_dial_ratio(campaign, _run(T0 + BUCKET), resolved, None)
+        tasks.sync_outcomes(campaign, _run(NOW + BUCKET), _task("sync_outcomes"))
+    failed = tasks.compute_dial_ratio(campaign, _run(NOW + BUCKET), resolved, None)
     assert failed["decision"]["max_calls_per_agent"] == 1.0
     assert any("sync_outcomes did not finish" in n for n in failed["decision"]["notes"])
     assert any("95 of the last 96" in n for n in failed["decision"]["notes"])  # the newest bucket is missing
@@ -253,7 +268,7 @@ def test_apply_pacing_reads_back_and_writes_the_decimal_when_patch_drops_it(db: 
     try:
         campaign = campaign_config("loop")
         body = {"maxCallsPerAgent": 2.64, "outboundLineCount": 22, "abandonRate": 2.5}
-        result = tasks.apply_pacing(campaign, _run(T0), {"patch": body})
+        result = tasks.apply_pacing(campaign, _run(NOW), _task("apply_pacing"), {"patch": body, "mode": LIVE})
     finally:
         emulator.admin("PATCH", "config", {"patchKeepsDecimal": True})
     routes = [r["route"] for r in emulator.requests_log() if r["method"] in ("PATCH", "PUT")]

@@ -47,7 +47,8 @@ def test_the_surface_model_names_the_rate_it_paced_on_not_the_estimates_upper_bo
     paced = report.decision["details"]["paced_answer_rate"]
     assert paced != pytest.approx(report.estimate["upper"], abs=5e-5)  # the two numbers the issue confused
     assert _line(report, "pacing (model) paced on").startswith(
-        f"pacing (model) paced on answer rate {paced:.4f} (paced_answer_rate: the estimate raised"
+        f"pacing (model) paced on answer rate {paced:.4f} (paced_answer_rate: the estimate "
+        f"{report.estimate['rate']:.4f} raised"
     )
     estimate_line = _line(report, "answer rate:")
     e = report.estimate
@@ -65,10 +66,12 @@ def test_the_surface_model_names_the_rate_it_paced_on_not_the_estimates_upper_bo
 
 def test_the_markov_model_says_it_paced_on_the_estimate_with_its_predicted_abandons():
     report = _report(agents=8)
-    predicted = report.decision["details"]["predicted_abandon_percent"]
+    details = report.decision["details"]
+    assert details["paced_answer_rate"] > report.estimate["rate"]  # raised for its uncertainty, never lowered
     assert _line(report, "pacing (model) paced on") == (
-        f"pacing (model) paced on the estimate {report.estimate['rate']:.4f} with a margin for its uncertainty "
-        f"(Markov model: {predicted:g} % abandons predicted)"
+        f"pacing (model) paced on answer rate {details['paced_answer_rate']:.4f} (paced_answer_rate: the estimate "
+        f"{report.estimate['rate']:.4f} raised for its uncertainty and the model's fit error; Markov model: "
+        f"{details['predicted_abandon_percent']:g} % abandons predicted)"
     )
 
 

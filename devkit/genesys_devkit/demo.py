@@ -99,13 +99,12 @@ def run_demo(*, contacts: int, batch_size: int, keep: bool) -> int:
             _tidy(workdir, keep=log)
             if not log.exists():
                 workdir.rmdir()
-    steps.say()
     steps.say(f"Airflow's own logs (db migrate, the run, every task's log): {log}")
     if keep and server is not None:
-        steps.say(f"Kept the database {database} (tables contacts, dispatch_ledger, pacing_decisions, run_log):")
+        steps.say(f"Kept the Airflow home (AIRFLOW_HOME={workdir / 'airflow'}) and the database {database} "
+                  "(tables contacts, dispatch_ledger, pacing_decisions, run_log):")
         for line in server.how_to_open(database):
             steps.say(f"  {line}")
-        steps.say(f"Kept the Airflow home too: AIRFLOW_HOME={workdir / 'airflow'}")
     else:
         steps.say(f"The database {database} was dropped; `make demo KEEP=1` keeps it and says how to open it.")
     steps.say("Next: `make ui` shows such runs in the Airflow UI; README.md says how to point the feed at a "
@@ -133,7 +132,8 @@ def follow_run(campaign: DemoCampaign, env: dict[str, str], log: Path, steps: St
     run = _dag_run(campaign.dag_id)
     if run is None:
         raise RuntimeError(f"`airflow dags test` exited {child.returncode} without a run: see {log}")
-    steps.detail(f"run {run['run_id']}: {run['state']}")
+    if run["state"] != "success":  # a success is the report's first lines
+        steps.detail(f"run {run['run_id']}: {run['state']}")
     return run
 
 

@@ -264,14 +264,17 @@ class RunReport:
     def _paced_on(decision: dict[str, Any], estimate: dict[str, Any]) -> str:
         """Which answer rate the strategy paced on, named as in the run log's JSON (decision.details, estimate)."""
         details = decision.get("details") or {}
-        if details.get("paced_answer_rate") is not None:
-            return (f"paced on answer rate {details['paced_answer_rate']:.4f} (paced_answer_rate: the estimate "
-                    "raised for its uncertainty and the model's fit error)")
-        if details.get("predicted_abandon_percent") is not None and estimate.get("rate") is not None:
-            return (f"paced on the estimate {estimate['rate']:.4f} with a margin for its uncertainty "
-                    f"(Markov model: {details['predicted_abandon_percent']:g} % abandons predicted)")
         if decision.get("strategy") == "tutorial" and estimate.get("raw_rate") is not None:
             return f"paced on answers / dials {estimate['raw_rate']:.4f} (raw_rate: the seed's point estimate)"
+        predicted = details.get("predicted_abandon_percent")
+        model = f"; Markov model: {predicted:g} % abandons predicted" if predicted is not None else ""
+        if details.get("paced_answer_rate") is not None:
+            raised = f" {estimate['rate']:.4f}" if estimate.get("rate") is not None else ""
+            return (f"paced on answer rate {details['paced_answer_rate']:.4f} (paced_answer_rate: the estimate"
+                    f"{raised} raised for its uncertainty and the model's fit error{model})")
+        if predicted is not None and estimate.get("rate") is not None:
+            return (f"paced on the estimate {estimate['rate']:.4f} with a margin for its uncertainty "
+                    f"(Markov model: {predicted:g} % abandons predicted)")
         return "paced on no answer rate (progressive: 1 line per idle agent)" if decision.get("ratio") == 1 else (
             "paced on the answer-rate estimate"
         )
