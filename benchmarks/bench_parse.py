@@ -181,7 +181,12 @@ def main() -> None:
             "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "900",
             "GENESYS_DIALER_CACHE_DIR": str(workdir / "cache"),
         }
-        baseline = None if args.baseline == "none" else export_baseline(args.baseline, workdir)
+        baseline = None
+        if args.baseline != "none":
+            try:
+                baseline = export_baseline(args.baseline, workdir)
+            except (subprocess.CalledProcessError, OSError) as err:  # not a git checkout, or a shallow one
+                print(f"no baseline ({args.baseline}): {err}", file=sys.stderr)
         results = [measure(n, args.shards, args.repeat, workdir, env, baseline) for n in args.campaigns]
     print(json.dumps({"benchmark": "parse", "python": sys.version.split()[0], "results": results}, indent=2))
 
