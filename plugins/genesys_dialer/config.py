@@ -453,8 +453,12 @@ class _ConfigCache:
         folder = config_cache_dir()
         if folder is None:
             return None
+        try:
+            schema_source = Path(__file__).read_bytes()  # the fields and validators
+        except OSError:  # not a plain file (a zip import): nothing to key on, so no cache
+            return None
         digest = hashlib.sha256()
-        for part in (str(path).encode(), data, Path(__file__).read_bytes(), *_validation_context()):
+        for part in (str(path).encode(), data, schema_source, *_validation_context()):
             digest.update(len(part).to_bytes(8, "big") + part)
         name = hashlib.sha256(str(path.absolute()).encode()).hexdigest()[:24]
         return cls(folder / f"config-{name}.pickle", digest.hexdigest())
