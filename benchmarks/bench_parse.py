@@ -21,6 +21,9 @@ than wall time on a shared machine; the ratios use it):
   before this benchmark's changes; ``none`` skips it), exported with ``git archive`` and put first on
   PYTHONPATH, in the same run.
 
+``config_only_*``: reading and validating a config of ``--config-only`` campaigns (5,000) alone, cold and
+from the cache (CPU seconds).
+
 ``ratio_*`` compare with the baseline of the same size. Airflow's own limits, for scale: ``[core]
 dagbag_import_timeout`` 30 s (the DAG file's import), ``[dag_processor] dag_file_processor_timeout`` 50 s; the
 benchmark raises the first so slow parses are measured, not cut. Prints one JSON object.
@@ -56,6 +59,17 @@ done, cpu_done = time.perf_counter(), time.process_time()
 print(json.dumps({"dags": len(bag.dags), "errors": len(bag.import_errors), "parse_s": parsed - started,
                   "serialize_s": done - parsed, "total_s": done - started, "parse_cpu_s": cpu_parsed - cpu_started,
                   "serialize_cpu_s": cpu_done - cpu_parsed, "cpu_s": cpu_done - cpu_started}))
+"""
+
+CONFIG_PROBE = r"""
+import json, sys, time
+import airflow.sdk
+from genesys_dialer.config import load_config
+
+started, cpu_started = time.perf_counter(), time.process_time()
+config = load_config(sys.argv[1])
+print(json.dumps({"campaigns": len(config.campaigns), "total_s": time.perf_counter() - started,
+                  "cpu_s": time.process_time() - cpu_started}))
 """
 
 DAG_FILE = """\
@@ -170,11 +184,27 @@ def measure(campaigns: int, shards: int, repeat: int, workdir: Path, env: dict[s
     return out
 
 
+def measure_config(campaigns: int, workdir: Path, env: dict[str, str]) -> dict[str, object]:
+    """Reading and validating the config alone (what every shard file does first): cold, then from the cache."""
+    config = workdir / f"config_only_{campaigns}.yaml"
+    write_config(config, campaigns)
+    runs = []
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-c", CONFIG_PROBE, str(config)], capture_output=True, text=True,
+                                env=env, timeout=600, check=True)
+        runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert all(r["campaigns"] == campaigns for r in runs), runs
+    return {"campaigns": campaigns, "config_only_cold_cpu_s": round(runs[0]["cpu_s"], 3),
+            "config_only_cached_cpu_s": round(runs[1]["cpu_s"], 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--campaigns", type=int, nargs="+", default=[50, 500])
+    parser.add_argument("--campaigns", type=int, nargs="*", default=[50, 500])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--per-shard", type=int, default=50, help="campaigns per DAG file when sharded")
+    parser.add_argument("--config-only", type=int, nargs="*", default=[5000],
+                        help="also time reading and validating configs of these sizes alone")
     parser.add_argument("--baseline", default=BASELINE, help="git revision to compare with; none: skip")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_parse_") as tmp:
@@ -195,6 +225,7 @@ def main() -> None:
                 print(f"no baseline ({args.baseline}): {err}", file=sys.stderr)
         results = [measure(n, math.ceil(n / args.per_shard), args.repeat, workdir, env, baseline)
                    for n in args.campaigns]
+        results += [measure_config(n, workdir, env) for n in args.config_only]
     print(json.dumps({"benchmark": "parse", "python": sys.version.split()[0], "results": results}, indent=2))
 
 
