@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
 import pytest
@@ -281,3 +284,100 @@ def test_a_run_of_a_config_error_dag_fails_at_once_naming_file_campaign_and_fiel
     where = f"campaigns[{ALL_CAMPAIGNS.index(BROKEN_CAMPAIGN)}]"
     assert f"{CONFIG_PATH}: campaign 'broken' ({where}): field 'segment_size': Input should be greater than " \
            "or equal to 1" in out
+
+
+def test_an_unchanged_file_is_read_from_the_cache_and_an_edit_is_seen(tmp_path, monkeypatch):
+    """The dag-processor parses the file every 30 s: the second parse reads no YAML; any edit (even one that
+    keeps size and mtime) is read again; a file that fails as a whole is not cached."""
+    from genesys_dialer import config as config_module
+
+    monkeypatch.setenv("GENESYS_DIALER_CACHE_DIR", str(tmp_path / "cache"))
+    path = _write(tmp_path, """
+        campaigns:
+          - key: renewals
+            campaign_id: c-1
+          - key: winback
+            campaign_id: c-2
+            segment_size: -5
+    """)
+    first = load_config(path)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] and (tmp_path / "cache").stat().st_mode & 0o777 == 0o700
+
+    def no_yaml(*args, **kwargs):
+        raise AssertionError("the YAML was read again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(config_module, "read_yaml", no_yaml)
+        second = load_config(path)
+    assert second.campaigns == first.campaigns
+    assert [(e.index, e.dag_id, str(e.error)) for e in second.invalid] == [
+        (e.index, e.dag_id, str(e.error)) for e in first.invalid]
+    assert "field 'segment_size'" in str(second.invalid[0].error)
+
+    stat = path.stat()
+    path.write_text(path.read_text().replace("segment_size: -5", "segment_size: 50"))  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    edited = load_config(path)
+    assert [c.key for c in edited.campaigns] == ["renewals", "winback"] and not edited.invalid
+
+    path.write_text("campaigns: [\n")
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="not valid YAML"):
+            load_config(path)
+
+
+def test_the_cache_can_be_turned_off_and_is_not_used_in_a_folder_others_may_write(tmp_path, monkeypatch):
+    path = _write(tmp_path, "campaigns:\n  - {key: a, campaign_id: c}\n")
+    monkeypatch.setenv("GENESYS_DIALER_CACHE_DIR", "off")
+    assert [c.key for c in load_config(path).campaigns] == ["a"]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("GENESYS_DIALER_CACHE_DIR", str(shared))
+    assert [c.key for c in load_config(path).campaigns] == ["a"]
+    assert list(shared.iterdir()) == []  # it holds pickles: a folder anyone may write to is never read
+
+
+def test_shards_split_the_campaigns_between_dag_files_each_dag_in_exactly_one(tmp_path, monkeypatch):
+    from genesys_dialer.dags.factory import campaign_dags, shard_of
+
+    entries = "".join(f"  - {{key: c{i}, campaign_id: id-{i}}}\n" for i in range(30))
+    path = _write(tmp_path, "campaigns:\n" + entries + "  - {key: broken, campaign_id: x, segment_size: 0}\n")
+    monkeypatch.setenv("GENESYS_DIALER_CONFIG", str(path))
+    whole = campaign_dags(tmp_path / "dag.py")
+    assert len(whole) == 31 and whole["genesys_predictive_broken"].task_ids == ["config_error"]
+    shards = [campaign_dags(tmp_path / f"dag_{i}.py", shard=i, shards=4) for i in range(4)]
+    ids = [dag_id for shard in shards for dag_id in shard]
+    assert sorted(ids) == sorted(whole) and len(ids) == len(set(ids))
+    assert all(len(shard) >= 3 for shard in shards)
+    assert all(shard_of(dag_id, 4) == i for i, shard in enumerate(shards) for dag_id in shard)
+    assert shard_of("genesys_predictive_c0", 4) == zlib.crc32(b"genesys_predictive_c0") % 4  # stable everywhere
+    for bad in ({"shard": 4, "shards": 4}, {"shard": -1, "shards": 2}, {"shard": 0, "shards": 0}):
+        with pytest.raises(ConfigError, match="need 0 <= shard < shards"):
+            campaign_dags(tmp_path / "dag.py", **bad)
+
+
+def test_sharded_dag_files_parse_like_the_dag_processor_does(tmp_path):
+    """Two shard files in one DAGs folder: every DAG loads once, from one of them, with no import error."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    for i in range(2):
+        (folder / f"genesys_predictive_{i}.py").write_text(
+            "from genesys_dialer.dags.factory import campaign_dags  # an Airflow DAG file\n\n"
+            f"globals().update(campaign_dags(__file__, shard={i}, shards=2))\n")
+    entries = "".join(f"  - {{key: c{i}, campaign_id: id-{i}}}\n" for i in range(8))
+    config = _write(tmp_path, "campaigns:\n" + entries)
+    script = (
+        "import json\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(folder)!r})\n"
+        "print(json.dumps({'errors': list(bag.import_errors.values()), "
+        "'files': {d.dag_id: d.fileloc.rsplit('/', 1)[-1] for d in bag.dags.values()}}))\n"
+    )
+    env = {**os.environ, "GENESYS_DIALER_CONFIG": str(config)}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == []
+    assert sorted(parsed["files"]) == [f"genesys_predictive_c{i}" for i in range(8)]
+    assert set(parsed["files"].values()) == {"genesys_predictive_0.py", "genesys_predictive_1.py"}

@@ -7,21 +7,44 @@ Parsing reads one YAML file and touches no database, Variable or network. An inv
 take the valid ones down: it becomes a DAG of its own (under the campaign's dag_id when its key is usable) that
 claims and sends nothing and fails at once, naming file, campaign and field. (An import error would not do:
 Airflow marks every DAG of a file with an import error stale, the valid ones included.)
+
+Many campaigns: the dag-processor parses one file in one process, against ``[dag_processor]
+dag_file_processor_timeout`` (50 s), so spread the campaigns over several DAG files, each building its share::
+
+    globals().update(campaign_dags(__file__, shard=0, shards=4))  # genesys_predictive_0.py; 1, 2, 3 alike
+
+A campaign's shard depends on its dag_id only (a stable hash), so adding or removing campaigns moves no other
+campaign to another file. Every shard file reads the whole config (the validated config is cached on disk, see
+:func:`genesys_dialer.config.load_config`), and a file-wide config error is every shard's import error.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from airflow.sdk import DAG
 
 from genesys_dialer.config import default_config_path, load_config
 from genesys_dialer.dags.builder import build_campaign_dag, build_config_error_dag
+from genesys_dialer.exceptions import ConfigError
 
 
-def campaign_dags(dag_file: str | Path) -> dict[str, DAG]:
-    """The DAGs of ``$GENESYS_DIALER_CONFIG``, else of ``campaigns.yaml`` beside ``dag_file``, by dag_id."""
+def shard_of(dag_id: str, shards: int) -> int:
+    """The shard (0 .. shards - 1) whose DAG file builds ``dag_id``: stable across runs, machines and Pythons."""
+    return zlib.crc32(dag_id.encode("utf-8")) % shards
+
+
+def campaign_dags(dag_file: str | Path, *, shard: int = 0, shards: int = 1) -> dict[str, DAG]:
+    """The DAGs of ``$GENESYS_DIALER_CONFIG``, else of ``campaigns.yaml`` beside ``dag_file``, by dag_id; with
+    ``shards`` > 1, only those of ``shard`` (see the module docstring)."""
+    if not (isinstance(shards, int) and isinstance(shard, int) and 0 <= shard < shards):
+        raise ConfigError(f"{dag_file}: campaign_dags(shard={shard!r}, shards={shards!r}): need 0 <= shard < shards")
     config = load_config(default_config_path(Path(dag_file).resolve().parent))
-    dags = {campaign.dag_id: build_campaign_dag(campaign) for campaign in config.campaigns}
-    dags.update({entry.dag_id: build_config_error_dag(entry) for entry in config.invalid})
+
+    def mine(dag_id: str) -> bool:
+        return shards == 1 or shard_of(dag_id, shards) == shard
+
+    dags = {campaign.dag_id: build_campaign_dag(campaign) for campaign in config.campaigns if mine(campaign.dag_id)}
+    dags.update({entry.dag_id: build_config_error_dag(entry) for entry in config.invalid if mine(entry.dag_id)})
     return dags
