@@ -161,6 +161,8 @@ class BenchStack(Stack):
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="10",
             AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="10",
         )
+        if os.environ.get("PYTHONPATH"):  # the Airflow processes run the code this process imports
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         env["AIRFLOW_CONN_GENESYS_DEFAULT"] = json.dumps({
             "conn_type": "genesys_cloud", "host": self.emulator.base_url, "login": first, "password": first_secret})
         env[f"AIRFLOW_CONN_{SECOND_CONN.upper()}"] = json.dumps({
