@@ -274,3 +274,7 @@ def test_a_streaming_segment_that_fails_half_way_resends_only_its_undelivered_pa
     delivery = check_delivery(db, emulator, campaign_id=CAMPAIGN_ID)
     assert delivery.dispatched == len(delivered_first | resent) and delivery.max_queue_entries == 1
     assert max(posts_per_contact(emulator.requests_log(), applied=True).values()) == 1
+    # One XCom row per task result (multiple_outputs=False), not one more per key of the returned dict.
+    keys = {(task, key) for task, key, _ in run_xcoms(again)}
+    assert {key for task, key in keys if task in ("create_segment", "resolve_campaign", "summarize")} \
+        == {"return_value"}, keys
