@@ -15,7 +15,8 @@ of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys
 * ``P__closed`` = ``{"gen": opened_at, "closed_at": t}``: written when the probes of generation ``gen``
   succeeded. A close can never hide a newer opening (its ``gen`` would not match ``opened_at``), which a
   ``Variable.delete(P)`` racing a re-open could. A close is final for its generation, so a writer that
-  has seen it reads only ``P`` again: a closed breaker costs one Variable read per request.
+  has seen it reads only ``P`` again: a closed breaker costs one Variable read per request, or per
+  ``cache_seconds`` (the hook: 1.5 s) where a task trusts a closed state it read that long.
 * ``P__probe__<slot>`` = ``{"gen", "holder", "expires_at", "ok", "fails"}``: a probe lease of one half-open
   generation. A writer takes a free slot (absent, of an older generation, or not ok and expired or held by a
   dead process), writes it, waits ``probe_settle_seconds`` and reads it back: the last writer of a contended
