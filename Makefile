@@ -96,6 +96,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_emulator.py
 	$(BIN)/python benchmarks/bench_pacing.py
 	$(BIN)/python benchmarks/bench_parse.py
+	$(BIN)/python benchmarks/bench_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

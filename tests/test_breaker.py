@@ -405,3 +405,37 @@ def test_a_state_store_that_fails_mid_acquire_fails_open(caplog, all_probes_ok):
         assert breaker.acquire() == Permit()
     assert "state store failed (ConnectionError); letting the request through" in caplog.text
     assert breaker.state() == HALF_OPEN
+
+
+class CountingStore(MemoryStateStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return super().get(key)
+
+
+def test_a_closed_state_is_trusted_for_cache_seconds_and_an_opening_is_seen_after_it():
+    """cache_seconds: a task reads the shared state once per window, not before every request (a Variable read
+    through the API server costs ~60 ms); another writer's opening is seen once the window passes; this
+    writer's own failure makes it read again at once."""
+    store = CountingStore()
+    settings = BreakerSettings(failure_threshold=1, cache_seconds=0.5)
+    task = CircuitBreaker("cached", settings, store)
+    other = CircuitBreaker("cached", BreakerSettings(failure_threshold=1), store)
+    for _ in range(50):
+        task.acquire()
+    assert store.reads == 1  # one read for 50 requests
+    other.record_failure(other.acquire(), "503")  # opens it (threshold 1)
+    task.acquire()  # within the window: still trusted closed
+    time.sleep(0.6)
+    with pytest.raises(GenesysCircuitOpenError):
+        task.acquire()
+    uncached = CircuitBreaker("cached2", BreakerSettings(failure_threshold=2, cache_seconds=5), store)
+    uncached.acquire()
+    CircuitBreaker("cached2", BreakerSettings(failure_threshold=1), store).record_failure(Permit(), "503")
+    uncached.record_failure(Permit(), "503")  # its own failure: the next acquire reads the store again
+    with pytest.raises(GenesysCircuitOpenError):
+        uncached.acquire()

@@ -41,7 +41,8 @@ def test_defaults_apply_and_entries_override(tmp_path):
     assert (renewals.batch_size, renewals.genesys_conn_id, renewals.schedule) == (2000, "genesys_eu", "*/15 * * * *")
     assert (winback.batch_size, winback.schedule) == (300, None)
     assert renewals.dag_id == "genesys_predictive_renewals"
-    assert (renewals.segment_size, renewals.contacts_per_request, renewals.pool) == (1000, 1000, "genesys_api")
+    assert (renewals.segment_size, renewals.contacts_per_request, renewals.pool) == ("auto", 1000, "genesys_api")
+    assert renewals.segment_size_for(2000) == 2000 and renewals.segment_size_for(1_000_000) == 250_000
     assert (renewals.fallback_answer_rate, renewals.history_days, renewals.abandon_rate_target) == (0.15, 7, 3.0)
 
 
@@ -381,3 +382,22 @@ def test_sharded_dag_files_parse_like_the_dag_processor_does(tmp_path):
     assert parsed["errors"] == []
     assert sorted(parsed["files"]) == [f"genesys_predictive_c{i}" for i in range(8)]
     assert set(parsed["files"].values()) == {"genesys_predictive_0.py", "genesys_predictive_1.py"}
+
+
+def test_segment_size_auto_sizes_segments_from_the_batch_the_pool_and_the_connections():
+    (auto,) = parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "c"}]})
+    assert auto.segment_size == "auto"
+    # A 1M batch at defaults: 4 segments (the pool's 5 slots, one left for the run's other tasks) of 250 requests.
+    assert auto.segment_size_for(1_000_000) == 250_000
+    assert auto.segment_size_for(200_000) == 50_000
+    assert auto.segment_size_for(5000) == 5000  # fewer than 50 requests: one segment, not five tasks
+    assert auto.segment_size_for(120_001) == 61_000  # 121 requests: 2 segments of whole requests
+    (wide,) = parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "c", "pool_slots": 17,
+                                              "genesys_conn_ids": ["a", "b"]}]})
+    assert wide.segment_size_for(1_000_000) == 63_000  # 16 streams
+    assert [wide.segment_conn_id(i) for i in range(4)] == ["a", "b", "a", "b"]
+    assert auto.sending_conn_ids == ("genesys_default",)
+    (fixed,) = parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "c", "segment_size": "700"}]})
+    assert fixed.segment_size_for(1_000_000) == 700
+    with pytest.raises(ConfigError, match=r"segment_size.*'auto' or a whole number"):
+        parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "c", "segment_size": "big"}]})

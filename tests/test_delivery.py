@@ -233,3 +233,48 @@ def test_a_2xx_whose_body_cannot_be_read_leaves_its_contacts_in_doubt_not_failed
     db.commit()
     assert rows and all(row == ("failed", True) for row in rows), "applied contacts were not left in doubt"
     assert len(emulator.contacts()) == len(ids)  # Genesys does hold them: a read-back will say so
+
+
+def test_a_streaming_segment_that_fails_half_way_resends_only_its_undelivered_part(db, emulator):
+    """segment_size auto: the batch is one segment streaming 10 POSTs of 25; Genesys refuses the 5th (500) and
+    the try ends. Clearing the run sends only what that try did not deliver: every contact applied once."""
+    from pipeline_helpers import campaign_config
+
+    from genesys_dialer.dags.builder import build_campaign_dag
+
+    clear_shared_state()
+    insert_contacts(db, contact_rows(300, seed=57))
+    campaign = campaign_config().model_copy(update={"segment_size": "auto"})
+    assert campaign.segment_size_for(campaign.batch_size) == 250  # 10 requests: one segment, not ten tasks
+    emulator.fault(route=CONTACTS_ROUTE, sequence=[200, 200, 200, 200, 500])
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    dag = build_campaign_dag(campaign)
+
+    first = dag.test(logical_date=when, run_after=when)
+
+    assert str(first.state) == "failed"
+    first_posts = contact_posts(emulator.requests_log())
+    assert [e["status"] for e in first_posts] == [200, 200, 200, 200, 500]  # the try stopped at the failure
+    delivered_first = {c for e in first_posts[:4] for c in e["contactIds"]}
+    assert len(delivered_first) == 100
+    segments = {r[0] for r in db.execute(
+        "SELECT DISTINCT segment_index FROM dispatch_ledger WHERE run_id = %s AND segment_index >= 0",
+        [first.run_id]).fetchall()}
+    db.commit()
+    assert segments == {0}
+
+    again = dag.test(logical_date=when, run_after=when)  # the same run, cleared
+
+    assert again.run_id == first.run_id and str(again.state) == "success"
+    second_posts = contact_posts(emulator.requests_log())[len(first_posts):]
+    resent = {c for e in second_posts for c in e["contactIds"]}
+    assert not resent & delivered_first, "a contact the failed try delivered was sent again"
+    refused = set(first_posts[4]["contactIds"])
+    assert refused <= resent  # the refused request's contacts were not applied: sent again, once
+    delivery = check_delivery(db, emulator, campaign_id=CAMPAIGN_ID)
+    assert delivery.dispatched == len(delivered_first | resent) and delivery.max_queue_entries == 1
+    assert max(posts_per_contact(emulator.requests_log(), applied=True).values()) == 1
+    # One XCom row per task result (multiple_outputs=False), not one more per key of the returned dict.
+    keys = {(task, key) for task, key, _ in run_xcoms(again)}
+    assert {key for task, key in keys if task in ("create_segment", "resolve_campaign", "summarize")} \
+        == {"return_value"}, keys

@@ -9,6 +9,7 @@ connections, exactly as in production.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -101,7 +102,9 @@ def test_triggered_run_maps_segments_in_parallel_on_the_executor(db, emulator, a
     assert len(segments) == segments_for(len(sendable), 60) == 5  # the sendable part of 300, 60 a segment
     assert ("withdraw_opt_outs", -1) in {(t.task_id, t.map_index) for t in tis if str(t.state) == "success"}
     assert all(str(t.state) == "success" for t in segments)
-    assert all(t.rendered_map_index and t.rendered_map_index.endswith(f"-s{t.map_index:03d}") for t in segments)
+    # Labelled with the segment and its size, e.g. "20261130T1821-s002 (60 contacts)".
+    assert all(t.rendered_map_index and re.fullmatch(rf"\d{{8}}T\d{{4}}-s{t.map_index:03d} \([\d,]+ contacts\)",
+                                                     t.rendered_map_index) for t in segments)
     overlap = _max_overlap([(t.start_date, t.end_date) for t in segments])
     assert 2 <= overlap <= 5, f"mapped segments did not run in parallel within the pool (overlap {overlap})"
 

@@ -22,8 +22,13 @@ class EmulatorConfig:
     port: int = 8765
     client_id: str = "emulator-client"
     client_secret: str = "emulator-secret"
+    # More OAuth clients, "id:secret,id2:secret2": each has its own rate limit (rate_limit_per_minute), like the
+    # separate client-credentials clients a feed may spread its load over.
+    extra_clients: str = ""
     token_ttl: int = 86399
     rate_limit_per_minute: int = 300
+    # The limiter's fixed window (Genesys: a minute); tests shorten it, keeping the same rate per minute.
+    rate_limit_window_seconds: float = 60.0
     enforce_limits: bool = True
     max_contacts_per_request: int = 1000
     max_body_bytes: int = 512000
@@ -50,11 +55,19 @@ class EmulatorConfig:
     admin_token: str | None = None
 
     # Never returned by the admin API (GET/PATCH /__emulator__/config): shown as REDACTED when set.
-    SECRET_FIELDS = ("client_secret", "admin_token")
+    SECRET_FIELDS = ("client_secret", "admin_token", "extra_clients")
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+    def clients(self) -> dict[str, str]:
+        """Every OAuth client the token endpoint accepts: {client id: secret}."""
+        out = {self.client_id: self.client_secret}
+        for pair in filter(None, (p.strip() for p in self.extra_clients.split(","))):
+            client_id, _, secret = pair.partition(":")
+            out[client_id] = secret
+        return out
 
     def public(self) -> dict[str, Any]:
         """The settings with every secret replaced by ``REDACTED`` (``None`` when unset)."""

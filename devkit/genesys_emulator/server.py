@@ -107,7 +107,8 @@ class Router:
 
 
 class RateLimiter:
-    """Fixed 60-second window per token, like the documented ``inin-ratelimit-*`` headers suggest."""
+    """Fixed 60-second window per OAuth client (every token it was issued shares it), like the documented
+    ``inin-ratelimit-*`` headers suggest."""
 
     WINDOW = 60.0
 
@@ -119,16 +120,20 @@ class RateLimiter:
         with self._lock:
             self._windows.clear()
 
-    def hit(self, token: str, limit: int) -> dict[str, str]:
-        """Count one call; return the rate headers, or raise 429 once ``limit`` is used up."""
+    def hit(self, client: str, limit: int, window_seconds: float = WINDOW) -> dict[str, str]:
+        """Count one call of ``client``; return the rate headers, or raise 429 once ``limit`` is used up.
+
+        ``limit`` is per minute; a shorter window allows its share of it (at least one call)."""
         if limit <= 0:
             return {}
+        if window_seconds != self.WINDOW:
+            limit = max(1, round(limit * window_seconds / self.WINDOW))
         now = time.monotonic()
         with self._lock:
-            window = self._windows.get(token)
-            if window is None or now - window[0] >= self.WINDOW:
-                window = self._windows[token] = [now, 0]
-            reset = max(1, math.ceil(self.WINDOW - (now - window[0])))
+            window = self._windows.get(client)
+            if window is None or now - window[0] >= window_seconds:
+                window = self._windows[client] = [now, 0]
+            reset = max(1, math.ceil(window_seconds - (now - window[0])))
             if window[1] >= limit:
                 raise ApiError(
                     429,
@@ -285,6 +290,7 @@ class EmulatorServer:
         self.faults = FaultRegistry([r.name for r in self.router.routes])
         self.rate_limiter = RateLimiter()
         self._tokens: dict[str, float] = {}
+        self._token_clients: dict[str, str] = {}  # token -> the client id it was issued to
         self._lock = threading.Lock()
         self._log: deque[dict[str, Any]] = deque(maxlen=max(1, self.config.request_log_size))
         self._seq = 0
@@ -346,13 +352,20 @@ class EmulatorServer:
         self.rate_limiter.reset()
         with self._lock:
             self._tokens.clear()
+            self._token_clients.clear()
             self._log.clear()
 
-    def issue_token(self) -> str:
+    def issue_token(self, client_id: str | None = None) -> str:
         token = secrets.token_urlsafe(48)
         with self._lock:
             self._tokens[token] = time.monotonic() + self.config.token_ttl
+            self._token_clients[token] = client_id or self.config.client_id
         return token
+
+    def token_client(self, token: str) -> str:
+        """The client id a token was issued to (the rate limiter's key)."""
+        with self._lock:
+            return self._token_clients.get(token, self.config.client_id)
 
     def expire_tokens(self) -> int:
         with self._lock:
@@ -445,7 +458,8 @@ class EmulatorServer:
             decision = self.faults.decide(route.name, route.api)
             if decision is not None:
                 self._apply_injected(decision)
-            headers.update(self.rate_limiter.hit(token, self.config.rate_limit_per_minute))
+            headers.update(self.rate_limiter.hit(self.token_client(token), self.config.rate_limit_per_minute,
+                                                 self.config.rate_limit_window_seconds))
             if too_large:
                 raise ApiError(
                     413,
@@ -504,9 +518,8 @@ class EmulatorServer:
                 client_id, _, secret = base64.b64decode(auth[6:].strip()).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 client_id, secret = "", ""
-            client_ok = secrets.compare_digest(client_id, self.config.client_id) and secrets.compare_digest(
-                secret, self.config.client_secret
-            )
+            expected = self.config.clients().get(client_id)
+            client_ok = expected is not None and secrets.compare_digest(secret, expected)
         if not client_ok:
             return 401, {"error": "invalid_client", "error_description": "client is invalid or missing"}, {}
         content_type = h.headers.get("Content-Type", "")
@@ -533,7 +546,7 @@ class EmulatorServer:
         return (
             200,
             {
-                "access_token": self.issue_token(),
+                "access_token": self.issue_token(client_id),
                 "token_type": "bearer",
                 "expires_in": self.config.token_ttl,
             },

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from genesys_dialer.exceptions import ConfigError
 
@@ -63,6 +64,10 @@ KEY_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
 # Where a campaign's dial outcomes come from: Genesys Cloud analytics (synced every run into campaign_outcomes)
 # or the user's own dial_history table.
 PACING_SOURCES = ("genesys", "dial_history")
+# segment_size auto: a segment is at least this many contact POSTs (50 requests: 10 s of one OAuth client's
+# 300 requests/min, more than the ~8 s an Airflow task costs to start), unless the batch is smaller.
+AUTO_MIN_REQUESTS_PER_SEGMENT = 50
+BATCH_SIZE_MAX = 1_000_000
 
 
 def max_segments_per_run() -> int:
@@ -101,8 +106,16 @@ class CampaignConfig(BaseModel):
     tags: tuple[str, ...] = ()
 
     genesys_conn_id: str = "genesys_default"
+    genesys_conn_ids: tuple[str, ...] = Field(
+        default=(), description="Genesys connections (OAuth clients) the segments spread their contact POSTs "
+        "over, each segment on one, round-robin; each client has its own rate limit. Default: genesys_conn_id.",
+    )
     postgres_conn_id: str = "dialer_postgres"
     pool: str = "genesys_api"
+    pool_slots: int = Field(
+        default=5, ge=1, le=1024, description="The slots of `pool` (`airflow pools set genesys_api 5`): "
+        "segment_size auto maps at most this many minus one segments, leaving a slot for the run's other tasks.",
+    )
 
     schedule: str | None = "*/15 * * * *"
     start_date: datetime = datetime(2026, 1, 1, tzinfo=UTC)
@@ -113,8 +126,11 @@ class CampaignConfig(BaseModel):
     retries: int = Field(default=3, ge=0, le=20)
     retry_delay_seconds: float = Field(default=60, ge=0)
 
-    batch_size: int = Field(default=5000, ge=1, le=1_000_000)
-    segment_size: int = Field(default=1000, ge=1, le=100_000)
+    batch_size: int = Field(default=5000, ge=1, le=BATCH_SIZE_MAX)
+    segment_size: int | Literal["auto"] = Field(
+        default="auto", description="Contacts per mapped create_segment; auto: sized from the batch, the pool and "
+        "the connections (segment_size_for).",
+    )
     contacts_per_request: int = Field(default=1000, ge=1, le=1000)
     claim_lease_minutes: int = Field(
         default=60, ge=1, description="Undelivered claims neither claimed nor worked on for this long are adopted "
@@ -255,6 +271,22 @@ class CampaignConfig(BaseModel):
         default=60, ge=0, le=1440, description="A bucket is pulled again until a run this long after it ended."
     )
 
+    @field_validator("segment_size", mode="before")
+    @classmethod
+    def _auto_or_bounded(cls, value: Any) -> Any:
+        """"auto", or a whole number of contacts within 1..BATCH_SIZE_MAX (the messages of a plain int field)."""
+        if value == "auto" or isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, int):
+            if value < 1:
+                raise PydanticCustomError("greater_than_equal", "Input should be greater than or equal to 1")
+            if value > BATCH_SIZE_MAX:
+                raise PydanticCustomError("less_than_equal", f"Input should be less than or equal to {BATCH_SIZE_MAX}")
+            return value
+        raise PydanticCustomError("segment_size", "Input should be 'auto' or a whole number of contacts")
+
     @field_validator("abandon_rate_target")
     @classmethod
     def _within_compliance_cap(cls, value: float) -> float:
@@ -320,7 +352,7 @@ class CampaignConfig(BaseModel):
 
     @model_validator(mode="after")
     def _fits_max_map_length(self) -> CampaignConfig:
-        segments = math.ceil(self.batch_size / self.segment_size)
+        segments = math.ceil(self.batch_size / self.segment_size_for(self.batch_size))
         if segments > max_segments_per_run():
             raise ValueError(
                 f"batch_size {self.batch_size} / segment_size {self.segment_size} gives {segments} segments; "
@@ -348,6 +380,31 @@ class CampaignConfig(BaseModel):
     @property
     def dag_id(self) -> str:
         return f"{DAG_ID_PREFIX}{self.key}"
+
+    @property
+    def sending_conn_ids(self) -> tuple[str, ...]:
+        """The Genesys connections the contact POSTs go out through (segment i uses the i-th, round-robin)."""
+        return self.genesys_conn_ids or (self.genesys_conn_id,)
+
+    def segment_conn_id(self, segment_index: int) -> str:
+        conns = self.sending_conn_ids
+        return conns[segment_index % len(conns)]
+
+    @property
+    def auto_segments(self) -> bool:
+        return self.segment_size == "auto"
+
+    def segment_size_for(self, batch_size: int) -> int:
+        """Contacts per segment for a batch of ``batch_size``: the configured number, or (auto) the batch split
+        into enough segments to keep the pool's slots busy (one slot left for the run's other tasks, at least
+        one segment per connection), none shorter than AUTO_MIN_REQUESTS_PER_SEGMENT requests, so the ~8 s a
+        task costs to start is paid once per many requests. Always a multiple of contacts_per_request."""
+        if self.segment_size != "auto":
+            return int(self.segment_size)
+        requests = max(1, math.ceil(batch_size / self.contacts_per_request))
+        streams = max(1, self.pool_slots - 1, len(self.sending_conn_ids))
+        segments = max(1, min(streams, requests // AUTO_MIN_REQUESTS_PER_SEGMENT))
+        return math.ceil(requests / segments) * self.contacts_per_request
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from airflow.sdk import DAG, Param, TriggerRule, get_current_context, task
 
-from genesys_dialer.config import CampaignConfig, InvalidCampaign, max_segments_per_run
+from genesys_dialer.config import BATCH_SIZE_MAX, CampaignConfig, InvalidCampaign, max_segments_per_run
 from genesys_dialer.dags.run import DRY_RUN_LABELS, DRY_RUN_VALUES, RunMode, run_info, task_try
 from genesys_dialer.genesys.errors import GenesysCircuitOpenError
 from genesys_dialer.genesys.retry import RETRY_POLICY
@@ -87,6 +87,11 @@ def _waiting_out_the_breaker(campaign: CampaignConfig, body: Callable[[], T]) ->
         raise AirflowRescheduleException(when) from None
 
 
+def segment_display_label(segment: dict[str, Any]) -> str:
+    """How a segment's task instance is labelled in the UI: its label and its size."""
+    return f"{segment['label']} ({int(segment['contacts']):,} contacts)"
+
+
 def build_campaign_dag(campaign: CampaignConfig) -> DAG:
     with DAG(
         dag_id=campaign.dag_id,
@@ -99,13 +104,17 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         doc_md=DOC_MD.format(
             key=campaign.key, campaign_id=campaign.campaign_id, history_days=campaign.history_days,
             source=campaign.pacing_source,
-            strategy=campaign.ratio_strategy, segment_size=campaign.segment_size, batch_size=campaign.batch_size,
+            strategy=campaign.ratio_strategy, batch_size=campaign.batch_size,
+            segment_size=(f"{campaign.segment_size_for(campaign.batch_size)} (auto: sized from the batch, "
+                          f"{campaign.pool_slots} pool slots and {len(campaign.sending_conn_ids)} connection(s))"
+                          if campaign.auto_segments else campaign.segment_size),
         ),
         params={
             "batch_size": Param(
                 campaign.batch_size, description="Contacts to claim in this run.", schema={
                     **PARAM_DIALECT, "type": "integer", "minimum": 1,
-                    "maximum": campaign.segment_size * max_segments_per_run(),
+                    "maximum": (BATCH_SIZE_MAX if campaign.auto_segments
+                                else min(BATCH_SIZE_MAX, int(campaign.segment_size) * max_segments_per_run())),
                 },
             ),
             # Three named choices in the trigger form; old confs' true / false / null still validate (and are
@@ -129,13 +138,15 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         },
     ) as dag:
 
-        @task
+        # multiple_outputs=False everywhere: a task annotated "-> dict" would otherwise push one XCom row per key
+        # besides the whole dict (Airflow infers multiple_outputs from the annotation); nothing pulls the keys.
+        @task(multiple_outputs=False)
         def resolve_campaign() -> dict[str, Any]:
             return _waiting_out_the_breaker(
                 campaign, lambda: _tasks().resolve_campaign(campaign, run_info(campaign), task_try())
             )
 
-        @task(pool=campaign.pool)
+        @task(pool=campaign.pool, multiple_outputs=False)
         def withdraw_opt_outs(resolved: dict[str, Any]) -> dict[str, Any]:
             return _waiting_out_the_breaker(
                 campaign, lambda: _tasks().withdraw_opt_outs(campaign, run_info(campaign), task_try(), resolved)
@@ -148,13 +159,13 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
             get_current_context()["ti"].xcom_push(key="claim", value=claim)
             return segments
 
-        @task(pool=campaign.pool)
+        @task(pool=campaign.pool, multiple_outputs=False)
         def sync_outcomes() -> dict[str, Any]:
             return _tasks().sync_outcomes(campaign, run_info(campaign), task_try())
 
         # Runs when sync_outcomes failed too: stale outcomes make it pace progressive (fail closed) instead of
         # leaving the campaign on the last, possibly aggressive, pacing.
-        @task(trigger_rule=TriggerRule.ALL_DONE)
+        @task(trigger_rule=TriggerRule.ALL_DONE, multiple_outputs=False)
         def compute_dial_ratio() -> dict[str, Any]:
             ti = get_current_context()["ti"]
             resolved = ti.xcom_pull(task_ids="resolve_campaign")
@@ -165,16 +176,17 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
             synced = ti.xcom_pull(task_ids="sync_outcomes")
             return _tasks().compute_dial_ratio(campaign, run_info(campaign), resolved, synced)
 
-        @task(pool=campaign.pool)
+        @task(pool=campaign.pool, multiple_outputs=False)
         def apply_pacing(ratio: dict[str, Any]) -> dict[str, Any]:
             return _waiting_out_the_breaker(
                 campaign, lambda: _tasks().apply_pacing(campaign, run_info(campaign), task_try(), ratio)
             )
 
-        @task(pool=campaign.pool, map_index_template="{{ segment_label }}")
+        # Labelled in the UI with the segment's label and size, e.g. "20261130T1821-s002 (250,000 contacts)".
+        @task(pool=campaign.pool, map_index_template="{{ segment_label }}", multiple_outputs=False)
         def create_segment(segment: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
             context = get_current_context()
-            context["segment_label"] = segment["label"]  # type: ignore[typeddict-unknown-key]
+            context["segment_label"] = segment_display_label(segment)  # type: ignore[typeddict-unknown-key]
             result = _waiting_out_the_breaker(
                 campaign,
                 lambda: _tasks().create_segment(campaign, run_info(campaign), task_try(), resolved, segment),
@@ -184,7 +196,8 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
 
         # The label shown for the task instance (the run's task list, its details): DRY RUN or live, and the
         # outcome. (Airflow 3.3 gives a task no way to set its run's note, which the grid would show.)
-        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, map_index_template="{{ run_label }}")
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0, map_index_template="{{ run_label }}",
+              multiple_outputs=False)
         def summarize() -> dict[str, Any]:
             context = get_current_context()
             ti = context["ti"]

@@ -143,10 +143,11 @@ def run_info(campaign: CampaignConfig) -> RunInfo:
     run_type = getattr(dag_run.run_type, "value", str(dag_run.run_type))
     requested = requested_mode(params.get("dry_run"))
     batch_size = int(params.get("batch_size") or campaign.batch_size)
-    segments = math.ceil(batch_size / campaign.segment_size)
+    segment_size = campaign.segment_size_for(batch_size)
+    segments = math.ceil(batch_size / segment_size)
     if segments > max_segments_per_run():
         raise ConfigError(
-            f"Param batch_size={batch_size} gives {segments} segments of {campaign.segment_size}; a run may "
+            f"Param batch_size={batch_size} gives {segments} segments of {segment_size}; a run may "
             f"map at most {max_segments_per_run()} (Airflow's max_map_length)"
         )
     interval_end = (

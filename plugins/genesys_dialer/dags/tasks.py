@@ -30,6 +30,7 @@ from genesys_dialer.dags.delivery import SegmentDelivery
 from genesys_dialer.dags.report import RunReport
 from genesys_dialer.dags.run import RunInfo, RunMode, TaskTry, decide_mode, schedule_period
 from genesys_dialer.exceptions import ComplianceError
+from genesys_dialer.genesys.budget import PostgresBudget
 from genesys_dialer.genesys.errors import (
     GenesysApiError,
     GenesysCircuitOpenError,
@@ -56,13 +57,16 @@ def dialer_db(campaign: CampaignConfig) -> Iterator[Any]:
 
 
 def genesys_hook(campaign: CampaignConfig, conn: Any = None, run: RunInfo | None = None,
-                 task: TaskTry | None = None) -> GenesysHook:
-    """The campaign's hook; with a connection, run and task try, every request goes to the run's request log."""
+                 task: TaskTry | None = None, *, conn_id: str | None = None) -> GenesysHook:
+    """The campaign's hook (on ``conn_id``, default the campaign's connection); with a connection, run and task
+    try, every request goes to the run's request log. Every request first takes a token from the connection's
+    OAuth client's shared rate budget (a bucket in the campaign's dialer database, genesys.budget)."""
     on_request = None
     if conn is not None and run is not None and task is not None:
         on_request = RequestLog(conn, campaign_id=campaign.campaign_id, run_id=run.run_id, task_id=task.task_id,
                                 map_index=task.map_index, try_number=task.try_number)
-    return GenesysHook(campaign.genesys_conn_id, on_request=on_request)
+    budget = PostgresBudget(lambda: dialer_session(campaign.postgres_conn_id), name=campaign.postgres_conn_id)
+    return GenesysHook(conn_id or campaign.genesys_conn_id, on_request=on_request, budget=budget)
 
 
 def breaker_reschedule(campaign: CampaignConfig, err: GenesysCircuitOpenError,
@@ -85,6 +89,13 @@ def breaker_reschedule(campaign: CampaignConfig, err: GenesysCircuitOpenError,
     log.warning("Circuit breaker not closed: nothing sent; rescheduling this task in %.0f s (no try used, its "
                 "contacts stay claimed by this run). %s", wait, err)
     return now + timedelta(seconds=wait)
+
+
+def peak_rss_mib() -> float:
+    """This task process's peak resident memory (MiB): memory must not grow with the batch."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def skip(message: str) -> None:
@@ -284,7 +295,7 @@ def fetch_contact_batch(
         campaign_key=campaign.key,
         run_id=run.run_id,
         batch_size=run.batch_size,
-        segment_size=campaign.segment_size,
+        segment_size=campaign.segment_size_for(run.batch_size),
         created_before=run.data_interval_end,
         lease_minutes=campaign.claim_lease_minutes,
         contact_id_prefix=campaign.contact_id_prefix,
@@ -314,6 +325,7 @@ def fetch_contact_batch(
         "dry_run": mode.dry_run,
         "mode": mode.to_xcom(),
         "blocked": [],
+        "max_rss_mib": peak_rss_mib(),
     }
     if result.held_back:
         log.info(
@@ -334,11 +346,12 @@ def fetch_contact_batch(
             "%s %d contacts (%d adopted from earlier runs whose claim lease expired, %d earlier skips retried) "
             "created before %s, in %d segments of at most %d",
             verb, result.contacts, result.adopted, result.retried, run.data_interval_end.isoformat(),
-            len(result.segments), campaign.segment_size,
+            len(result.segments), request.segment_size,
         )
         if not mode.dry_run:
             metrics.contacts(campaign.campaign_id, "claimed", result.contacts)
-    return [{**s.to_xcom(), "dry_run": mode.dry_run} for s in result.segments], claim
+    return [{**s.to_xcom(), "dry_run": mode.dry_run, "conn_id": campaign.segment_conn_id(s.index)}
+            for s in result.segments], claim
 
 
 # -- sync_outcomes ----------------------------------------------------------------------------------
@@ -643,7 +656,7 @@ def create_segment(
                 f"segment {label}: phone numbers are not all normalized (region {campaign.phone_region}); nothing "
                 "sent, the contacts stay claimed for a retry"
             )
-        hook = genesys_hook(campaign, conn, run, task)
+        hook = genesys_hook(campaign, conn, run, task, conn_id=segment.get("conn_id"))
         fence, owned = contacts_mod.take_segment(
             conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index
         )
@@ -716,7 +729,8 @@ def create_segment(
         delivery.resent, skipped or "none",
     )
     return {"index": index, "label": label, "sent": delivery.delivered, "confirmed": delivery.confirmed,
-            "superseded": delivery.superseded, "skipped": skipped, "requests": stats, "dry_run": False}
+            "superseded": delivery.superseded, "skipped": skipped, "requests": stats, "dry_run": False,
+            "conn_id": hook.genesys_conn_id, "max_rss_mib": peak_rss_mib()}
 
 
 # -- summarize ---------------------------------------------------------------------------------------

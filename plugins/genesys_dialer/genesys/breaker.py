@@ -15,7 +15,8 @@ of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys
 * ``P__closed`` = ``{"gen": opened_at, "closed_at": t}``: written when the probes of generation ``gen``
   succeeded. A close can never hide a newer opening (its ``gen`` would not match ``opened_at``), which a
   ``Variable.delete(P)`` racing a re-open could. A close is final for its generation, so a writer that
-  has seen it reads only ``P`` again: a closed breaker costs one Variable read per request.
+  has seen it reads only ``P`` again: a closed breaker costs one Variable read per request, or per
+  ``cache_seconds`` (the hook: 1.5 s) where a task trusts a closed state it read that long.
 * ``P__probe__<slot>`` = ``{"gen", "holder", "expires_at", "ok", "fails"}``: a probe lease of one half-open
   generation. A writer takes a free slot (absent, of an older generation, or not ok and expired or held by a
   dead process), writes it, waits ``probe_settle_seconds`` and reads it back: the last writer of a contended
@@ -80,6 +81,10 @@ class BreakerSettings:
     probe_lease_seconds: float = 60.0
     probe_settle_seconds: float = 0.2
     stale_fail_seconds: float = 600.0
+    # How long a task trusts a *closed* state it read (0: read the Variable before every request). Reading it
+    # through the API server costs ~60 ms, a third of one request's share of the rate limit; a breaker another
+    # worker opened is seen at most this late (this worker's own failures are seen at once).
+    cache_seconds: float = 0.0
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, Any], base: BreakerSettings | None = None) -> BreakerSettings:
@@ -140,6 +145,7 @@ class CircuitBreaker:
         self._last_failure_at = 0.0
         self._last_ok_at: float | None = None  # this writer's last success after a failure (ends others' runs)
         self._seen_closed: Snapshot | None = None  # a close is final for its generation: read it once
+        self._closed_until = 0.0  # monotonic time until which a closed state read is trusted (cache_seconds)
         self.key = f"{KEY_PREFIX}{name}"
 
     @property
@@ -182,9 +188,13 @@ class CircuitBreaker:
             return Permit()
 
     def _acquire(self) -> Permit:
+        if self.settings.cache_seconds and time.monotonic() < self._closed_until:
+            return Permit()
         snap = self.snapshot()
         metrics.breaker_state(self.name, snap.state)
         if snap.state == CLOSED:
+            if self.settings.cache_seconds:
+                self._closed_until = time.monotonic() + self.settings.cache_seconds
             return Permit()
         assert snap.opened_at is not None
         if snap.state == OPEN:
@@ -256,6 +266,7 @@ class CircuitBreaker:
         self._transition(HALF_OPEN, CLOSED, f"{self.settings.half_open_max} probe requests succeeded")
 
     def _record_failure(self, permit: Permit, reason: str) -> None:
+        self._closed_until = 0.0  # read the shared state again before the next request
         now = self._clock()
         if permit.probe_slot is not None:
             self._probe_failed(permit, reason, now)

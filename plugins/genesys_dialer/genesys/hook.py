@@ -69,6 +69,7 @@ from genesys_dialer.genesys.auth import (
     token_lock,
 )
 from genesys_dialer.genesys.breaker import BreakerSettings, CircuitBreaker, Permit
+from genesys_dialer.genesys.budget import DEFAULT_REQUESTS_PER_MINUTE, Bucket, RateBudget, client_key
 from genesys_dialer.genesys.errors import (
     GenesysApiError,
     GenesysCircuitOpenError,
@@ -90,6 +91,8 @@ OUTBOUND = "/api/v2/outbound"
 MAX_CONTACT_IDS_PER_DELETE = 1000
 ANALYTICS = "/api/v2/analytics"
 DEFAULT_TIMEOUT = (5.0, 30.0)
+# A closed breaker read is trusted this long within a hook (extra breaker_cache_seconds; 0 reads every time).
+DEFAULT_BREAKER_CACHE_SECONDS = 1.5
 # Raised while building a request, before anything is sent: a bug or a bad host, not an outage.
 _UNSENDABLE = (
     requests.exceptions.InvalidURL,
@@ -135,9 +138,14 @@ class RequestStats:
     retries: int = 0
     token_refreshes: int = 0
     throttled: int = 0
+    budget_wait_seconds: float = 0.0  # waited for the OAuth client's shared rate budget
 
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, int | float]:
+        out: dict[str, int | float] = asdict(self)
+        waited = out.pop("budget_wait_seconds")
+        if waited:  # only a hook with a rate budget waits
+            out["budget_wait_seconds"] = round(waited, 1)
+        return out
 
 
 def _timeout_from(value: Any, conn_id: str) -> tuple[float, float]:
@@ -173,6 +181,9 @@ class GenesysHook(BaseHook):
     :param breaker_settings: the breaker's thresholds; default from the connection's ``breaker_*`` extras.
     :param state_store: where the breaker and the token cache share state; default Airflow Variables.
     :param sleep: how to wait (tests pass a fake clock).
+    :param budget: the shared rate budget every request takes a token from first (genesys.budget; the DAG's
+        tasks pass the dialer database's), at the connection extra ``requests_per_minute`` (default 300,
+        Genesys' per-client limit; 0: unpaced); None: no pacing.
     """
 
     conn_name_attr = "genesys_conn_id"
@@ -194,6 +205,7 @@ class GenesysHook(BaseHook):
         state_store: StateStore | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_request: Callable[[RequestRecord], None] | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         super().__init__()
         self.genesys_conn_id = genesys_conn_id
@@ -209,6 +221,7 @@ class GenesysHook(BaseHook):
         self._sleep = sleep
         self._session: requests.Session | None = None
         self.on_request = on_request
+        self.budget = budget
 
     # -- Airflow connection plumbing ---------------------------------------------------------------
     @cached_property
@@ -295,6 +308,30 @@ class GenesysHook(BaseHook):
         return value
 
     @cached_property
+    def requests_per_minute(self) -> float:
+        """The OAuth client's request budget: the extra ``requests_per_minute``, else 300 (Genesys' default
+        per-client limit); 0 turns pacing off.
+
+        :raises ConfigError: the extra is not a number of at least 0.
+        """
+        return self._setting(None, "requests_per_minute", DEFAULT_REQUESTS_PER_MINUTE, minimum=0, cast=float)
+
+    @cached_property
+    def bucket(self) -> Bucket | None:
+        """This client's bucket in the shared budget (None when unpaced)."""
+        if self.budget is None or not self.requests_per_minute:
+            return None
+        info = self._connection
+        return Bucket(client_key(info.token_url, info.client_id), self.requests_per_minute)
+
+    def _take_budget(self) -> None:
+        bucket = self.bucket
+        if bucket is None or self.budget is None:
+            return
+        waited = self.budget.take(bucket, self._sleep)
+        self.stats.budget_wait_seconds += waited
+
+    @cached_property
     def breaker(self) -> CircuitBreaker:
         """The connection's breaker; its probe lease outlives one request's connect + read timeout.
 
@@ -308,7 +345,8 @@ class GenesysHook(BaseHook):
             try:
                 settings = BreakerSettings.from_extra(
                     self._connection.extra,
-                    BreakerSettings(probe_lease_seconds=sum(self.timeout) + 10.0),
+                    BreakerSettings(probe_lease_seconds=sum(self.timeout) + 10.0,
+                                    cache_seconds=DEFAULT_BREAKER_CACHE_SECONDS),
                 )
             except ValueError as err:
                 raise ConfigError(f"connection {self.genesys_conn_id!r}: {err}") from None
@@ -485,6 +523,7 @@ class GenesysHook(BaseHook):
                         raise GenesysCircuitOpenError(f"{err.message}; this call's last failure: {last_failure}",
                                                       retry_after=err.retry_after) from None
                 token = self.get_token()
+                self._take_budget()
                 started = time.monotonic()
                 try:
                     response = self.get_conn().request(
