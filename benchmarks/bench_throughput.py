@@ -97,7 +97,7 @@ class BenchStack(Stack):
         (first, first_secret), (second, second_secret) = CLIENTS.items()
         self.emulator = self._exit.enter_context(EmulatorServer(
             port=0, client_id=first, client_secret=first_secret, extra_clients=f"{second}:{second_secret}",
-            rate_limit_per_minute=LIMIT_PER_MINUTE, enforce_limits=True,
+            rate_limit_per_minute=LIMIT_PER_MINUTE, enforce_limits=True, rate_limit_scope="client",
             max_contacts_per_request=CONTACTS_PER_REQUEST, max_contacts_per_list=max(1_000_000, self.contacts),
             log_contact_ids=False, request_log_size=200_000,
         ))

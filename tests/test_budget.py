@@ -39,7 +39,7 @@ def limited_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     (first, first_secret), (second, second_secret) = CLIENTS.items()
     with EmulatorServer(port=0, client_id=first, client_secret=first_secret,
                         extra_clients=f"{second}:{second_secret}", rate_limit_per_minute=LIMIT_PER_MINUTE,
-                        rate_limit_window_seconds=WINDOW) as server:
+                        rate_limit_scope="client", rate_limit_window_seconds=WINDOW) as server:
         for conn_id, (client, secret) in zip(("budget_a", "budget_b"), CLIENTS.items(), strict=True):
             monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({
                 "conn_type": "genesys_cloud", "host": server.base_url, "login": client, "password": secret,

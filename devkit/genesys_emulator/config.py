@@ -29,6 +29,10 @@ class EmulatorConfig:
     rate_limit_per_minute: int = 300
     # The limiter's fixed window (Genesys: a minute); tests shorten it, keeping the same rate per minute.
     rate_limit_window_seconds: float = 60.0
+    # What the limit counts: "token" (Genesys' documented default: per client-credentials token, so a new token
+    # starts a new window) or "client" (every token of an OAuth client shares one window: the stricter reading,
+    # which the throughput benchmark and the budget tests use so a token refresh cannot hide a burst).
+    rate_limit_scope: str = "token"
     enforce_limits: bool = True
     max_contacts_per_request: int = 1000
     max_body_bytes: int = 512000
@@ -56,6 +60,10 @@ class EmulatorConfig:
 
     # Never returned by the admin API (GET/PATCH /__emulator__/config): shown as REDACTED when set.
     SECRET_FIELDS = ("client_secret", "admin_token", "extra_clients")
+
+    def __post_init__(self) -> None:
+        if self.rate_limit_scope not in ("token", "client"):
+            raise ValueError(f"rate_limit_scope must be 'token' or 'client', not {self.rate_limit_scope!r}")
 
     @classmethod
     def field_names(cls) -> list[str]:

@@ -107,7 +107,7 @@ class Router:
 
 
 class RateLimiter:
-    """Fixed 60-second window per OAuth client (every token it was issued shares it), like the documented
+    """Fixed 60-second window per token (or per OAuth client: ``rate_limit_scope``), like the documented
     ``inin-ratelimit-*`` headers suggest."""
 
     WINDOW = 60.0
@@ -458,7 +458,8 @@ class EmulatorServer:
             decision = self.faults.decide(route.name, route.api)
             if decision is not None:
                 self._apply_injected(decision)
-            headers.update(self.rate_limiter.hit(self.token_client(token), self.config.rate_limit_per_minute,
+            limited = self.token_client(token) if self.config.rate_limit_scope == "client" else token
+            headers.update(self.rate_limiter.hit(limited, self.config.rate_limit_per_minute,
                                                  self.config.rate_limit_window_seconds))
             if too_large:
                 raise ApiError(
