@@ -1,4 +1,6 @@
-UPDATE dispatch_ledger
+-- One primary-key probe per id of the typed list (bigint[]): see mark_plan.sql.
+UPDATE dispatch_ledger AS l
 SET status = 'skipped', skip_reason = %(reason)s, updated_at = now(), sending_at = NULL
-WHERE campaign_id = %(campaign_id)s AND contact_id = ANY(%(contact_ids)s) AND fence = %(fence)s
-  AND status IN ('claimed', 'failed');
+FROM unnest(%(contact_ids)s::bigint[]) AS u(contact_id)
+WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = u.contact_id AND l.fence = %(fence)s
+  AND l.status IN ('claimed', 'failed');
