@@ -3,7 +3,7 @@
 -- taken first by a concurrent claimant), but never past a contact of that value above the old mark that is not in
 -- the ledger now (created after created_before, or committed after the claim's scan): the mark stays below it and
 -- the next claim reads it again. greatest(): of two concurrent claimants, the further mark holds for both (each
--- one's range is in the ledger). Statuses in order, so concurrent claimants lock the rows in one order.
+-- one's range is in the ledger; a stale mark is replaced). Statuses in order, so concurrent claimants lock the rows in one order.
 INSERT INTO claim_marks AS m (campaign_id, status, contact_id, marked_at)
 SELECT %(campaign_id)s, k.status, a.contact_id, now()
 FROM (
@@ -29,4 +29,10 @@ CROSS JOIN LATERAL (
 WHERE a.contact_id IS NOT NULL
 ORDER BY k.status
 ON CONFLICT (campaign_id, status) DO UPDATE
-SET contact_id = greatest(m.contact_id, excluded.contact_id), marked_at = excluded.marked_at;
+SET contact_id = CASE
+        WHEN EXISTS (
+            SELECT 1 FROM dispatch_ledger l WHERE l.campaign_id = m.campaign_id AND l.contact_id = m.contact_id
+        ) THEN greatest(m.contact_id, excluded.contact_id)
+        ELSE excluded.contact_id  -- a mark whose ledger row is gone was not used (claim_marks.sql): replaced
+    END,
+    marked_at = excluded.marked_at;
