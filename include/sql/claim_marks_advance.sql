@@ -15,6 +15,7 @@ LEFT JOIN LATERAL (
     FROM contacts c
     WHERE genesys_dialer_norm(c.status) = k.status
       AND c.id > prev.after_id AND c.id < k.top
+      AND NOT EXISTS (SELECT 1 FROM claim_candidates x WHERE x.id = c.id)  -- written by this claim
       AND NOT EXISTS (
           SELECT 1 FROM dispatch_ledger l WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = c.id
       )

@@ -1,6 +1,7 @@
--- One primary-key probe per id of the typed list (bigint[]): see mark_plan.sql.
+-- One primary-key probe per id of the typed list (bigint[]); written so no other plan exists: see mark_plan.sql.
 UPDATE dispatch_ledger AS l
 SET status = 'skipped', skip_reason = %(reason)s, updated_at = now(), sending_at = NULL
 FROM unnest(%(contact_ids)s::bigint[]) AS u(contact_id)
-WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = u.contact_id AND l.fence = %(fence)s
-  AND l.status IN ('claimed', 'failed');
+CROSS JOIN LATERAL (SELECT %(campaign_id)s::text AS campaign_id, u.contact_id OFFSET 0) AS k
+WHERE l.campaign_id = k.campaign_id AND l.contact_id = k.contact_id AND l.fence = %(fence)s
+  AND CASE l.status WHEN 'claimed' THEN true WHEN 'failed' THEN true ELSE false END;

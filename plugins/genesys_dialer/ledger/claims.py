@@ -126,6 +126,7 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool, lock: bool =
         reused = bool(rows)
         if not reused:
             cur.execute(load_sql("no_jit"))
+            cur.execute(load_sql("claim_plan"))
             cur.execute(load_sql("status_values"))
             params["scan_statuses"] = rules.scan_statuses([value for (value,) in cur.fetchall()])
             params["fence"] = next_fence(conn)
