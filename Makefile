@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test,bench]' -e './devkit[screenshot]'
 	$(BIN)/python benchmarks/bench_emulator.py
 	$(BIN)/python benchmarks/bench_pacing.py
+	$(BIN)/python benchmarks/bench_ledger.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -234,6 +234,7 @@ class Bench:
         started = time.perf_counter()
         with self.conn.cursor() as cur:
             cur.execute(load_sql("no_jit"))
+            cur.execute(load_sql("claim_plan"))
             claims._resume_from(cur, params)
             prefix = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " if explain else ""
             for name in ("claim_window", "claim_candidates"):

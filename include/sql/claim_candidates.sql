@@ -27,7 +27,7 @@ WITH retry AS (
             FROM dispatch_ledger l
             JOIN contacts c ON c.id = l.contact_id
             WHERE l.campaign_id = %(campaign_id)s
-              AND l.status = 'skipped' AND l.requeued_at > l.updated_at
+              AND l.status = 'skipped' AND l.requeued_at IS NOT NULL AND l.requeued_at > l.updated_at
               AND l.skip_reason = ANY(%(retry_reasons)s)
               AND c.created_at < %(created_before)s
             ORDER BY l.contact_id

@@ -281,6 +281,7 @@ CREATE TABLE IF NOT EXISTS claim_windows (
     skips_caught_up BOOLEAN     NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
 );
--- Skips re-queued by hand (genesys-dialer requeue) and not yet retried: the claim reads only these, not every skip.
+-- Skips re-queued by hand (genesys-dialer requeue): the claim reads only these, not every skip. The predicate
+-- names no column the marks change (updated_at, sending_at...), so it costs them no HOT update.
 CREATE INDEX IF NOT EXISTS dispatch_ledger_requeued_idx
-    ON dispatch_ledger (campaign_id, contact_id) WHERE status = 'skipped' AND requeued_at > updated_at;
+    ON dispatch_ledger (campaign_id, contact_id) WHERE status = 'skipped' AND requeued_at IS NOT NULL;
