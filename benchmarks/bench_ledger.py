@@ -3,7 +3,8 @@ in < 100 ms from a 10M-row contacts table with a 10M-row ledger; mark 1,000 cont
 statistics).
 
 Run: ``.venv/bin/python benchmarks/bench_ledger.py [--sizes 1000000,10000000] [--batch 10000]
-[--server postgresql://postgres@127.0.0.1:5432/postgres]`` (part of ``make bench``; 10 to 20 minutes on 2 busy cores, most of it loading).
+[--server postgresql://postgres@127.0.0.1:5432/postgres]`` (part of ``make bench``; 9 to 15 minutes on 2 busy
+cores, most of it loading).
 
 It creates ``gd_bench_ledger_<pid>`` (dropped at the end) with the project's schema and grows it to each size in
 SQL: contacts (8 % inactive, every 20th status spelled ' Active'), the numbers of those not yet claimed already
