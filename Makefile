@@ -97,6 +97,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_pacing.py
 	$(BIN)/python benchmarks/bench_parse.py
 	$(BIN)/python benchmarks/bench_throughput.py
+	$(BIN)/python benchmarks/bench_ledger.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

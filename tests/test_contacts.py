@@ -305,3 +305,99 @@ def test_a_try_that_lost_its_rows_can_mark_and_send_none_and_their_doubt_survive
     db.commit()
     assert len(rows) == 30
     assert {cid for cid, doubtful in rows.items() if doubtful} == set(ids[:10]), "the doubt was lost on adoption"
+
+
+# -- the keyset from high-water marks: eligible contacts arrive exactly once ---------------------------------------
+def _ledger_ids(db) -> list[int]:
+    ids = [cid for (cid,) in db.execute(
+        "SELECT contact_id FROM dispatch_ledger WHERE campaign_id = 'camp-1' ORDER BY contact_id").fetchall()]
+    db.commit()
+    return ids
+
+
+def _mark(db, status: str = "active") -> int:
+    row = db.execute("SELECT contact_id FROM claim_marks WHERE campaign_id = 'camp-1' AND status = %s",
+                     (status,)).fetchone()
+    db.commit()
+    return row[0] if row else 0
+
+
+def test_a_contact_that_becomes_callable_after_the_mark_passed_it_is_still_claimed(db, dialer_db):
+    insert_contacts(db, contact_rows(120, seed=41, mix=CLEAN))
+    db.execute("UPDATE contacts SET status = 'inactive' WHERE id IN (7, 8)")
+    db.commit()
+    with psycopg.connect(dialer_db) as conn:
+        refresh(conn)
+        first = claim_batch(conn, _request("first", 50), dry_run=False)
+        assert first.contacts == 50 and 8 not in _ledger_ids(db)
+        assert _mark(db) == 52  # the keyset passed contacts 7 and 8: they were inactive
+        second = claim_batch(conn, _request("second", 50), dry_run=False)
+        assert second.contacts == 50 and _mark(db) == 102
+        # contact 7 becomes callable (its row's updated_at moves, as any update through the seed's app does)
+        db.execute("UPDATE contacts SET status = 'Active ', updated_at = now() WHERE id = 7")
+        db.commit()
+        third = claim_batch(conn, _request("third", 50), dry_run=False)
+        fourth = claim_batch(conn, _request("fourth", 50), dry_run=False)
+    assert third.contacts == 19  # contact 7, then the last 18 above the mark
+    assert fourth.contacts == 0
+    rows = dict(db.execute("SELECT contact_id, run_id FROM dispatch_ledger").fetchall())
+    assert rows[7] == "third" and 8 not in rows
+    assert sorted(rows) == [i for i in range(1, 121) if i != 8]  # every callable contact, each once
+
+
+def test_a_contact_the_keyset_passed_before_it_was_committed_is_claimed_by_the_next_run(db, dialer_db):
+    """An id taken by a long transaction that commits after a claim scanned past it (ids are not commit order)."""
+    insert_contacts(db, contact_rows(60, seed=42, mix=CLEAN))
+    late = db.execute("SELECT phone_number, status, suppression_status, first_name, last_name, created_at "
+                      "FROM contacts WHERE id = 10").fetchone()
+    db.execute("DELETE FROM contacts WHERE id = 10")
+    db.commit()
+    with psycopg.connect(dialer_db) as conn:
+        refresh(conn)
+        claim_batch(conn, _request("before", 40), dry_run=False)
+        assert _mark(db) == 41
+        db.execute("INSERT INTO contacts (id, phone_number, status, suppression_status, first_name, last_name, "
+                   "created_at, updated_at) VALUES (10, %s, %s, %s, %s, %s, %s, now() - interval '20 minutes')",
+                   late)
+        db.commit()
+        refresh(conn)
+        after = claim_batch(conn, _request("after", 40), dry_run=False)
+    assert after.contacts == 20  # contact 10 and the 19 above the mark
+    assert _ledger_ids(db) == list(range(1, 61))
+
+
+def test_the_mark_stops_below_a_contact_created_after_the_interval_end(db, dialer_db):
+    cutoff = datetime.now(UTC) - timedelta(hours=2)
+    insert_contacts(db, contact_rows(20, seed=43, mix=CLEAN, created_at=cutoff - timedelta(hours=1)))
+    insert_contacts(db, contact_rows(5, seed=44, mix=CLEAN, created_at=cutoff + timedelta(hours=1)))
+    insert_contacts(db, contact_rows(20, seed=45, mix=CLEAN, created_at=cutoff - timedelta(hours=1)))
+    with psycopg.connect(dialer_db) as conn:
+        refresh(conn)
+        past = claim_batch(conn, _request("past", 100, created_before=cutoff), dry_run=False)
+        assert past.contacts == 40 and _mark(db) == 20  # below contact 21, which was created after the cutoff
+        now = claim_batch(conn, _request("now", 100), dry_run=False)
+    assert now.contacts == 5 and _mark(db) == 25  # the highest id it wrote; 26-45 are passed in the ledger
+    assert _ledger_ids(db) == list(range(1, 46))
+
+
+def test_a_mark_whose_ledger_rows_are_gone_is_not_trusted(db, dialer_db):
+    insert_contacts(db, contact_rows(30, seed=46, mix=CLEAN))
+    with psycopg.connect(dialer_db) as conn:
+        refresh(conn)
+        claim_batch(conn, _request("first", 30), dry_run=False)
+        assert _mark(db) == 30
+        db.execute("DELETE FROM dispatch_ledger")  # a ledger reset by hand
+        db.commit()
+        again = claim_batch(conn, _request("again", 10), dry_run=False)
+    assert again.contacts == 10 and _ledger_ids(db) == list(range(1, 11)) and _mark(db) == 10
+
+
+def test_a_dry_run_moves_no_mark(db, dialer_db):
+    insert_contacts(db, contact_rows(30, seed=47, mix=CLEAN))
+    with psycopg.connect(dialer_db) as conn:
+        refresh(conn)
+        claim_batch(conn, _request("first", 10), dry_run=False)
+        preview = claim_batch(conn, _request("dry", 10), dry_run=True)
+        assert preview.contacts == 10 and _mark(db) == 10
+        real = claim_batch(conn, _request("real", 10), dry_run=False)
+    assert real.contacts == 10 and _ledger_ids(db) == list(range(1, 21))

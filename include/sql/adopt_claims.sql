@@ -4,7 +4,8 @@
 -- whose owner renewed its heartbeat meanwhile is not taken, and two adopters never take one row (SKIP LOCKED
 -- leaves a row being adopted or marked to the other). The new fence means the previous owner can no longer
 -- mark or send these rows. Rows in doubt (sending_at set) stay in doubt: the adopting segment reads the
--- contact list back before it sends any of them.
+-- contact list back before it sends any of them. Read through dispatch_ledger_undelivered_idx: only the
+-- campaign's undelivered claims older than the lease, not its whole ledger.
 WITH candidates AS (
     SELECT l.contact_id
     FROM dispatch_ledger l
@@ -13,6 +14,7 @@ WITH candidates AS (
       AND c.created_at < %(created_before)s
       AND l.status IN ('claimed', 'failed')
       AND l.run_id <> %(run_id)s
+      AND l.claimed_at < now() - %(lease_minutes)s * interval '1 minute'  -- implied; bounds the index range
       AND greatest(l.claimed_at, l.heartbeat_at) < now() - %(lease_minutes)s * interval '1 minute'
     ORDER BY l.contact_id
     LIMIT %(batch_size)s

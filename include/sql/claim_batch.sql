@@ -63,8 +63,12 @@ retried AS (
       AND l.status = 'skipped' AND l.skip_reason = ANY(%(retry_reasons)s)
     RETURNING l.contact_id, l.status, l.skip_reason
 )
--- A few rows back, whatever the batch size: the task's memory does not grow with the batch.
-SELECT k.source, w.status, coalesce(w.skip_reason, '') AS reason, count(*)
-FROM (SELECT * FROM inserted UNION ALL SELECT * FROM retried) AS w
-JOIN claim_candidates k ON k.id = w.contact_id
+-- A few rows back, whatever the batch size: the task's memory does not grow with the batch. Fresh contacts are
+-- only inserted (source 2) and skips only retried (source 1).
+SELECT w.source, w.status, coalesce(w.skip_reason, '') AS reason, count(*)
+FROM (
+    SELECT 2 AS source, status, skip_reason FROM inserted
+    UNION ALL
+    SELECT 1 AS source, status, skip_reason FROM retried
+) AS w
 GROUP BY 1, 2, 3;

@@ -1,6 +1,9 @@
 -- The request's outcome is unknown (timeout, dropped connection): pending, and sending_at stays set, so no
 -- one sends these contacts again before the contact list is read back.
-UPDATE dispatch_ledger
-SET status = 'failed', last_error = %(error)s, updated_at = now(), attempts = attempts + 1
-WHERE campaign_id = %(campaign_id)s AND contact_id = ANY(%(contact_ids)s) AND fence = %(fence)s
-  AND status IN ('claimed', 'failed') AND sending_at IS NOT NULL;
+-- One primary-key probe per id of the typed list (bigint[]); written so no other plan exists: see mark_plan.sql.
+UPDATE dispatch_ledger AS l
+SET status = 'failed', last_error = %(error)s, updated_at = now(), attempts = l.attempts + 1
+FROM unnest(%(contact_ids)s::bigint[]) AS u(contact_id)
+CROSS JOIN LATERAL (SELECT %(campaign_id)s::text AS campaign_id, u.contact_id OFFSET 0) AS k
+WHERE l.campaign_id = k.campaign_id AND l.contact_id = k.contact_id AND l.fence = %(fence)s
+  AND CASE l.status WHEN 'claimed' THEN true WHEN 'failed' THEN true ELSE false END AND l.sending_at IS NOT NULL;

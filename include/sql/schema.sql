@@ -262,3 +262,26 @@ CREATE TABLE IF NOT EXISTS campaign_outcomes (
 
 -- What Genesys kept of the pacing written (read back after the PATCH).
 ALTER TABLE pacing_decisions ADD COLUMN IF NOT EXISTS kept JSONB;
+
+-- Where each campaign's claim resumes (claim_candidates.sql, docs/ledger.md): per normalized status value, the
+-- highest contact id below which every contact of that value is in the ledger (claim_marks); and the start of
+-- the late path's window over contacts_updated_at_id_idx, which finds what a mark cannot see (a contact whose
+-- status became callable below the mark, a row committed late, a skip whose contact changed), with whether the
+-- skips that changed before the first window was opened have all been retried (claim_windows).
+CREATE TABLE IF NOT EXISTS claim_marks (
+    campaign_id TEXT        NOT NULL,
+    status      TEXT        NOT NULL,
+    contact_id  BIGINT      NOT NULL,
+    marked_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (campaign_id, status)
+);
+CREATE TABLE IF NOT EXISTS claim_windows (
+    campaign_id     TEXT        PRIMARY KEY,
+    since           TIMESTAMPTZ NOT NULL,
+    skips_caught_up BOOLEAN     NOT NULL,
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- Skips re-queued by hand (genesys-dialer requeue): the claim reads only these, not every skip. The predicate
+-- names no column the marks change (updated_at, sending_at...), so it costs them no HOT update.
+CREATE INDEX IF NOT EXISTS dispatch_ledger_requeued_idx
+    ON dispatch_ledger (campaign_id, contact_id) WHERE status = 'skipped' AND requeued_at IS NOT NULL;

@@ -67,6 +67,9 @@ class ClaimRequest:
     phone_region: str
     label_prefix: str
     eligibility: Eligibility | None = None  # None: the defaults for campaign_id and phone_region
+    # How far before the previous claim the late path looks for updated contacts (rows committed late with an
+    # older updated_at; as compliance.phones' normalize look-back).
+    late_lookback_minutes: int = 60
 
     def rules(self) -> Eligibility:
         return self.eligibility or Eligibility(campaign_id=self.campaign_id, region=self.phone_region)
@@ -123,12 +126,15 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool, lock: bool =
         reused = bool(rows)
         if not reused:
             cur.execute(load_sql("no_jit"))
+            cur.execute(load_sql("claim_plan"))
             cur.execute(load_sql("status_values"))
             params["scan_statuses"] = rules.scan_statuses([value for (value,) in cur.fetchall()])
             params["fence"] = next_fence(conn)
             cur.execute(load_sql("adopt_claims"), params)
             adopted = len(cur.fetchall())
             params.update(offset=adopted, limit=max(request.batch_size - adopted, 0))
+            _resume_from(cur, params)
+            cur.execute(load_sql("claim_window"), params)
             cur.execute(load_sql("claim_candidates"), params)
             cur.execute(load_sql("analyze_claim_candidates"))
             normalize_stale(conn, rules.region, load_sql("claim_stale_phones"), params)
@@ -140,6 +146,8 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool, lock: bool =
                     retried += count
                 else:
                     claimed_now += count
+            cur.execute(load_sql("claim_marks_advance"), params)
+            cur.execute(load_sql("claim_window_advance"), params)
             cur.execute(load_sql("run_segments"), params)
             rows = cur.fetchall()
     if dry_run:
@@ -157,6 +165,18 @@ def claim_batch(conn: Any, request: ClaimRequest, *, dry_run: bool, lock: bool =
         if index >= 0  # segment -1: contacts the claim held back
     ]
     return ClaimResult(segments, claimed_now, adopted, reused, retried, dict(held_back))
+
+
+def _resume_from(cur: Any, params: dict[str, Any]) -> None:
+    """Where the claim resumes: each scanned status value's mark and the late path's window (claim_candidates.sql
+    says why no contact is skipped)."""
+    cur.execute(load_sql("claim_marks"), params)
+    marks = cur.fetchall()
+    params["mark_statuses"] = [status for status, _ in marks]
+    params["mark_ids"] = [int(after_id) for _, after_id in marks]
+    cur.execute(load_sql("claim_window_state"), params)
+    since, caught_up, top = cur.fetchone()
+    params.update(late_since=since, skips_caught_up=bool(caught_up), window_top=int(top))
 
 
 @dataclass(frozen=True)
@@ -240,18 +260,26 @@ def iter_segment_pages(
 
 def mark(conn: Any, sql_name: str, *, campaign_id: str, fence: int, contact_ids: list[int], **extra: Any) -> int:
     """Update the rows this try owns (mark_dispatched / mark_skipped / mark_failed / mark_in_doubt /
-    clear_doubt), commit, and return how many it still owned."""
+    clear_doubt), commit, and return how many it still owned. One primary-key probe per id (mark_plan.sql)."""
     if not contact_ids:
         return 0
-    return run_sql(conn, sql_name, {"campaign_id": campaign_id, "fence": fence, "contact_ids": contact_ids, **extra})
+    params = {"campaign_id": campaign_id, "fence": fence, "contact_ids": sorted(set(contact_ids)), **extra}
+    with conn.cursor() as cur:
+        cur.execute(load_sql("mark_plan"))
+        cur.execute(load_sql(sql_name), params)
+        count = cur.rowcount
+    conn.commit()
+    return count
 
 
 def mark_sending(conn: Any, *, campaign_id: str, fence: int, contact_ids: list[int]) -> set[int]:
     """Mark contacts in doubt before their request is sent (committed); return those this try still owns."""
     if not contact_ids:
         return set()
+    params = {"campaign_id": campaign_id, "fence": fence, "contact_ids": sorted(set(contact_ids))}
     with conn.cursor() as cur:
-        cur.execute(load_sql("mark_sending"), {"campaign_id": campaign_id, "fence": fence, "contact_ids": contact_ids})
+        cur.execute(load_sql("mark_plan"))
+        cur.execute(load_sql("mark_sending"), params)
         owned = {int(r[0]) for r in cur.fetchall()}
     conn.commit()
     return owned
