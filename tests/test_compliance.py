@@ -375,9 +375,12 @@ def test_data_skips_are_retried_when_the_row_changes_and_requeued_by_hand(db: An
     assert {cid: r["skip_reason"] for cid, r in ledger(db).items()} == {
         ids[0]: "invalid_phone", ids[1]: "invalid_phone", ids[2]: None, ids[3]: "suppressed"}
 
-    # Fixed upstream: #0 with its updated_at moved (retried by itself), #1 by a load that kept updated_at.
-    db.execute("UPDATE contacts SET phone_number = '(317) 555-0402', updated_at = now() WHERE id = %s", [ids[0]])
-    db.execute("UPDATE contacts SET phone_number = '(317) 555-0403', updated_at = updated_at WHERE id = %s", [ids[1]])
+    # Fixed upstream: #0 by a plain UPDATE (the schema's trigger moves updated_at: retried by itself), #1 by a bulk
+    # load that bypassed triggers (session_replication_role = replica) and kept updated_at: not seen until requeued.
+    db.execute("UPDATE contacts SET phone_number = '(317) 555-0402' WHERE id = %s", [ids[0]])
+    db.execute("SET session_replication_role = replica")
+    db.execute("UPDATE contacts SET phone_number = '(317) 555-0403' WHERE id = %s", [ids[1]])
+    db.execute("SET session_replication_role = origin")
     db.execute("UPDATE contacts SET suppression_status = 'none', updated_at = now() WHERE id = %s", [ids[3]])
     db.commit()
     assert str(run(campaign).state) == "success"

@@ -333,8 +333,11 @@ def test_a_contact_that_becomes_callable_after_the_mark_passed_it_is_still_claim
         assert _mark(db) == 52  # the keyset passed contacts 7 and 8: they were inactive
         second = claim_batch(conn, _request("second", 50), dry_run=False)
         assert second.contacts == 50 and _mark(db) == 102
-        # contact 7 becomes callable (its row's updated_at moves, as any update through the seed's app does)
-        db.execute("UPDATE contacts SET status = 'Active ', updated_at = now() WHERE id = 7")
+        # contact 7 becomes callable by a hand-written UPDATE that leaves updated_at alone: the schema's trigger
+        # moves it, so the claim's late path sees the change
+        before = db.execute("SELECT updated_at FROM contacts WHERE id = 7").fetchone()[0]
+        db.execute("UPDATE contacts SET status = 'Active ' WHERE id = 7")
+        assert db.execute("SELECT updated_at FROM contacts WHERE id = 7").fetchone()[0] > before
         db.commit()
         third = claim_batch(conn, _request("third", 50), dry_run=False)
         fourth = claim_batch(conn, _request("fourth", 50), dry_run=False)

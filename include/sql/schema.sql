@@ -26,10 +26,28 @@ CREATE INDEX IF NOT EXISTS contacts_status_id_idx ON contacts (status, id);
 CREATE OR REPLACE FUNCTION genesys_dialer_norm(value text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT lower(btrim(coalesce(value, ''), E' \t\n\r\f\x0b' || chr(160))) $$;
--- Indexes this project adds to the user's contacts table (nothing else is added to it): the claim scans each
+-- Indexes this project adds to the user's contacts table and the trigger below (nothing else is added to
+-- it): the claim scans each
 -- status value in id order, and phone normalization follows rows whose updated_at moved.
 CREATE INDEX IF NOT EXISTS contacts_norm_status_id_idx ON contacts (genesys_dialer_norm(status), id);
 CREATE INDEX IF NOT EXISTS contacts_updated_at_id_idx ON contacts (updated_at, id);
+-- The claim's late path (a contact below a high-water mark that became callable), the retry of skips whose
+-- contact changed and the phone normalization all follow rows whose updated_at moved. An UPDATE that changes a
+-- row but leaves updated_at as it was (a hand-written `SET status = 'active'`) would go unseen: a number changed
+-- that way could dodge the suppression by number. So every change moves updated_at, unless the writer set it.
+CREATE OR REPLACE FUNCTION genesys_dialer_touch_updated_at() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at AND NEW IS DISTINCT FROM OLD THEN
+        NEW.updated_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE TRIGGER contacts_touch_updated_at
+    BEFORE UPDATE ON contacts
+    FOR EACH ROW EXECUTE FUNCTION genesys_dialer_touch_updated_at();
 
 -- Each contact's number normalized once (libphonenumber, in Python) for one default region: its E.164 form or
 -- the problem, the number's type, region and time zone, and the contacts row's updated_at it was computed
