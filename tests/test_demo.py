@@ -35,10 +35,12 @@ def test_make_demo_tells_the_run_step_by_step_and_keeps_the_database_when_asked(
         assert re.search(r" \.\.\. \d+(\.\d)? s$", step), step  # each with how long it took
     assert "db migrate" in steps[3]
 
-    task_line = re.compile(r"\s+(\S+(?: \d{8}T\d{4}-s\d{3})?)\s+(success|failed)\s")
+    # create_segment's instances by their labels: "<interval end>-s<index> (<contacts> contacts)"
+    task_line = re.compile(r"\s+(\S+(?: \d{8}T\d{4}-s\d{3} \([\d,]+ contacts\))?)\s+(success|failed)\s")
     tasks = {m[1]: m[2] for line in lines if (m := task_line.match(line))}
     segments = sorted(name for name in tasks if name.startswith("create_segment "))
-    assert [name[-4:] for name in segments] == ["s000", "s001"]  # 2000 claimed, 1000 a segment
+    assert [re.search(r"-(s\d{3}) \(([\d,]+) contacts\)", name).groups() for name in segments] == [
+        ("s000", "1,000"), ("s001", "790")]  # 2000 claimed, 210 of them held back, 1000 a segment
     assert set(tasks) == {"resolve_campaign", "withdraw_opt_outs", "sync_outcomes", "fetch_contact_batch",
                           "compute_dial_ratio", "apply_pacing", "summarize", *segments}
     assert set(tasks.values()) == {"success"}

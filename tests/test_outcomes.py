@@ -152,12 +152,10 @@ def test_staffing_is_idle_agents_plus_busy_ones_by_littles_law() -> None:
 
 # -- the sync task against the emulator's dialer and PostgreSQL -----------------------------------------------
 
-# The emulator's clock at the start of the current 15-minute interval: these runs are of the latest interval, which
-# alone reads the campaign's (current) stats and applies its pacing.
-NOW = floor_bucket(datetime.now(UTC))
-
-
-def _loop_emulator(emulator: Emulator, *, contacts: int = 3000, dialer: dict[str, Any] | None = None) -> None:
+def _loop_emulator(emulator: Emulator, *, contacts: int = 3000, dialer: dict[str, Any] | None = None) -> datetime:
+    """Seed the emulator's dialer two hours before the start of the current 15-minute interval, which is returned:
+    runs ending there are of the latest interval, which alone reads the campaign's (current) stats and applies
+    its pacing."""
     from genesys_devkit.demo_data import emulator_seed
 
     seed = emulator_seed(LOOP_CAMPAIGN_ID, LOOP_LIST_ID)
@@ -166,10 +164,12 @@ def _loop_emulator(emulator: Emulator, *, contacts: int = 3000, dialer: dict[str
         {"id": f"loop-{i}", "data": {"phone": f"+1317555{i % 10_000:04d}", "segment": "seed"}}
         for i in range(contacts)
     ]
-    emulator.admin("PUT", "clock", {"now": (NOW - timedelta(hours=2)).isoformat()})
+    now = floor_bucket(datetime.now(UTC))
+    emulator.admin("PUT", "clock", {"now": (now - timedelta(hours=2)).isoformat()})
     emulator.seed(seed)
     emulator.admin("PUT", f"campaigns/{LOOP_CAMPAIGN_ID}/dialer",
                    dialer or {"agents": 8, "answerRate": 0.25, "talkMean": 90, "seed": 4})
+    return now
 
 
 def _run(end: datetime, run_type: str = "manual", dry_run: bool = False) -> RunInfo:
@@ -194,32 +194,32 @@ def _stored(db: Any) -> dict[datetime, tuple[int, ...]]:
 
 
 def test_sync_stores_what_genesys_reports_idempotently_and_backfills_over_runs(db: Any, emulator: Emulator) -> None:
-    _loop_emulator(emulator)
-    emulator.admin("POST", "clock/advance", {"seconds": 2 * 3600})  # two hours of dialing, up to NOW
+    now = _loop_emulator(emulator)
+    emulator.admin("POST", "clock/advance", {"seconds": 2 * 3600})  # two hours of dialing, up to now
     state = emulator.admin("GET", f"campaigns/{LOOP_CAMPAIGN_ID}/dialer")
     campaign = campaign_config("loop")
 
-    first = tasks.sync_outcomes(campaign, _run(NOW), _task("sync_outcomes"))
+    first = tasks.sync_outcomes(campaign, _run(now), _task("sync_outcomes"))
     stored = _stored(db)
     assert first["queries"] == campaign.outcome_sync_max_requests == 6
     assert len(stored) == first["buckets"] == 6 * BUCKETS_PER_DAY  # the newest six days of the 30
-    assert min(stored) == NOW - timedelta(days=6) and max(stored) == NOW - BUCKET
+    assert min(stored) == now - timedelta(days=6) and max(stored) == now - BUCKET
     assert sum(v[0] for v in stored.values()) == state["dials"]
     assert sum(v[1] for v in stored.values()) == state["liveAnswers"]
     assert sum(v[2] for v in stored.values()) == state["abandons"]
-    assert stored[NOW - BUCKET][4] is not None and stored[NOW - BUCKET][4] >= 0  # idle agents read at NOW
-    assert first["idle_agents"] == stored[NOW - BUCKET][4]
+    assert stored[now - BUCKET][4] is not None and stored[now - BUCKET][4] >= 0  # idle agents read at now
+    assert first["idle_agents"] == stored[now - BUCKET][4]
     queries = [r for r in emulator.requests_log() if r["route"] == AGGREGATES_ROUTE]
     assert len(queries) == 6 and all(r["status"] == 200 for r in queries)
 
     # The same run re-run: the same rows say the same.
-    again = tasks.sync_outcomes(campaign, _run(NOW), _task("sync_outcomes"))
+    again = tasks.sync_outcomes(campaign, _run(now), _task("sync_outcomes"))
     assert {k: v for k, v in _stored(db).items() if k in stored} == stored
     assert again["queries"] == 6  # the last hour (unsettled) and five more days of the backfill
     assert len(_stored(db)) == 11 * BUCKETS_PER_DAY
     runs = 2
     while again["outstanding_buckets"] > 4 and runs < 10:
-        again = tasks.sync_outcomes(campaign, _run(NOW), _task("sync_outcomes"))
+        again = tasks.sync_outcomes(campaign, _run(now), _task("sync_outcomes"))
         runs += 1
     assert runs == 6  # 6 days, then 5 a run (each run also re-pulls the unsettled last hour)
     assert again["outstanding_buckets"] == 4  # the 30 days are covered; only the unsettled hour remains
@@ -229,9 +229,9 @@ def test_sync_stores_what_genesys_reports_idempotently_and_backfills_over_runs(d
 
 
 def test_a_run_for_an_old_interval_pulls_that_interval_and_reads_no_stats(db: Any, emulator: Emulator) -> None:
-    _loop_emulator(emulator)
+    now = _loop_emulator(emulator)
     emulator.admin("POST", "clock/advance", {"seconds": 2 * 3600})
-    old_end = NOW - timedelta(hours=1)
+    old_end = now - timedelta(hours=1)
     result = tasks.sync_outcomes(campaign_config("loop"), _run(old_end, run_type="backfill", dry_run=True),
                                  _task("sync_outcomes"))
     stored = _stored(db)
@@ -241,12 +241,12 @@ def test_a_run_for_an_old_interval_pulls_that_interval_and_reads_no_stats(db: An
 
 
 def test_pacing_reads_the_measured_call_times_and_a_failed_sync_fails_closed(db: Any, emulator: Emulator) -> None:
-    _loop_emulator(emulator, dialer={"agents": 8, "answerRate": 0.25, "talkMean": 240, "seed": 9})
+    now = _loop_emulator(emulator, dialer={"agents": 8, "answerRate": 0.25, "talkMean": 240, "seed": 9})
     emulator.admin("POST", "clock/advance", {"seconds": 2 * 3600})
     campaign = campaign_config("loop")
     resolved = {"abandon_rate": 3.0, "no_answer_timeout": 30, "mode": LIVE}
-    synced = tasks.sync_outcomes(campaign, _run(NOW), _task("sync_outcomes"))
-    decided = tasks.compute_dial_ratio(campaign, _run(NOW), resolved, synced)
+    synced = tasks.sync_outcomes(campaign, _run(now), _task("sync_outcomes"))
+    decided = tasks.compute_dial_ratio(campaign, _run(now), resolved, synced)
     details = decided["decision"]["details"]
     assert details["timing_source"] == "measured"
     assert 190 < details["talk_mean_seconds"] < 260  # measured (240 s) shrunk a little to the 120 s assumption
@@ -255,20 +255,20 @@ def test_pacing_reads_the_measured_call_times_and_a_failed_sync_fails_closed(db:
     emulator.admin("POST", "clock/advance", {"seconds": 900})
     emulator.fault(route=AGGREGATES_ROUTE, sequence=[503] * 20)
     with pytest.raises(GenesysApiError):
-        tasks.sync_outcomes(campaign, _run(NOW + BUCKET), _task("sync_outcomes"))
-    failed = tasks.compute_dial_ratio(campaign, _run(NOW + BUCKET), resolved, None)
+        tasks.sync_outcomes(campaign, _run(now + BUCKET), _task("sync_outcomes"))
+    failed = tasks.compute_dial_ratio(campaign, _run(now + BUCKET), resolved, None)
     assert failed["decision"]["max_calls_per_agent"] == 1.0
     assert any("sync_outcomes did not finish" in n for n in failed["decision"]["notes"])
     assert any("95 of the last 96" in n for n in failed["decision"]["notes"])  # the newest bucket is missing
 
 
 def test_apply_pacing_reads_back_and_writes_the_decimal_when_patch_drops_it(db: Any, emulator: Emulator) -> None:
-    _loop_emulator(emulator)
+    now = _loop_emulator(emulator)
     emulator.admin("PATCH", "config", {"patchKeepsDecimal": False})
     try:
         campaign = campaign_config("loop")
         body = {"maxCallsPerAgent": 2.64, "outboundLineCount": 22, "abandonRate": 2.5}
-        result = tasks.apply_pacing(campaign, _run(NOW), _task("apply_pacing"), {"patch": body, "mode": LIVE})
+        result = tasks.apply_pacing(campaign, _run(now), _task("apply_pacing"), {"patch": body, "mode": LIVE})
     finally:
         emulator.admin("PATCH", "config", {"patchKeepsDecimal": True})
     routes = [r["route"] for r in emulator.requests_log() if r["method"] in ("PATCH", "PUT")]
