@@ -265,11 +265,8 @@ def test_successful_run_emits_every_metric_with_counts_from_the_ledger(
     assert sum(_counts(lines, "genesys.api.retries").values()) == throttled
     assert _counts(lines, "genesys.token.refreshes") == {f"conn_id={CONN}": 1}
 
-    # Every request first asked the (closed) breaker, which reports its state when it reads it (a task trusts a
-    # closed breaker for breaker_cache_seconds between reads); nothing transitioned.
-    states = _values(lines, "genesys.circuit_breaker.state", "g")
-    assert set(states) == {f"conn_id={CONN}"} and set(states[f"conn_id={CONN}"]) == {0.0}
-    assert 1 <= len(states[f"conn_id={CONN}"]) <= api_calls
+    # Every request first asked the (closed) breaker, which reports its state; nothing transitioned.
+    assert _values(lines, "genesys.circuit_breaker.state", "g") == {f"conn_id={CONN}": [0.0] * api_calls}
     assert _counts(lines, "genesys.circuit_breaker.transitions") == {}
 
     # Pacing gauges are the recorded decision.
@@ -360,13 +357,10 @@ def test_failing_run_emits_segment_failures_and_the_breaker_opening_at_its_thres
     failed_chunk = re.fullmatch(rf"contacts,{C},outcome=failed,reason=none:(\d+)\|c", after[3])
     assert failed_chunk and 1 <= int(failed_chunk.group(1)) <= TEST_CAMPAIGN["contacts_per_request"]
     assert after[4] == f"failed,{C},error_type=server:1|c"
-    # The gauge: 0 whenever a task read the breaker closed (at most once per request: a task trusts a closed
-    # breaker for breaker_cache_seconds), then 1 (the transition, and every refused request).
+    # The gauge: 0 on every request sent while closed, then 1 (the transition, and every refused request).
     gauge = _values(lines, "genesys.circuit_breaker.state", "g")[f"conn_id={CONN}"]
     refused = len(failed) - threshold + (states[("apply_pacing", -1)] == "failed")
-    closed_reads = gauge.index(1.0)
-    assert 1 <= closed_reads <= api_calls
-    assert gauge == [0.0] * closed_reads + [1.0] * (2 + refused)
+    assert gauge == [0.0] * api_calls + [1.0] * (2 + refused)
 
     recorded = db.execute(
         "SELECT outcome, report FROM run_log WHERE run_id = %s", [dag_run.run_id]).fetchone()
@@ -417,9 +411,7 @@ def test_503s_are_retried_until_the_breaker_opens(db: Any, emulator: Emulator, s
     assert _counts(lines, "genesys.contacts")[f"{C},outcome=failed,reason=none"] == failed_sends > 0
     refused = segments + (task_states(dag_run)[("apply_pacing", -1)] == "failed")
     gauge = _values(lines, "genesys.circuit_breaker.state", "g")[f"conn_id={CONN}"]
-    closed_reads = gauge.index(1.0)  # a task trusts a closed breaker for breaker_cache_seconds between reads
-    assert 1 <= closed_reads <= api_calls
-    assert gauge == [0.0] * closed_reads + [1.0] * (2 + refused)
+    assert gauge == [0.0] * api_calls + [1.0] * (2 + refused)
 
 
 @pytest.mark.usefixtures("shared_state")
