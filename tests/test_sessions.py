@@ -20,6 +20,7 @@ import pytest
 from support import wait_for
 
 from genesys_devkit.demo_data import ContactMix, contact_rows, insert_contacts
+from genesys_dialer.genesys.budget import close_all as close_budget_connections
 from genesys_dialer.ledger.claims import ClaimRequest, claim_batch
 from genesys_dialer.ledger.session import (
     APPLICATION_NAME,
@@ -89,6 +90,7 @@ def _timed_claim(dialer_db: str, run_id: str) -> tuple[float, int]:
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
 def test_a_task_killed_or_hung_inside_a_claim_does_not_block_the_next_claim(db, dialer_db, how):
     insert_contacts(db, contact_rows(60, seed=41, mix=CLEAN))  # every contact claimable: 20 of 20 claimed
+    close_budget_connections()  # this process's rate-budget session (earlier tests' hooks) is not the holder's
     unobstructed, claimed = _timed_claim(dialer_db, "before")  # what a claim takes on this machine right now
     assert claimed == 20
     holder = _lock_holder(dialer_db, idle_timeout="3s")
