@@ -517,6 +517,9 @@ class GenesysHook(BaseHook):
         try:
             while True:
                 attempt += 1
+                # The rate budget may wait: wait first, then ask the breaker, so that no request leaves on a
+                # permit taken before another worker opened the breaker during the wait.
+                self._take_budget()
                 if permit is None:
                     try:
                         permit = self._acquire_permit()
@@ -526,7 +529,6 @@ class GenesysHook(BaseHook):
                         raise GenesysCircuitOpenError(f"{err.message}; this call's last failure: {last_failure}",
                                                       retry_after=err.retry_after) from None
                 token = self.get_token()
-                self._take_budget()
                 started = time.monotonic()
                 try:
                     response = self.get_conn().request(
