@@ -155,7 +155,7 @@ def _print_finished(dag_id: str, printed: set[tuple[str, int]], steps: Steps) ->
         printed.add((task_id, map_index))
         name = task_id if map_index < 0 else f"{task_id} {label or map_index}"
         took = seconds(duration) if duration is not None else ""
-        steps.detail(f"{name:<44} {state:<16} {took}")
+        steps.detail(f"{name:<54} {state:<8} {took}")  # fits "create_segment <end>-s000 (1,000,000 contacts)"
 
 
 def _dag_run(dag_id: str) -> dict[str, Any] | None:
