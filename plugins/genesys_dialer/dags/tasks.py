@@ -659,7 +659,8 @@ def create_segment(
             )
         hook = genesys_hook(campaign, conn, run, task, conn_id=segment.get("conn_id"))
         fence, owned = contacts_mod.take_segment(
-            conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index
+            conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index,
+            first_try=run.try_number == 1,
         )
         delivery = SegmentDelivery(
             conn=conn, hook=hook, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index,
