@@ -172,9 +172,9 @@ CREATE INDEX IF NOT EXISTS dispatch_ledger_skipped_idx
     ON dispatch_ledger (campaign_id, contact_id) WHERE status = 'skipped';
 
 -- Exactly-once bookkeeping (docs/resilience.md):
--- * fence: who may mark a row. Every claim, adoption and segment try takes a new value from
---   dispatch_fence_seq and every mark requires it, so a run or try that lost a row (adopted by another
---   run, or superseded by a newer try) can no longer mark or send it.
+-- * fence: who may mark a row. Every claim, adoption and segment retry takes a new value from
+--   dispatch_fence_seq (a segment's first try keeps its claim's) and every mark requires it, so a run or try
+--   that lost a row (adopted by another run, or superseded by a newer try) can no longer mark or send it.
 -- * heartbeat_at: renewed by the segment task working the row; a claim is adopted only when both its
 --   claimed_at and its heartbeat are older than the lease.
 -- * sending_at: set (and committed) before a request carrying the contact is sent, cleared when its outcome
