@@ -445,3 +445,19 @@ def test_param_schemas_are_shared_read_only_and_serialize_like_plain_ones():
         for name in ("batch_size", "dry_run"):
             p.get_param(name).schema = json.loads(json.dumps(p.get_param(name).schema))
     assert DagSerialization.to_dict(first) == shared
+
+
+def test_a_dag_file_building_too_many_campaigns_says_how_many_files_to_use(tmp_path, monkeypatch, caplog):
+    from genesys_dialer.dags import factory
+
+    monkeypatch.setattr(factory, "CAMPAIGNS_PER_FILE", 2)
+    entries = "".join(f"  - {{key: c{i}, campaign_id: id-{i}}}\n" for i in range(7))
+    monkeypatch.setenv("GENESYS_DIALER_CONFIG", str(_write(tmp_path, "campaigns:\n" + entries)))
+    caplog.set_level("WARNING", logger=factory.__name__)
+    assert len(factory.campaign_dags(tmp_path / "dag.py")) == 7
+    (record,) = [r for r in caplog.records if r.name == factory.__name__]
+    assert "builds 7 campaign DAGs" in record.getMessage()
+    assert "over 4 DAG files, campaign_dags(__file__, shard=i, shards=4) in file i = 0 .. 3" in record.getMessage()
+    caplog.clear()
+    assert sum(len(factory.campaign_dags(tmp_path / f"d{i}.py", shard=i, shards=4)) for i in range(4)) == 7
+    assert not [r for r in caplog.records if r.name == factory.__name__]  # no shard builds more than 4
