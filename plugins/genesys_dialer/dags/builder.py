@@ -69,7 +69,8 @@ class _SharedSchemaDict(dict[str, Any]):
     def _read_only(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("a Param schema shared by the tasks of campaign DAGs is read-only")
 
-    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only  # type: ignore
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
 
 
 class _SharedSchemaList(list[Any]):
@@ -87,8 +88,8 @@ class _SharedSchemaList(list[Any]):
     def _read_only(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("a Param schema shared by the tasks of campaign DAGs is read-only")
 
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = append = clear = extend = insert = pop = remove = (  # type: ignore
-        reverse) = sort = _read_only
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only  # type: ignore[assignment]
+    append = clear = extend = insert = pop = remove = reverse = sort = _read_only  # type: ignore[assignment]
 
 
 def _shared_schema(value: Any) -> Any:
@@ -111,7 +112,8 @@ DRY_RUN_SCHEMA = _shared_schema({
 @functools.lru_cache(maxsize=64)
 def batch_size_schema(maximum: int) -> dict[str, Any]:
     """The batch_size Param's schema, one shared object per maximum (campaigns share a handful of them)."""
-    return _shared_schema({**PARAM_DIALECT, "type": "integer", "minimum": 1, "maximum": maximum})  # type: ignore[no-any-return]
+    schema: dict[str, Any] = _shared_schema({**PARAM_DIALECT, "type": "integer", "minimum": 1, "maximum": maximum})
+    return schema
 
 CONFIG_ERROR_DOC_MD = """
 ### Configuration error
