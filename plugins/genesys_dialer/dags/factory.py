@@ -9,7 +9,7 @@ claims and sends nothing and fails at once, naming file, campaign and field. (An
 Airflow marks every DAG of a file with an import error stale, the valid ones included.)
 
 Many campaigns: the dag-processor parses one file in one process, against ``[dag_processor]
-dag_file_processor_timeout`` (50 s), and a campaign DAG costs about 10 ms of CPU to build and serialize (most of
+dag_file_processor_timeout`` (50 s), and a campaign DAG costs about 11 ms of CPU to build and serialize (most of
 it Airflow's own: eight tasks, each with a copy of the DAG's Params, whose JSON Schemas Airflow checks dozens of
 times per DAG). So beyond CAMPAIGNS_PER_FILE campaigns, spread them over several DAG files, each building its
 share (a file building more than twice that logs a warning saying how many files to use)::
@@ -36,7 +36,7 @@ from genesys_dialer.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
 
-# Campaigns per DAG file: 50 parse in about 1-2.5 s of CPU on a busy 2-core machine (benchmarks/bench_parse.py),
+# Campaigns per DAG file: 50 parse in 1 s (a quiet day) to 2.5 s (a busy one) of CPU (benchmarks/bench_parse.py),
 # well inside Airflow's 30 s import and 50 s file-processing timeouts, and leave the files' parallel parsing
 # something to spread. One file building more than twice as many logs a warning.
 CAMPAIGNS_PER_FILE = 50
