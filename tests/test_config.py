@@ -401,3 +401,63 @@ def test_segment_size_auto_sizes_segments_from_the_batch_the_pool_and_the_connec
     assert fixed.segment_size_for(1_000_000) == 700
     with pytest.raises(ConfigError, match=r"segment_size.*'auto' or a whole number"):
         parse_campaigns({"campaigns": [{"key": "k", "campaign_id": "c", "segment_size": "big"}]})
+
+
+def test_param_schemas_are_shared_read_only_and_serialize_like_plain_ones():
+    """Every task's copy of a Param keeps the DAG's one schema object (Airflow copies the Params into each
+    task: copying the schemas was a tenth of the parse time of many campaigns); it is read-only so that no task
+    or DAG can change another's; the serialized DAG is the same as with plain dict schemas."""
+    import copy
+    import pickle
+
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from genesys_dialer.dags.builder import build_campaign_dag
+
+    first, second = (build_campaign_dag(c) for c in parse_campaigns({"campaigns": [
+        {"key": "a", "campaign_id": "c-a"}, {"key": "b", "campaign_id": "c-b", "segment_size": 500}]}))
+    holders = [first, second, *first.tasks, *second.tasks]
+    params = [h.params for h in holders if isinstance(h.params, ParamsDict) and h.params]
+    assert len(params) == 2 + len(first.tasks) + len(second.tasks)
+    dry_run = {id(p.get_param("dry_run").schema) for p in params}
+    assert len(dry_run) == 1  # one object for every task of every campaign
+    batch = [p.get_param("batch_size").schema for p in params]
+    assert batch[0]["maximum"] == 1_000_000 and batch[1]["maximum"] == 500 * 1024
+    assert {id(s) for s in batch[:1] + batch[2:2 + len(first.tasks)]} == {id(batch[0])}
+
+    schema = first.params.get_param("dry_run").schema
+    plain = json.loads(json.dumps(schema))
+    assert plain["enum"] == ["auto", "dry", "live", True, False, None] and plain["title"] == "Dry run"
+    assert copy.deepcopy(schema) is schema and copy.copy(schema["enum"]) is schema["enum"]
+    assert pickle.loads(pickle.dumps(schema)) == plain
+    for change in (lambda: schema.__setitem__("title", "x"), lambda: schema.update(title="x"),
+                   lambda: schema["enum"].append("yes"), lambda: schema["values_display"].pop("auto"),
+                   lambda: schema["type"].__setitem__(0, "integer")):
+        with pytest.raises(TypeError, match="read-only"):
+            change()
+    assert json.loads(json.dumps(schema)) == plain
+    with pytest.raises(Exception, match="is not one of"):
+        first.params.get_param("dry_run").resolve("yes")
+
+    shared = DagSerialization.to_dict(first)
+    for p in params[:1] + params[2:2 + len(first.tasks)]:
+        for name in ("batch_size", "dry_run"):
+            p.get_param(name).schema = json.loads(json.dumps(p.get_param(name).schema))
+    assert DagSerialization.to_dict(first) == shared
+
+
+def test_a_dag_file_building_too_many_campaigns_says_how_many_files_to_use(tmp_path, monkeypatch, caplog):
+    from genesys_dialer.dags import factory
+
+    monkeypatch.setattr(factory, "CAMPAIGNS_PER_FILE", 2)
+    entries = "".join(f"  - {{key: c{i}, campaign_id: id-{i}}}\n" for i in range(7))
+    monkeypatch.setenv("GENESYS_DIALER_CONFIG", str(_write(tmp_path, "campaigns:\n" + entries)))
+    caplog.set_level("WARNING", logger=factory.__name__)
+    assert len(factory.campaign_dags(tmp_path / "dag.py")) == 7
+    (record,) = [r for r in caplog.records if r.name == factory.__name__]
+    assert "builds 7 campaign DAGs" in record.getMessage()
+    assert "over 4 DAG files, campaign_dags(__file__, shard=i, shards=4) in file i = 0 .. 3" in record.getMessage()
+    caplog.clear()
+    assert sum(len(factory.campaign_dags(tmp_path / f"d{i}.py", shard=i, shards=4)) for i in range(4)) == 7
+    assert not [r for r in caplog.records if r.name == factory.__name__]  # no shard builds more than 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import timedelta
 from types import ModuleType
@@ -45,6 +46,74 @@ upserts the batch into the campaign's contact list, one mapped `create_segment` 
 # single cost of parsing many campaigns (benchmarks/bench_parse.py). type, enum, minimum and maximum mean the
 # same in both.
 PARAM_DIALECT = {"$schema": "http://json-schema.org/draft-07/schema#"}
+
+
+class _SharedSchemaDict(dict[str, Any]):
+    """A read-only part of a Param's JSON Schema that copies of the Param share instead of copying.
+
+    Airflow deep-copies the DAG's Params into every task (eight per campaign DAG, and more while serializing)
+    and only ever reads a schema, so every copy may keep the one object: deep-copying the dry_run schema (its
+    enum and labels) was about a tenth of the parse time of many campaigns (benchmarks/bench_parse.py).
+    Read-only so that sharing cannot leak a change from one task or DAG into another. Serialized like a dict.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedSchemaDict:
+        return self
+
+    def __copy__(self) -> _SharedSchemaDict:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (dict(self),)
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a Param schema shared by the tasks of campaign DAGs is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+
+class _SharedSchemaList(list[Any]):
+    """A read-only list inside a shared Param schema (``enum``, ``type``): JSON Schema wants a list there."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedSchemaList:
+        return self
+
+    def __copy__(self) -> _SharedSchemaList:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (list(self),)
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a Param schema shared by the tasks of campaign DAGs is read-only")
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only  # type: ignore[assignment]
+    append = clear = extend = insert = pop = remove = reverse = sort = _read_only  # type: ignore[assignment]
+
+
+def _shared_schema(value: Any) -> Any:
+    """``value`` (a JSON Schema or a part of one) as read-only dicts and lists that deep copies share."""
+    if isinstance(value, dict):
+        return _SharedSchemaDict({k: _shared_schema(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return _SharedSchemaList(_shared_schema(v) for v in value)
+    return value
+
+
+# Three named choices in the trigger form; old confs' true / false / null still validate (and are listed last,
+# labelled as the old spellings), so {"dry_run": false} keeps meaning "live". The same for every campaign.
+DRY_RUN_SCHEMA = _shared_schema({
+    **PARAM_DIALECT, "type": ["string", "boolean", "null"], "enum": [*DRY_RUN_VALUES, True, False, None],
+    "values_display": DRY_RUN_LABELS, "title": "Dry run",
+})
+
+
+@functools.lru_cache(maxsize=64)
+def batch_size_schema(maximum: int) -> dict[str, Any]:
+    """The batch_size Param's schema, one shared object per maximum (campaigns share a handful of them)."""
+    schema: dict[str, Any] = _shared_schema({**PARAM_DIALECT, "type": "integer", "minimum": 1, "maximum": maximum})
+    return schema
 
 CONFIG_ERROR_DOC_MD = """
 ### Configuration error
@@ -111,21 +180,14 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         ),
         params={
             "batch_size": Param(
-                campaign.batch_size, description="Contacts to claim in this run.", schema={
-                    **PARAM_DIALECT, "type": "integer", "minimum": 1,
-                    "maximum": (BATCH_SIZE_MAX if campaign.auto_segments
-                                else min(BATCH_SIZE_MAX, int(campaign.segment_size) * max_segments_per_run())),
-                },
+                campaign.batch_size, description="Contacts to claim in this run.", schema=batch_size_schema(
+                    BATCH_SIZE_MAX if campaign.auto_segments
+                    else min(BATCH_SIZE_MAX, int(campaign.segment_size) * max_segments_per_run())
+                ),
             ),
-            # Three named choices in the trigger form; old confs' true / false / null still validate (and are
-            # listed last, labelled as the old spellings), so {"dry_run": false} keeps meaning "live".
             "dry_run": Param(
                 "auto", description="auto: dry for backfills and catch-up runs, live otherwise. dry: compute and "
-                "log everything, claim and send nothing. live: claim and send.", schema={
-                    **PARAM_DIALECT, "type": ["string", "boolean", "null"],
-                    "enum": [*DRY_RUN_VALUES, True, False, None], "values_display": DRY_RUN_LABELS,
-                    "title": "Dry run",
-                },
+                "log everything, claim and send nothing. live: claim and send.", schema=DRY_RUN_SCHEMA,
             ),
         },
         default_args={

@@ -9,7 +9,10 @@ claims and sends nothing and fails at once, naming file, campaign and field. (An
 Airflow marks every DAG of a file with an import error stale, the valid ones included.)
 
 Many campaigns: the dag-processor parses one file in one process, against ``[dag_processor]
-dag_file_processor_timeout`` (50 s), so spread the campaigns over several DAG files, each building its share::
+dag_file_processor_timeout`` (50 s), and a campaign DAG costs about 11 ms of CPU to build and serialize (most of
+it Airflow's own: eight tasks, each with a copy of the DAG's Params, whose JSON Schemas Airflow checks dozens of
+times per DAG). So beyond CAMPAIGNS_PER_FILE campaigns, spread them over several DAG files, each building its
+share (a file building more than twice that logs a warning saying how many files to use)::
 
     globals().update(campaign_dags(__file__, shard=0, shards=4))  # genesys_predictive_0.py; 1, 2, 3 alike
 
@@ -20,6 +23,8 @@ campaign to another file. Every shard file reads the whole config (the validated
 
 from __future__ import annotations
 
+import logging
+import math
 import zlib
 from pathlib import Path
 
@@ -28,6 +33,13 @@ from airflow.sdk import DAG
 from genesys_dialer.config import default_config_path, load_config
 from genesys_dialer.dags.builder import build_campaign_dag, build_config_error_dag
 from genesys_dialer.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Campaigns per DAG file: 50 parse in 1 s (a quiet day) to 2.5 s (a busy one) of CPU (benchmarks/bench_parse.py),
+# well inside Airflow's 30 s import and 50 s file-processing timeouts, and leave the files' parallel parsing
+# something to spread. One file building more than twice as many logs a warning.
+CAMPAIGNS_PER_FILE = 50
 
 
 def shard_of(dag_id: str, shards: int) -> int:
@@ -47,4 +59,12 @@ def campaign_dags(dag_file: str | Path, *, shard: int = 0, shards: int = 1) -> d
 
     dags = {campaign.dag_id: build_campaign_dag(campaign) for campaign in config.campaigns if mine(campaign.dag_id)}
     dags.update({entry.dag_id: build_config_error_dag(entry) for entry in config.invalid if mine(entry.dag_id)})
+    if len(dags) > 2 * CAMPAIGNS_PER_FILE:
+        files = math.ceil((len(config.campaigns) + len(config.invalid)) / CAMPAIGNS_PER_FILE)
+        log.warning(
+            "%s builds %d campaign DAGs in one parse; the dag-processor parses a file in one process under a "
+            "timeout: spread the campaigns over %d DAG files, campaign_dags(__file__, shard=i, shards=%d) in "
+            "file i = 0 .. %d (docs/configuration.md, Many campaigns)",
+            dag_file, len(dags), files, files, files - 1,
+        )
     return dags
