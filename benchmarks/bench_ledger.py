@@ -391,7 +391,9 @@ def stale_ledger_statistics(conn: Any) -> None:
 
 def report_plan(lines: list[str]) -> dict[str, Any]:
     """The indexes the plans use, and whether any big table is read whole."""
-    used = sorted({line.split(" using ")[1].split()[0] for line in lines if " using " in line})
+    bitmap = "Bitmap Index Scan on "
+    used = sorted({line.split(" using ")[1].split()[0] for line in lines if " using " in line}
+                  | {line.split(bitmap)[1].split()[0] for line in lines if bitmap in line})
     seq = sorted({line.split("Seq Scan on ")[1].split()[0] for line in lines if "Seq Scan on " in line}
                  & set(BULK_TABLES))  # the claim's temporary tables hold only the batch
     return {"indexes_used": used, "tables_read_whole": seq}
@@ -455,7 +457,7 @@ def main() -> None:
                     print(f"{size:>10,} rows  {key:<34} {value}", flush=True)
                 for name, value in sorted(real_statements.items(), key=lambda item: -item[1]):
                     print(f"{size:>10,} rows  claim_real_stmt_ms  {name:<26} {value}", flush=True)
-                for line in plan if args.plans else [p for p in plan if " using " in p or "Seq Scan" in p]:
+                for line in plan if args.plans else [p for p in plan if " using " in p or " Scan on " in p]:
                     print(f"{size:>10,} rows  plan  {line}", flush=True)
                 bench.conn.execute("ALTER TABLE dispatch_ledger SET (autovacuum_enabled = false)")
                 bench.conn.commit()
