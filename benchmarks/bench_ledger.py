@@ -172,8 +172,8 @@ CLAIM_SQL = ("lock_campaign", "run_segments", "claim_plan", "status_values", "ne
 
 
 def statement_name(query: Any) -> str:
-    if not isinstance(query, str):
-        return "claim_batch"  # the only composed (eligibility template) statement of a claim
+    if not isinstance(query, str) or "INSERT INTO dispatch_ledger" in query:
+        return "claim_batch"  # the eligibility template, composed or rendered (claims._write_claim)
     return next((name for name in CLAIM_SQL if load_sql(name) == query), query.split()[0].lower())
 
 
@@ -457,7 +457,8 @@ def main() -> None:
                     print(f"{size:>10,} rows  {key:<34} {value}", flush=True)
                 for name, value in sorted(real_statements.items(), key=lambda item: -item[1]):
                     print(f"{size:>10,} rows  claim_real_stmt_ms  {name:<26} {value}", flush=True)
-                for line in plan if args.plans else [p for p in plan if " using " in p or " Scan on " in p]:
+                scans = (" using ", "Seq Scan on ", "Bitmap Index Scan on ")
+                for line in plan if args.plans else [p for p in plan if any(scan in p for scan in scans)]:
                     print(f"{size:>10,} rows  plan  {line}", flush=True)
                 bench.conn.execute("ALTER TABLE dispatch_ledger SET (autovacuum_enabled = false)")
                 bench.conn.commit()

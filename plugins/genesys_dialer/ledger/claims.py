@@ -181,7 +181,8 @@ def _write_claim(conn: Any, cur: Any, rules: Eligibility, params: dict[str, Any]
     """
     query = rules.render("claim_batch")
     text = query.as_string(conn)
-    assert text.count(ON_CONFLICT) == 1, "claim_batch.sql: the fresh contacts' INSERT must end with " + ON_CONFLICT
+    if text.count(ON_CONFLICT) != 1:
+        raise RuntimeError(f"claim_batch.sql: the fresh contacts' INSERT must end with {ON_CONFLICT}")
     try:
         with conn.transaction():
             cur.execute(text.replace(ON_CONFLICT, ""), params)
