@@ -67,7 +67,7 @@ screenshot: install
 # and a real deployment under the LocalExecutor, then the CeleryExecutor with two workers and Redis on
 # 127.0.0.1:6379 or TEST_CELERY_BROKER_URL), the Genesys emulator on loopback. `make test` runs every case
 # under the LocalExecutor and the executor-sensitive ones (marker celery_core) under Celery too; `make
-# test-all` (what CI runs) runs every real-executor case under both.
+# test-all` runs every real-executor case under both (.ci/run, what CI runs, calls make test).
 test: install promtool
 	$(BIN)/ruff check .
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -m "not celery or celery_core"
