@@ -455,8 +455,8 @@ def main() -> None:
                 out.update(report_plan(plan))
                 for key, value in out.items():
                     print(f"{size:>10,} rows  {key:<34} {value}", flush=True)
-                for name, value in sorted(real_statements.items(), key=lambda item: -item[1]):
-                    print(f"{size:>10,} rows  claim_real_stmt_ms  {name:<26} {value}", flush=True)
+                for statement, value in sorted(real_statements.items(), key=lambda item: -item[1]):
+                    print(f"{size:>10,} rows  claim_real_stmt_ms  {statement:<26} {value}", flush=True)
                 scans = (" using ", "Seq Scan on ", "Bitmap Index Scan on ")
                 for line in plan if args.plans else [p for p in plan if any(scan in p for scan in scans)]:
                     print(f"{size:>10,} rows  plan  {line}", flush=True)
