@@ -404,3 +404,34 @@ def test_a_dry_run_moves_no_mark(db, dialer_db):
         assert preview.contacts == 10 and _mark(db) == 10
         real = claim_batch(conn, _request("real", 10), dry_run=False)
     assert real.contacts == 10 and _ledger_ids(db) == list(range(1, 21))
+
+
+def test_a_contact_another_claimant_wrote_first_is_left_to_it(db, dialer_db, monkeypatch):
+    """The claim writes its rows with a plain INSERT first (claims._write_claim); a row another claimant committed
+    after the candidates were chosen makes that attempt fail whole, and the claim is written again with ON CONFLICT
+    DO NOTHING: the other claimant keeps its row and this claim takes the rest, each contact once."""
+    from genesys_dialer.ledger import claims
+
+    insert_contacts(db, contact_rows(60, seed=43, mix=CLEAN))
+    db.commit()
+    with psycopg.connect(dialer_db) as conn:
+        refresh(conn)
+    first = db.execute("SELECT min(id) FROM contacts").fetchone()[0]
+    db.commit()
+    original = claims.normalize_stale
+
+    def normalize_then_lose_a_contact(*args, **kwargs):
+        with psycopg.connect(dialer_db) as other:  # committed between the candidates and the ledger writes
+            other.execute(
+                "INSERT INTO dispatch_ledger (campaign_id, contact_id, genesys_contact_id, campaign_key, run_id, "
+                "segment_index, status, fence) VALUES ('camp-1', %s, %s, 'k', 'other-claimant', 0, 'claimed', 1)",
+                [first, str(first)])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "normalize_stale", normalize_then_lose_a_contact)
+    result = claim_batch(db, _request("mine", 40), dry_run=False)
+    assert result.claimed_now == 39 and result.contacts == 39, result  # the batch is short by the lost contact
+    rows = db.execute("SELECT contact_id, run_id FROM dispatch_ledger ORDER BY contact_id").fetchall()
+    db.commit()
+    assert rows[0] == (first, "other-claimant")
+    assert Counter(run for _, run in rows) == {"mine": 39, "other-claimant": 1}

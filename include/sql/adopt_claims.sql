@@ -5,7 +5,11 @@
 -- leaves a row being adopted or marked to the other). The new fence means the previous owner can no longer
 -- mark or send these rows. Rows in doubt (sending_at set) stay in doubt: the adopting segment reads the
 -- contact list back before it sends any of them. Read through dispatch_ledger_undelivered_idx: only the
--- campaign's undelivered claims older than the lease, not its whole ledger.
+-- campaign's undelivered claims older than the lease, not its whole ledger. The order is the ids' but not the
+-- primary key's (+ 0): with fresh statistics (many old dispatched rows, a few percent undelivered) the planner
+-- otherwise walks the campaign's rows in primary-key order to fill the LIMIT early, and finds none when none has
+-- expired (measured: 888,000 rows, 0.44 s at 1M ledger rows; it grows with the ledger). The expired claims are
+-- few; sorting them costs nothing.
 WITH candidates AS (
     SELECT l.contact_id
     FROM dispatch_ledger l
@@ -16,7 +20,7 @@ WITH candidates AS (
       AND l.run_id <> %(run_id)s
       AND l.claimed_at < now() - %(lease_minutes)s * interval '1 minute'  -- implied; bounds the index range
       AND greatest(l.claimed_at, l.heartbeat_at) < now() - %(lease_minutes)s * interval '1 minute'
-    ORDER BY l.contact_id
+    ORDER BY l.contact_id + 0  -- not the primary key's order: see above
     LIMIT %(batch_size)s
     FOR UPDATE OF l SKIP LOCKED
 ),

@@ -5,7 +5,8 @@
 -- back. Within the batch a number is sent through one contact only: the first eligible one; the others are
 -- duplicate_number (hold_reason.sql checks earlier claims and deliveries).
 -- Claims hold by construction, with or without the campaign's advisory lock (lock_campaign.sql): a fresh
--- contact that a concurrent claimant inserted first is left to it (ON CONFLICT DO NOTHING), and a skip is taken
+-- contact that a concurrent claimant inserted first is left to it (ON CONFLICT DO NOTHING; claims.py first runs
+-- this without that clause in a savepoint, which a concurrent claimant's row makes fail whole), and a skip is taken
 -- back only while it is still a retryable skip (the UPDATE re-checks that on the locked row version), so a
 -- live claim is never taken over. Every row written carries the claim's new fence.
 -- MATERIALIZED: the reason is computed once per candidate (inlined, the planner would repeat it for every use).

@@ -1,7 +1,8 @@
 -- The claim's candidates after adoption (adopt_claims.sql), kept in a temporary table for the rest of the claim's
 -- transaction: skips to retry because their contact changed or they were re-queued (source 1), then fresh
 -- contacts never claimed for the campaign (2), at most %(limit)s (what adoption left of batch_size) in (source,
--- id) order. claim_batch.sql classifies and writes them; claim_marks_advance.sql moves the marks.
+-- id) order, each with whether its number must be normalized first (stale). claim_batch.sql classifies and writes
+-- them; claim_marks_advance.sql moves the marks.
 --
 -- Fresh contacts are scanned per status value in keyset (id) order (contacts_norm_status_id_idx): every callable
 -- value and every value the config does not know (held back as unknown_status, so the report can name them),
@@ -54,34 +55,48 @@ WITH retry AS (
     LIMIT %(limit)s
 ),
 fresh AS (
-    SELECT f.id, f.status
+    -- A contact found by both paths is taken once, as the keyset found it (DISTINCT ON, keyset first).
+    SELECT DISTINCT ON (f.id) f.id, f.status, f.updated_at
     FROM (
-        SELECT s.id, m.status
+        SELECT s.id, m.status, s.updated_at, 0 AS path
         FROM unnest(%(mark_statuses)s::text[], %(mark_ids)s::bigint[]) AS m(status, after_id)
         CROSS JOIN LATERAL (
-            SELECT c.id
+            SELECT c.id, c.updated_at
             FROM contacts c
             WHERE genesys_dialer_norm(c.status) = m.status
               AND c.id > m.after_id
               AND c.created_at < %(created_before)s
-              AND NOT EXISTS (
-                  SELECT 1 FROM dispatch_ledger l
-                  WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = c.id
+              -- Above the campaign's highest ledger id (window_top, read under the claim's lock) no contact can
+              -- be in the ledger: no probe. One a concurrent claimant wrote since is left to it by ON CONFLICT.
+              AND (
+                  c.id > %(window_top)s
+                  OR NOT EXISTS (
+                      SELECT 1 FROM dispatch_ledger l
+                      WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = c.id
+                  )
               )
             ORDER BY c.id
             LIMIT %(limit)s
         ) AS s
-        UNION
-        SELECT w.id, w.status FROM claim_window w WHERE NOT w.in_ledger AND w.in_time
+        UNION ALL
+        SELECT w.id, w.status, w.updated_at, 1 FROM claim_window w WHERE NOT w.in_ledger AND w.in_time
     ) AS f
-    ORDER BY f.id
+    ORDER BY f.id, f.path
     LIMIT %(limit)s
 )
-SELECT id, source, status
+-- stale: the candidate's number is not normalized for the region from the row version the claim read (or it is
+-- a retried skip, re-queued perhaps after a fix that did not move updated_at): claim_stale_phones.sql normalizes
+-- these first. A row changed after this statement is held back as phone_not_normalized (retried when it changes).
+SELECT id, source, status, stale
 FROM (
-    SELECT id, 1 AS source, NULL::text AS status FROM retry
+    SELECT id, 1 AS source, NULL::text AS status, true AS stale FROM retry
     UNION ALL
-    SELECT id, 2, status FROM fresh
+    SELECT f.id, 2, f.status,
+           NOT EXISTS (
+               SELECT 1 FROM contact_phones p
+               WHERE p.contact_id = f.id AND p.region = %(phone_region)s AND p.source_updated_at = f.updated_at
+           )
+    FROM fresh f
 ) AS candidates
 ORDER BY source, id
 LIMIT %(limit)s;

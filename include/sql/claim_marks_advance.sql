@@ -11,15 +11,21 @@ FROM (
 ) AS k
 JOIN unnest(%(mark_statuses)s::text[], %(mark_ids)s::bigint[]) AS prev(status, after_id) ON prev.status = k.status
 LEFT JOIN LATERAL (
-    SELECT c.id
-    FROM contacts c
-    WHERE genesys_dialer_norm(c.status) = k.status
-      AND c.id > prev.after_id AND c.id < k.top
-      AND NOT EXISTS (SELECT 1 FROM claim_candidates x WHERE x.id = c.id)  -- written by this claim
-      AND NOT EXISTS (
-          SELECT 1 FROM dispatch_ledger l WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = c.id
-      )
-    ORDER BY c.id
+    -- The batch's own candidates are ruled out first (the temporary table's index), not flattened (OFFSET 0), so
+    -- only the few others cost a ledger probe (the planner would probe the ledger for every id of the range).
+    SELECT r.id
+    FROM (
+        SELECT c.id
+        FROM contacts c
+        WHERE genesys_dialer_norm(c.status) = k.status
+          AND c.id > prev.after_id AND c.id < k.top
+          AND NOT EXISTS (SELECT 1 FROM claim_candidates x WHERE x.id = c.id)  -- written by this claim
+        OFFSET 0
+    ) AS r
+    WHERE NOT EXISTS (
+        SELECT 1 FROM dispatch_ledger l WHERE l.campaign_id = %(campaign_id)s AND l.contact_id = r.id
+    )
+    ORDER BY r.id
     LIMIT 1
 ) AS gap ON true
 CROSS JOIN LATERAL (

@@ -16,9 +16,11 @@
 --   no longer the one probed, and every writer that can touch a try's rows (an adoption, a newer try) takes
 --   them to another fence anyway;
 -- * and these settings leave no other join: a nested loop of those probes.
-SET LOCAL enable_seqscan = off;
-SET LOCAL enable_bitmapscan = off;
-SET LOCAL enable_hashjoin = off;
-SET LOCAL enable_mergejoin = off;
-SET LOCAL enable_memoize = off;
-SET LOCAL jit = off;
+-- One statement (set_config(..., true) is SET LOCAL), so claims.mark sends it, the mark and the COMMIT in one
+-- pipelined round trip; settings made inside the mark's own statement would come too late for its planning.
+SELECT set_config('enable_seqscan', 'off', true),
+       set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_hashjoin', 'off', true),
+       set_config('enable_mergejoin', 'off', true),
+       set_config('enable_memoize', 'off', true),
+       set_config('jit', 'off', true);
