@@ -362,7 +362,7 @@ class Bench:
         ids = self.take_ids()
         with self.conn.cursor() as cur:
             cur.execute(load_sql("mark_plan"))
-            cur.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + load_sql("mark_dispatched"),
+            cur.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + claims.mark_sql("mark_dispatched"),
                         {"campaign_id": CAMPAIGN, "fence": PENDING_FENCE, "contact_ids": ids})
             plan = [f"mark_dispatched: {line}" for (line,) in cur.fetchall()]
         self.conn.rollback()

@@ -79,7 +79,7 @@ def _explain(conn: Any, name: str, extra: dict[str, Any], *, analyze: bool) -> d
     with conn.cursor() as cur:
         cur.execute(load_sql("mark_plan"))
         options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-        cur.execute(f"EXPLAIN ({options}) {load_sql(name)}", params)
+        cur.execute(f"EXPLAIN ({options}) {claims.mark_sql(name)}", params)
         (raw,) = cur.fetchone()
     conn.rollback()
     return (raw if isinstance(raw, list) else json.loads(raw))[0]

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -320,6 +321,17 @@ def mark_sending(conn: Any, *, campaign_id: str, fence: int, contact_ids: list[i
     return {int(r[0]) for r in rows}
 
 
+@cache
+def mark_sql(name: str) -> str:
+    """A mark's statement (``include/sql/<name>.sql``) with its ``{page_rows}`` line filled in from
+    mark_page_rows.sql, the probe every mark shares."""
+    page_rows = "\n".join(line for line in load_sql("mark_page_rows").splitlines() if not line.startswith("--"))
+    lines = load_sql(name).splitlines()
+    if lines.count("{page_rows}") != 1:
+        raise RuntimeError(f"{name}.sql: a mark names its rows with one {{page_rows}} line")
+    return "\n".join(page_rows if line == "{page_rows}" else line for line in lines) + "\n"
+
+
 def _marked(conn: Any, sql_name: str, params: dict[str, Any]) -> tuple[int, list[tuple[Any, ...]]]:
     """Run mark_plan.sql, the mark and the COMMIT in one pipelined round trip (three on a loaded machine cost
     a scheduling delay each): the rows the mark updated, and those it returned (RETURNING), read after the commit.
@@ -329,7 +341,7 @@ def _marked(conn: Any, sql_name: str, params: dict[str, Any]) -> tuple[int, list
     with conn.cursor() as cur:
         with conn.pipeline():
             cur.execute(load_sql("mark_plan"))
-            cur.execute(load_sql(sql_name), params)
+            cur.execute(mark_sql(sql_name), params)
             conn.commit()
         return cur.rowcount, (cur.fetchall() if cur.description else [])
 
