@@ -219,6 +219,13 @@ class BenchStack(Stack):
         ceiling = clients * LIMIT_PER_MINUTE * CONTACTS_PER_REQUEST / 60.0  # contacts/s
         post_window = (last_post - first_post).total_seconds()
         phase = (seg_end - seg_start).total_seconds()
+        outcomes = [r or {} for r in results]
+        budget_wait = sum((r.get("requests") or {}).get("budget_wait_seconds", 0) for r in outcomes)
+
+        def beyond_the_wire(seconds: float) -> float | None:
+            """Seconds per contact POST not spent on the wire or waiting for the budget."""
+            return round((seconds - wire_ms / 1000 - budget_wait) / post_count, 3) if post_count else None
+
         figures = {
             "dag_id": dag_id, "run_state": dag_run["state"], "batch_size": batch_size, "clients": clients,
             "dispatched": dispatched, "contact_posts": len(posts), "status_429": sum(e["status"] == 429 for e in log),
@@ -231,22 +238,14 @@ class BenchStack(Stack):
             "share_posting": round(dispatched / post_window / ceiling, 3) if post_window else None,
             "share_segments": round(dispatched / phase / ceiling, 3) if phase else None,
             "claim_rss_mib": claim.get("max_rss_mib"),
-            "segment_rss_mib": max((r or {}).get("max_rss_mib") or 0 for r in results) if results else None,
-            "budget_wait_s": round(sum(((r or {}).get("requests") or {}).get("budget_wait_seconds", 0)
-                                       for r in results), 1),
-            # Per request: the segment tasks' time not spent on the wire or waiting for the budget (task start,
-            # ledger marks, page reads), against the wire time itself.
+            "segment_rss_mib": max((r.get("max_rss_mib") or 0 for r in outcomes), default=None),
+            "budget_wait_s": round(budget_wait, 1),
             "wire_s_per_request": round(wire_ms / 1000 / post_count, 3) if post_count else None,
-            "overhead_s_per_request": round(
-                (sum(t["duration"] or 0 for t in segments) - wire_ms / 1000
-                 - sum(((r or {}).get("requests") or {}).get("budget_wait_seconds", 0) for r in results))
-                / post_count, 3) if post_count else None,
-            # The same inside the send loop only (no task start, DAG parse or XCom push): what each request
-            # costs beyond its wire time in ledger marks, page reads, the breaker and the request log.
-            "loop_overhead_s_per_request": round(
-                (sum((r or {}).get("send_seconds") or 0 for r in results) - wire_ms / 1000
-                 - sum(((r or {}).get("requests") or {}).get("budget_wait_seconds", 0) for r in results))
-                / post_count, 3) if post_count else None,
+            # Per request: the segment tasks' time not spent on the wire or waiting for the budget (task start,
+            # DAG parse, XCom push, and the send loop's own work)...
+            "overhead_s_per_request": beyond_the_wire(sum(t["duration"] or 0 for t in segments)),
+            # ...and the send loop's alone: the ledger marks, page reads, the breaker and the request log.
+            "loop_overhead_s_per_request": beyond_the_wire(sum(r.get("send_seconds") or 0 for r in outcomes)),
             "claim_task_s": next((t["duration"] for t in tis if t["task_id"] == "fetch_contact_batch"), None),
         }
         print(_line(figures), flush=True)
