@@ -11,6 +11,7 @@ import email.utils
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -301,6 +302,42 @@ def test_a_401_during_a_probe_keeps_its_slot(emulator, clock):
     probes = [hook.breaker.store.get(hook.breaker._probe_key(i)) for i in range(3)]
     assert [bool(p and p["ok"]) for p in probes].count(True) == 1
     assert sum(1 for p in probes if p) == 1  # the repeated call did not take a second probe slot
+
+
+def open_during(hook: GenesysHook, clock: Clock, seconds: float) -> threading.Thread:
+    """Another worker opens the breaker ``seconds`` from now (real time), while this hook waits for a token."""
+    def reopen() -> None:
+        time.sleep(seconds)
+        hook.breaker.store.set(hook.breaker.key, {"opened_at": clock.now, "reason": "another worker's failures"})
+
+    thread = threading.Thread(target=reopen)
+    thread.start()
+    return thread
+
+
+def test_a_slow_token_fetch_comes_before_the_breaker_so_nothing_leaves_once_it_opened(emulator, clock):
+    emulator.fault(route="POST /oauth/token", latencyMs=1500)
+    hook = make_hook(clock, max_breaker_wait=0)
+    opener = open_during(hook, clock, 0.3)
+    with pytest.raises(GenesysCircuitOpenError, match="is open"):
+        hook.get_campaign(CAMPAIGN_ID)
+    opener.join()
+    assert [r["route"] for r in emulator.requests_log()] == ["POST /oauth/token"]  # the API never saw it
+
+
+def test_a_probe_whose_breaker_reopened_during_its_401_refresh_is_not_repeated(emulator, clock):
+    hook = make_hook(clock, max_breaker_wait=0)
+    hook.get_token()
+    half_open(hook, clock)
+    emulator.admin("POST", "tokens/expire")
+    emulator.fault(route="POST /oauth/token", latencyMs=1500)
+    opener = open_during(hook, clock, 0.3)  # after the 401 answered, while the refresh waits
+    with pytest.raises(GenesysCircuitOpenError, match="is open"):
+        hook.get_campaign(CAMPAIGN_ID)
+    opener.join()
+    routes = [r["route"] for r in emulator.requests_log()]
+    assert routes.count("GET /api/v2/outbound/campaigns/{campaignId}") == 1, routes  # the 401, not its repeat
+    assert all(not lease or lease["expires_at"] <= clock.now for lease in probe_leases(hook))  # slot freed
 
 
 # -- malformed responses ----------------------------------------------------------------------------------

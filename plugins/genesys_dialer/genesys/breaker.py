@@ -213,6 +213,17 @@ class CircuitBreaker:
             )
         return permit
 
+    def still_holds(self, permit: Permit) -> bool:
+        """Whether a probe permit is still good to send on: its generation is still the half-open one (another
+        probe may have re-opened the breaker since it was taken). A plain permit is for one send only: False."""
+        if permit.probe_slot is None:
+            return False
+        try:
+            snap = self.snapshot()
+        except Exception:  # as acquire: an unreadable store lets the request through
+            return True
+        return snap.state == HALF_OPEN and snap.opened_at == permit.gen
+
     def record_success(self, permit: Permit) -> None:
         """Genesys answered (2xx, or a client error that proves it is up)."""
         try:

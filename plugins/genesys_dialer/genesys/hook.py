@@ -29,8 +29,9 @@ What a call does (docs/resilience.md has the why and the measured behaviour):
   connection that could not be opened sent nothing and is retried as usual;
 * non-transient answers (400, 403, 404, 409, 413, 500...) raise a classified error at once;
 * a 401 refreshes the token once (re-using a token another worker already refreshed) and repeats the call
-  under the same breaker permit; a second 401 raises GenesysAuthError;
-* every attempt first asks the shared circuit breaker; while it is open nothing is sent and the call ends
+  (a half-open probe keeps its slot); a second 401 raises GenesysAuthError;
+* every attempt asks the shared circuit breaker last, after any wait for the rate budget or a token, so that
+  no request leaves on a permit older than that wait; while it is open nothing is sent and the call ends
   with GenesysCircuitOpenError (or waits, up to ``max_breaker_wait``, for a half-open probe slot). A request
   without an answer whose outcome is unknown is no evidence of an outage until the caller finds it was lost
   (:meth:`GenesysHook.record_lost_request`);
@@ -517,9 +518,13 @@ class GenesysHook(BaseHook):
         try:
             while True:
                 attempt += 1
-                # The rate budget may wait: wait first, then ask the breaker, so that no request leaves on a
-                # permit taken before another worker opened the breaker during the wait.
+                # Whatever may wait (the rate budget, a token fetch) comes before the breaker: no request
+                # leaves on a permit taken before another worker opened the breaker during that wait.
                 self._take_budget()
+                token = self.get_token()
+                if permit is not None and not self.breaker.still_holds(permit):
+                    self.breaker.release(permit)  # re-opened while the probe's token was refreshed
+                    permit = None
                 if permit is None:
                     try:
                         permit = self._acquire_permit()
@@ -528,7 +533,6 @@ class GenesysHook(BaseHook):
                             raise
                         raise GenesysCircuitOpenError(f"{err.message}; this call's last failure: {last_failure}",
                                                       retry_after=err.retry_after) from None
-                token = self.get_token()
                 started = time.monotonic()
                 try:
                     response = self.get_conn().request(
@@ -574,11 +578,14 @@ class GenesysHook(BaseHook):
                     return body
                 error = classify_response(response, method, path)
                 if status == 401 and not refreshed_after_401:
-                    # The token expired or was revoked: refresh once and repeat under the same permit (a
-                    # half-open probe keeps its slot; a 401 says nothing about Genesys' health).
+                    # The token expired or was revoked: refresh once and repeat (a half-open probe keeps its
+                    # slot; a 401 says nothing about Genesys' health). The refresh may wait, so the breaker is
+                    # asked again before the repeat: a plain permit is taken anew, a probe is re-confirmed.
                     refreshed_after_401 = True
                     log.info("401 from %s %s (contextId=%s): refreshing the access token once",
                              method, endpoint, error.context_id)
+                    if permit.probe_slot is None:
+                        permit = None
                     self.get_token(rejected=token)
                     attempt -= 1
                     continue
