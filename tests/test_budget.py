@@ -20,8 +20,16 @@ import psycopg
 import pytest
 
 from genesys_dialer.genesys import auth
-from genesys_dialer.genesys.breaker import BreakerSettings
-from genesys_dialer.genesys.budget import BUDGET_SHARE, Bucket, PostgresBudget, client_key, close_all
+from genesys_dialer.genesys.breaker import BreakerSettings, CircuitBreaker
+from genesys_dialer.genesys.budget import (
+    BUDGET_SHARE,
+    Bucket,
+    MemoryBudget,
+    PostgresBudget,
+    client_key,
+    close_all,
+)
+from genesys_dialer.genesys.errors import GenesysCircuitOpenError
 from genesys_dialer.genesys.hook import GenesysHook
 from genesys_dialer.genesys.state import MemoryStateStore
 
@@ -53,7 +61,7 @@ def limited_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @pytest.fixture
 def budget_table(dialer_db: str) -> str:
     with psycopg.connect(dialer_db, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS genesys_rate_budget")  # the budget creates it on first use
+        conn.execute("DROP TABLE IF EXISTS genesys_rate_budget, genesys_breaker_openings")  # created on first use
     return dialer_db
 
 
@@ -151,3 +159,55 @@ def test_an_unreachable_budget_lets_requests_through(limited_emulator, caplog):
     _hammer("budget_a", 3, budget)
     assert [e["status"] for e in _calls(limited_emulator)] == [200, 200, 200]
     assert "Rate budget unavailable" in caplog.text
+
+
+# -- the breakers' openings, mirrored in the budget's database -------------------------------------------------
+class CountingStore(MemoryStateStore):
+    """The shared Variables, counting reads (each one an API-server round trip in a task)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return super().get(key)
+
+
+def test_a_closed_breaker_is_trusted_only_while_the_mirror_counts_no_new_opening(budget_table):
+    """Two workers (budget connections of their own): the task reads the breaker's Variable once for many
+    requests, yet the other worker's opening stops its very next request, long before cache_seconds ends."""
+    store = CountingStore()
+    task = CircuitBreaker("mirrored", BreakerSettings(failure_threshold=1, cache_seconds=60), store,
+                          openings=_budget(budget_table, "task"))
+    other = CircuitBreaker("mirrored", BreakerSettings(failure_threshold=1), store,
+                           openings=_budget(budget_table, "other"))
+    for _ in range(50):
+        task.acquire()
+    assert store.reads == 1
+    other.record_failure(other.acquire(), "503")  # opens it (threshold 1)
+    with pytest.raises(GenesysCircuitOpenError, match="is open"):
+        task.acquire()
+    with psycopg.connect(budget_table) as conn:
+        assert conn.execute("SELECT openings FROM genesys_breaker_openings WHERE breaker = %s",
+                            [task.key]).fetchone() == (1,)
+
+
+def test_an_unreadable_mirror_means_reading_the_variable_before_every_request(budget_table):
+    store = CountingStore()
+    down = PostgresBudget(lambda: psycopg.connect("postgresql://postgres@127.0.0.1:1/none", connect_timeout=1),
+                          name="mirror-down")
+    task = CircuitBreaker("unmirrored", BreakerSettings(cache_seconds=60), store, openings=down)
+    for _ in range(3):
+        task.acquire()
+    assert store.reads == 3
+
+
+def test_the_hook_trusts_a_closed_breaker_only_with_a_shared_mirror(budget_table, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_MIRROR_CHECK", json.dumps({"conn_type": "genesys_cloud",
+                                                                "host": "http://127.0.0.1:9", "login": "a",
+                                                                "password": "b"}))
+    shared = GenesysHook("mirror_check", state_store=MemoryStateStore(), budget=_budget(budget_table, "hook"))
+    local = GenesysHook("mirror_check", state_store=MemoryStateStore(), budget=MemoryBudget())
+    assert shared.breaker.settings.cache_seconds == 2.0 and shared.breaker.openings is shared.budget
+    assert local.breaker.settings.cache_seconds == 0.0 and local.breaker.openings is None

@@ -8,3 +8,11 @@ CREATE TABLE IF NOT EXISTS genesys_rate_budget (
     requests_per_minute double precision NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- How many times each circuit breaker has opened (genesys/breaker.py), mirrored from its Variable by the writer
+-- that opened it. A task may trust a closed breaker it read for a second or two only while this count has not
+-- moved since: one local read per request instead of a Variable read through the API server.
+CREATE TABLE IF NOT EXISTS genesys_breaker_openings (
+    breaker text PRIMARY KEY,
+    openings bigint NOT NULL,
+    opened_at timestamptz NOT NULL DEFAULT now()
+);

@@ -15,8 +15,13 @@ of facts that any writer may (re)write without corrupting it. ``P`` is ``genesys
 * ``P__closed`` = ``{"gen": opened_at, "closed_at": t}``: written when the probes of generation ``gen``
   succeeded. A close can never hide a newer opening (its ``gen`` would not match ``opened_at``), which a
   ``Variable.delete(P)`` racing a re-open could. A close is final for its generation, so a writer that
-  has seen it reads only ``P`` again: a closed breaker costs one Variable read per request, or per
-  ``cache_seconds`` (the hook: 1.5 s) where a task trusts a closed state it read that long.
+  has seen it reads only ``P`` again: a closed breaker costs one Variable read per request, unless the task
+  trusts a closed reading for ``cache_seconds``. With an openings mirror (the hook's: a count in the rate
+  budget's PostgreSQL, bumped by whoever opens the breaker, after writing ``P``), that trust also needs the count
+  unchanged since before the reading, checked before every request: an opening is seen as soon as without a
+  cache, for one local query instead of an API round trip; ``cache_seconds`` then only bounds how long a
+  mirror that missed an opening (its write failed) can hide it. Without a mirror a closed reading is trusted
+  blindly for ``cache_seconds`` (default 0).
 * ``P__probe__<slot>`` = ``{"gen", "holder", "expires_at", "ok", "fails"}``: a probe lease of one half-open
   generation. A writer takes a free slot (absent, of an older generation, or not ok and expired or held by a
   dead process), writes it, waits ``probe_settle_seconds`` and reads it back: the last writer of a contended
@@ -58,7 +63,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from genesys_dialer import metrics
 from genesys_dialer.genesys.errors import GenesysCircuitOpenError
@@ -106,6 +111,14 @@ class BreakerSettings:
         return replace(base, **values)
 
 
+class OpeningsMirror(Protocol):
+    """A count of each breaker's openings, shared like the Variables but cheap to read (genesys.budget)."""
+
+    def breaker_openings(self, breaker: str) -> int | None: ...
+
+    def record_breaker_opening(self, breaker: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class Permit:
     """Leave to send one request: a normal one, or a half-open probe of generation ``gen`` holding ``slot``."""
@@ -133,8 +146,10 @@ class CircuitBreaker:
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        openings: OpeningsMirror | None = None,
     ) -> None:
         self.name = name
+        self.openings = openings
         self.settings = settings or BreakerSettings()
         self._store = store
         self._clock = clock
@@ -146,6 +161,7 @@ class CircuitBreaker:
         self._last_ok_at: float | None = None  # this writer's last success after a failure (ends others' runs)
         self._seen_closed: Snapshot | None = None  # a close is final for its generation: read it once
         self._closed_until = 0.0  # monotonic time until which a closed state read is trusted (cache_seconds)
+        self._closed_openings: int | None = None  # the mirror's count read just before that closed reading
         self.key = f"{KEY_PREFIX}{name}"
 
     @property
@@ -188,13 +204,16 @@ class CircuitBreaker:
             return Permit()
 
     def _acquire(self) -> Permit:
-        if self.settings.cache_seconds and time.monotonic() < self._closed_until:
+        if self._closed_reading_holds():
             return Permit()
+        # Read before the Variable: an opening after this read changes the count, whatever the Variable said.
+        openings = self.openings.breaker_openings(self.key) if self._mirrored else None
         snap = self.snapshot()
         metrics.breaker_state(self.name, snap.state)
         if snap.state == CLOSED:
-            if self.settings.cache_seconds:
+            if self.settings.cache_seconds and (openings is not None or self.openings is None):
                 self._closed_until = time.monotonic() + self.settings.cache_seconds
+                self._closed_openings = openings
             return Permit()
         assert snap.opened_at is not None
         if snap.state == OPEN:
@@ -223,6 +242,22 @@ class CircuitBreaker:
         except Exception:  # as acquire: an unreadable store lets the request through
             return True
         return snap.state == HALF_OPEN and snap.opened_at == permit.gen
+
+    @property
+    def _mirrored(self) -> bool:
+        return bool(self.settings.cache_seconds) and self.openings is not None
+
+    def _closed_reading_holds(self) -> bool:
+        """Whether the last closed reading may be trusted for this request: within ``cache_seconds``, and with a
+        mirror, only while its count of openings is the one read with it (unreadable: read the Variable)."""
+        if not self.settings.cache_seconds or time.monotonic() >= self._closed_until:
+            return False
+        if self.openings is None:
+            return True
+        if self.openings.breaker_openings(self.key) == self._closed_openings:
+            return True
+        self._closed_until = 0.0
+        return False
 
     def record_success(self, permit: Permit) -> None:
         """Genesys answered (2xx, or a client error that proves it is up)."""
@@ -355,6 +390,8 @@ class CircuitBreaker:
             history.append(previous["opened_at"])
         self.store.set(self.key, {"opened_at": now, "reason": reason, "by": self.writer,
                                   "history": history[-HISTORY_SIZE:]})
+        if self.openings is not None:
+            self.openings.record_breaker_opening(self.key)
         self._end_streak()
         self._transition(from_state, OPEN, f"{reason}; open for {self.settings.open_seconds:g} s")
 

@@ -12,6 +12,9 @@ A budget paces at ``BUDGET_SHARE`` (98 %) of the limit: Genesys counts a request
 emulator (like the ``inin-ratelimit-*`` headers) in fixed 60 s windows; spacing at 98 % leaves any window at
 most 295 of 300 requests despite network jitter. If the budget's database cannot be used, requests go out
 unpaced (a warning says so): the hook's 429 handling still bounds the load.
+
+The same database mirrors how many times each circuit breaker opened (``genesys_breaker_openings``): a cheap
+local read that tells a task whether a closed breaker it read a moment ago is still closed (genesys/breaker.py).
 """
 
 from __future__ import annotations
@@ -106,31 +109,57 @@ class PostgresBudget(RateBudget):
     def reserve(self, bucket: Bucket) -> Reservation:
         params = {"client_key": bucket.key, "interval": bucket.interval,
                   "requests_per_minute": bucket.requests_per_minute}
+        try:
+            slot, wait = self._one_row("budget_take", params)
+            return Reservation(float(slot), float(wait))
+        except Exception as err:
+            if not self._warned:
+                self._warned = True
+                log.warning("Rate budget unavailable (%s): requests go out unpaced; Genesys' 429 answers and "
+                            "the hook's retries still bound them", type(err).__name__)
+            return Reservation(time.time(), 0.0)
+
+    # The breakers' openings mirror (genesys.breaker.OpeningsMirror): a count a task checks before trusting a
+    # closed breaker it read a moment ago.
+    def breaker_openings(self, breaker: str) -> int | None:
+        """How many times ``breaker`` has opened (0: never), or None if it could not be read."""
+        try:
+            return int(self._one_row("breaker_openings", {"breaker": breaker})[0])
+        except Exception:  # the breaker then reads its Variable before every request
+            return None
+
+    def record_breaker_opening(self, breaker: str) -> None:
+        """Count an opening of ``breaker`` (after its Variable was written)."""
+        try:
+            self._one_row("record_breaker_opening", {"breaker": breaker})
+        except Exception as err:  # tasks trusting a closed reading see the opening within their cache_seconds
+            log.warning("Could not mirror the opening of breaker %s in the budget's database (%s)",
+                        breaker, type(err).__name__)
+
+    def _one_row(self, sql_name: str, params: dict[str, Any]) -> tuple[Any, ...]:
+        """Run one statement on this process's budget connection and commit; its row. A broken connection is
+        dropped (the next call opens another)."""
         with _connections_lock:
             try:
-                return self._reserve(params)
-            except Exception as err:
+                return self._run(sql_name, params)
+            except Exception:
                 self._drop()
-                if not self._warned:
-                    self._warned = True
-                    log.warning("Rate budget unavailable (%s): requests go out unpaced; Genesys' 429 answers and "
-                                "the hook's retries still bound them", type(err).__name__)
-                return Reservation(time.time(), 0.0)
+                raise
 
-    def _reserve(self, params: dict[str, Any]) -> Reservation:
+    def _run(self, sql_name: str, params: dict[str, Any]) -> tuple[Any, ...]:
         conn = self._conn()
         for attempt in (1, 2):
             try:
                 with conn.cursor() as cur:
-                    cur.execute(load_sql("budget_take"), params)
-                    slot, wait = cur.fetchone()
+                    cur.execute(load_sql(sql_name), params)
+                    row = cur.fetchone()
                 conn.commit()
-                return Reservation(float(slot), float(wait))
+                return tuple(row)
             except Exception as err:
                 conn.rollback()
                 if attempt == 2 or _sqlstate(err) != UNDEFINED_TABLE:
                     raise
-                with conn.cursor() as cur:  # first use in this database: create the table, then take again
+                with conn.cursor() as cur:  # first use in this database: create the tables, then run it again
                     cur.execute(load_sql("budget_schema"))
                 conn.commit()
         raise AssertionError("unreachable")

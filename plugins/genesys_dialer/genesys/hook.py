@@ -70,7 +70,13 @@ from genesys_dialer.genesys.auth import (
     token_lock,
 )
 from genesys_dialer.genesys.breaker import BreakerSettings, CircuitBreaker, Permit
-from genesys_dialer.genesys.budget import DEFAULT_REQUESTS_PER_MINUTE, Bucket, RateBudget, client_key
+from genesys_dialer.genesys.budget import (
+    DEFAULT_REQUESTS_PER_MINUTE,
+    Bucket,
+    PostgresBudget,
+    RateBudget,
+    client_key,
+)
 from genesys_dialer.genesys.errors import (
     GenesysApiError,
     GenesysCircuitOpenError,
@@ -92,11 +98,12 @@ OUTBOUND = "/api/v2/outbound"
 MAX_CONTACT_IDS_PER_DELETE = 1000
 ANALYTICS = "/api/v2/analytics"
 DEFAULT_TIMEOUT = (5.0, 30.0)
-# A closed breaker read is trusted this long within a hook (extra breaker_cache_seconds). Default 0: every request
-# reads the shared state, so no request leaves after another worker opened the breaker (measured: with 1.5 s, a
-# POST reached a failing Genesys 0.6 s after the opening under the CeleryExecutor). A positive value saves a
-# Variable read per request (~60 ms through the API server) at that cost.
-DEFAULT_BREAKER_CACHE_SECONDS = 0.0
+# How long a hook may trust a closed breaker it read (extra breaker_cache_seconds), when its rate budget mirrors
+# the breakers' openings in PostgreSQL: each request then checks that count (a local query) instead of reading the
+# Variable through the API server, and an opening is seen at once; this only bounds how long an opening whose
+# mirror write failed can go unseen. Without a mirror the default is 0: trusted blindly, a cached reading let a
+# POST reach a failing Genesys 0.6 s after another worker opened the breaker (measured, CeleryExecutor, 1.5 s).
+DEFAULT_BREAKER_CACHE_SECONDS = 2.0
 # Raised while building a request, before anything is sent: a bug or a bad host, not an outage.
 _UNSENDABLE = (
     requests.exceptions.InvalidURL,
@@ -343,6 +350,9 @@ class GenesysHook(BaseHook):
 
         :raises ConfigError: a ``breaker_*`` extra is out of range.
         """
+        # A budget shared across processes mirrors the breakers' openings (genesys.budget); a process-local one
+        # cannot see another worker's opening, so it is no mirror.
+        mirror = self.budget if isinstance(self.budget, PostgresBudget) else None
         if self._breaker_settings_arg is not None:
             settings = self._breaker_settings_arg
         else:
@@ -350,11 +360,11 @@ class GenesysHook(BaseHook):
                 settings = BreakerSettings.from_extra(
                     self._connection.extra,
                     BreakerSettings(probe_lease_seconds=sum(self.timeout) + 10.0,
-                                    cache_seconds=DEFAULT_BREAKER_CACHE_SECONDS),
+                                    cache_seconds=DEFAULT_BREAKER_CACHE_SECONDS if mirror else 0.0),
                 )
             except ValueError as err:
                 raise ConfigError(f"connection {self.genesys_conn_id!r}: {err}") from None
-        return CircuitBreaker(self.genesys_conn_id, settings, self._state_store, sleep=self._sleep)
+        return CircuitBreaker(self.genesys_conn_id, settings, self._state_store, sleep=self._sleep, openings=mirror)
 
     def get_conn(self) -> requests.Session:
         """A keep-alive session reused for every call of this hook (auth is added per request).
