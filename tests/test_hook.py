@@ -304,9 +304,13 @@ def test_a_401_during_a_probe_keeps_its_slot(emulator, clock):
     assert sum(1 for p in probes if p) == 1  # the repeated call did not take a second probe slot
 
 
-def open_during(hook: GenesysHook, clock: Clock, seconds: float) -> threading.Thread:
-    """Another worker opens the breaker ``seconds`` from now (real time), while this hook waits for a token."""
+def open_during(hook: GenesysHook, clock: Clock, seconds: float, after: Any = None) -> threading.Thread:
+    """Another worker opens the breaker ``seconds`` from now (real time), or that long after ``after()`` holds,
+    while this hook waits for a token."""
     def reopen() -> None:
+        deadline = time.monotonic() + 30
+        while after is not None and not after() and time.monotonic() < deadline:
+            time.sleep(0.02)
         time.sleep(seconds)
         hook.breaker.store.set(hook.breaker.key, {"opened_at": clock.now, "reason": "another worker's failures"})
 
@@ -331,7 +335,10 @@ def test_a_probe_whose_breaker_reopened_during_its_401_refresh_is_not_repeated(e
     half_open(hook, clock)
     emulator.admin("POST", "tokens/expire")
     emulator.fault(route="POST /oauth/token", latencyMs=1500)
-    opener = open_during(hook, clock, 0.3)  # after the 401 answered, while the refresh waits
+    def answered() -> bool:
+        return any(r["status"] == 401 for r in emulator.requests_log())
+
+    opener = open_during(hook, clock, 0.1, after=answered)  # after the 401 answered, while the refresh waits
     with pytest.raises(GenesysCircuitOpenError, match="is open"):
         hook.get_campaign(CAMPAIGN_ID)
     opener.join()
