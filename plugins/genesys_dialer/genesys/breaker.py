@@ -205,6 +205,7 @@ class CircuitBreaker:
 
     def _acquire(self) -> Permit:
         if self._closed_reading_holds():
+            metrics.breaker_state(self.name, CLOSED)  # every request reports the state it went by
             return Permit()
         # Read before the Variable: an opening after this read changes the count, whatever the Variable said.
         openings = self.openings.breaker_openings(self.key) if self._mirrored else None
