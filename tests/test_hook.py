@@ -329,6 +329,16 @@ def test_a_slow_token_fetch_comes_before_the_breaker_so_nothing_leaves_once_it_o
     assert [r["route"] for r in emulator.requests_log()] == ["POST /oauth/token"]  # the API never saw it
 
 
+def test_an_open_breaker_refuses_before_any_token_is_fetched(emulator, clock):
+    """A new task during an outage: the open breaker answers (the task reschedules, no try spent) without a
+    round trip to the login endpoint, which may be down too."""
+    hook = make_hook(clock, max_breaker_wait=0)
+    hook.breaker.store.set(hook.breaker.key, {"opened_at": clock.now, "reason": "outage"})
+    with pytest.raises(GenesysCircuitOpenError, match="is open"):
+        hook.get_campaign(CAMPAIGN_ID)
+    assert emulator.requests_log() == []
+
+
 def test_a_probe_whose_breaker_reopened_during_its_401_refresh_is_not_repeated(emulator, clock):
     hook = make_hook(clock, max_breaker_wait=0)
     hook.get_token()

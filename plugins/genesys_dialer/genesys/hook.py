@@ -30,9 +30,10 @@ What a call does (docs/resilience.md has the why and the measured behaviour):
 * non-transient answers (400, 403, 404, 409, 413, 500...) raise a classified error at once;
 * a 401 refreshes the token once (re-using a token another worker already refreshed) and repeats the call
   (a half-open probe keeps its slot); a second 401 raises GenesysAuthError;
-* every attempt asks the shared circuit breaker last, after any wait for the rate budget or a token, so that
-  no request leaves on a permit older than that wait; while it is open nothing is sent and the call ends
-  with GenesysCircuitOpenError (or waits, up to ``max_breaker_wait``, for a half-open probe slot). A request
+* every attempt asks the shared circuit breaker after any wait for the rate budget, and again after a token
+  read or fetch, so that no request leaves on a permit older than that wait; while it is open nothing is sent
+  (no token is fetched either) and the call ends with GenesysCircuitOpenError (or waits, up to
+  ``max_breaker_wait``, for a half-open probe slot). A request
   without an answer whose outcome is unknown is no evidence of an outage until the caller finds it was lost
   (:meth:`GenesysHook.record_lost_request`);
 * every attempt (token requests included) is reported to ``on_request``, which the tasks use to write the
@@ -441,6 +442,14 @@ class GenesysHook(BaseHook):
             self._write_shared_token(token)
             return token.access_token
 
+    def _token_in_process(self) -> str | None:
+        """This process's cached token if it is still usable (no round trip), else None."""
+        with token_lock:
+            cached = token_cache.get(self.genesys_conn_id)
+        if cached and cached.usable(time.time(), self._connection.fingerprint):
+            return cached.access_token
+        return None
+
     def _read_shared_token(self) -> CachedToken | None:
         try:
             record = self.state_store.get(self._token_variable)
@@ -528,21 +537,24 @@ class GenesysHook(BaseHook):
         try:
             while True:
                 attempt += 1
-                # Whatever may wait (the rate budget, a token fetch) comes before the breaker: no request
-                # leaves on a permit taken before another worker opened the breaker during that wait.
+                # The rate budget may wait: wait first, then ask the breaker, so that no request leaves on a
+                # permit taken before another worker opened the breaker during the wait.
                 self._take_budget()
-                token = self.get_token()
                 if permit is not None and not self.breaker.still_holds(permit):
-                    self.breaker.release(permit)  # re-opened while the probe's token was refreshed
+                    self.breaker.release(permit)  # a probe kept across a 401's refresh: its generation re-opened
                     permit = None
                 if permit is None:
-                    try:
-                        permit = self._acquire_permit()
-                    except GenesysCircuitOpenError as err:
-                        if last_failure is None:
-                            raise
-                        raise GenesysCircuitOpenError(f"{err.message}; this call's last failure: {last_failure}",
-                                                      retry_after=err.retry_after) from None
+                    permit = self._permit(last_failure)
+                token = self._token_in_process()
+                if token is None:
+                    # Reading the shared token or fetching a new one takes a round trip or more (a second, under
+                    # latency): ask the breaker again after it, so that the request does not leave on a permit
+                    # older than that wait. An open breaker has answered first, without a token fetch.
+                    token = self.get_token()
+                    if not self.breaker.still_holds(permit):
+                        self.breaker.release(permit)
+                        permit = None
+                        permit = self._permit(last_failure)
                 started = time.monotonic()
                 try:
                     response = self.get_conn().request(
@@ -632,6 +644,16 @@ class GenesysHook(BaseHook):
     def record_lost_request(self, reason: str) -> None:
         """A request without an answer turned out not to have been applied: now it counts as a failure."""
         self.breaker.record_failure(Permit(), f"lost request ({reason})")
+
+    def _permit(self, last_failure: str | None) -> Permit:
+        """The breaker's leave to send; its refusal names this call's last failure, if there was one."""
+        try:
+            return self._acquire_permit()
+        except GenesysCircuitOpenError as err:
+            if last_failure is None:
+                raise
+            raise GenesysCircuitOpenError(f"{err.message}; this call's last failure: {last_failure}",
+                                          retry_after=err.retry_after) from None
 
     def _acquire_permit(self) -> Permit:
         """The breaker's leave to send; waits (bounded by max_breaker_wait) for a half-open probe slot."""
