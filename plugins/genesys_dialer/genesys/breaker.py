@@ -234,14 +234,17 @@ class CircuitBreaker:
         return permit
 
     def still_holds(self, permit: Permit) -> bool:
-        """Whether a probe permit is still good to send on: its generation is still the half-open one (another
-        probe may have re-opened the breaker since it was taken). A plain permit is for one send only: False."""
-        if permit.probe_slot is None:
-            return False
+        """Whether a permit taken a while ago is still good to send on (the caller waited since): a plain one
+        while the breaker is still closed, a probe while its generation is still the half-open one. Reports no
+        state: the request already did when it took the permit."""
+        if permit.probe_slot is None and self._closed_reading_holds():
+            return True  # the mirror counts no opening since the closed reading (one local query)
         try:
             snap = self.snapshot()
         except Exception:  # as acquire: an unreadable store lets the request through
             return True
+        if permit.probe_slot is None:
+            return snap.state == CLOSED
         return snap.state == HALF_OPEN and snap.opened_at == permit.gen
 
     @property

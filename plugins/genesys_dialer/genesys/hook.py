@@ -29,7 +29,7 @@ What a call does (docs/resilience.md has the why and the measured behaviour):
   connection that could not be opened sent nothing and is retried as usual;
 * non-transient answers (400, 403, 404, 409, 413, 500...) raise a classified error at once;
 * a 401 refreshes the token once (re-using a token another worker already refreshed) and repeats the call
-  (a half-open probe keeps its slot); a second 401 raises GenesysAuthError;
+  under the same breaker permit, confirmed again after the refresh; a second 401 raises GenesysAuthError;
 * every attempt asks the shared circuit breaker after any wait for the rate budget, and again after a token
   read or fetch, so that no request leaves on a permit older than that wait; while it is open nothing is sent
   (no token is fetched either) and the call ends with GenesysCircuitOpenError (or waits, up to
@@ -541,7 +541,7 @@ class GenesysHook(BaseHook):
                 # permit taken before another worker opened the breaker during the wait.
                 self._take_budget()
                 if permit is not None and not self.breaker.still_holds(permit):
-                    self.breaker.release(permit)  # a probe kept across a 401's refresh: its generation re-opened
+                    self.breaker.release(permit)  # kept across a 401's refresh, during which the breaker opened
                     permit = None
                 if permit is None:
                     permit = self._permit(last_failure)
@@ -553,7 +553,7 @@ class GenesysHook(BaseHook):
                     token = self.get_token()
                     if not self.breaker.still_holds(permit):
                         self.breaker.release(permit)
-                        permit = None
+                        permit = None  # released: not again if asking anew raises
                         permit = self._permit(last_failure)
                 started = time.monotonic()
                 try:
@@ -600,14 +600,13 @@ class GenesysHook(BaseHook):
                     return body
                 error = classify_response(response, method, path)
                 if status == 401 and not refreshed_after_401:
-                    # The token expired or was revoked: refresh once and repeat (a half-open probe keeps its
-                    # slot; a 401 says nothing about Genesys' health). The refresh may wait, so the breaker is
-                    # asked again before the repeat: a plain permit is taken anew, a probe is re-confirmed.
+                    # The token expired or was revoked: refresh once and repeat under the same permit (a
+                    # half-open probe keeps its slot; a 401 says nothing about Genesys' health). The refresh may
+                    # wait, so the permit is confirmed again before the repeat (still closed, or still the
+                    # half-open generation).
                     refreshed_after_401 = True
                     log.info("401 from %s %s (contextId=%s): refreshing the access token once",
                              method, endpoint, error.context_id)
-                    if permit.probe_slot is None:
-                        permit = None
                     self.get_token(rejected=token)
                     attempt -= 1
                     continue
