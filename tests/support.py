@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from genesys_dialer.genesys.state import MemoryStateStore
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SESSION = f"gdtest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -313,3 +315,15 @@ def serialized_dag_ids() -> set[str]:
 
     with create_session() as session:
         return {row[0] for row in session.query(SerializedDagModel.dag_id).all()}
+
+
+class CountingStore(MemoryStateStore):
+    """The shared Variables in memory, counting reads (in a task each one is an API-server round trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self.reads += 1
+        return super().get(key)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from support import CountingStore
 
 from genesys_dialer.genesys.breaker import CLOSED, HALF_OPEN, OPEN, BreakerSettings, CircuitBreaker, Permit
 from genesys_dialer.genesys.errors import GenesysCircuitOpenError
@@ -405,16 +406,6 @@ def test_a_state_store_that_fails_mid_acquire_fails_open(caplog, all_probes_ok):
         assert breaker.acquire() == Permit()
     assert "state store failed (ConnectionError); letting the request through" in caplog.text
     assert breaker.state() == HALF_OPEN
-
-
-class CountingStore(MemoryStateStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        self.reads += 1
-        return super().get(key)
 
 
 def test_a_closed_state_is_trusted_for_cache_seconds_and_an_opening_is_seen_after_it():

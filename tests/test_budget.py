@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from support import CountingStore
 
 from genesys_dialer.genesys import auth
 from genesys_dialer.genesys.breaker import BreakerSettings, CircuitBreaker
@@ -162,18 +163,6 @@ def test_an_unreachable_budget_lets_requests_through(limited_emulator, caplog):
 
 
 # -- the breakers' openings, mirrored in the budget's database -------------------------------------------------
-class CountingStore(MemoryStateStore):
-    """The shared Variables, counting reads (each one an API-server round trip in a task)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        self.reads += 1
-        return super().get(key)
-
-
 def test_a_closed_breaker_is_trusted_only_while_the_mirror_counts_no_new_opening(budget_table):
     """Two workers (budget connections of their own): the task reads the breaker's Variable once for many
     requests, yet the other worker's opening stops its very next request, long before cache_seconds ends."""
