@@ -48,48 +48,43 @@ upserts the batch into the campaign's contact list, one mapped `create_segment` 
 PARAM_DIALECT = {"$schema": "http://json-schema.org/draft-07/schema#"}
 
 
-class _SharedSchemaDict(dict[str, Any]):
+class _Shared:
     """A read-only part of a Param's JSON Schema that copies of the Param share instead of copying.
 
     Airflow deep-copies the DAG's Params into every task (eight per campaign DAG, and more while serializing)
     and only ever reads a schema, so every copy may keep the one object: deep-copying the dry_run schema (its
     enum and labels) was about a tenth of the parse time of many campaigns (benchmarks/bench_parse.py).
-    Read-only so that sharing cannot leak a change from one task or DAG into another. Serialized like a dict.
+    Read-only so that sharing cannot leak a change from one task or DAG into another. Serialized (pickled) as
+    the plain container it extends.
     """
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedSchemaDict:
+    _plain: type  # the container it extends (dict or list)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         return self
 
-    def __copy__(self) -> _SharedSchemaDict:
+    def __copy__(self) -> Any:
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (dict(self),)
+        return type(self), (self._plain(self),)
 
     def _read_only(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("a Param schema shared by the tasks of campaign DAGs is read-only")
 
-    __setitem__ = __delitem__ = __ior__ = _read_only  # type: ignore[assignment]
-    clear = pop = popitem = setdefault = update = _read_only  # type: ignore[assignment]
+
+class _SharedSchemaDict(_Shared, dict[str, Any]):
+    _plain = dict
+    __setitem__ = __delitem__ = __ior__ = _Shared._read_only  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _Shared._read_only  # type: ignore[assignment]
 
 
-class _SharedSchemaList(list[Any]):
-    """A read-only list inside a shared Param schema (``enum``, ``type``): JSON Schema wants a list there."""
+class _SharedSchemaList(_Shared, list[Any]):
+    """A list inside a shared schema (``enum``, ``type``): JSON Schema wants a list there."""
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedSchemaList:
-        return self
-
-    def __copy__(self) -> _SharedSchemaList:
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (list(self),)
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("a Param schema shared by the tasks of campaign DAGs is read-only")
-
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only  # type: ignore[assignment]
-    append = clear = extend = insert = pop = remove = reverse = sort = _read_only  # type: ignore[assignment]
+    _plain = list
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _Shared._read_only  # type: ignore[assignment]
+    append = clear = extend = insert = pop = remove = reverse = sort = _Shared._read_only  # type: ignore[assignment]
 
 
 def _shared_schema(value: Any) -> Any:
