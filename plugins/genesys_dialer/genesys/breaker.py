@@ -208,11 +208,12 @@ class CircuitBreaker:
             metrics.breaker_state(self.name, CLOSED)  # every request reports the state it went by
             return Permit()
         # Read before the Variable: an opening after this read changes the count, whatever the Variable said.
-        openings = self.openings.breaker_openings(self.key) if self._mirrored else None
+        caching = bool(self.settings.cache_seconds)
+        openings = self.openings.breaker_openings(self.key) if caching and self.openings else None
         snap = self.snapshot()
         metrics.breaker_state(self.name, snap.state)
         if snap.state == CLOSED:
-            if self.settings.cache_seconds and (openings is not None or self.openings is None):
+            if caching and (self.openings is None or openings is not None):  # a mirror that answered, or none
                 self._closed_until = time.monotonic() + self.settings.cache_seconds
                 self._closed_openings = openings
             return Permit()
@@ -246,10 +247,6 @@ class CircuitBreaker:
         if permit.probe_slot is None:
             return snap.state == CLOSED
         return snap.state == HALF_OPEN and snap.opened_at == permit.gen
-
-    @property
-    def _mirrored(self) -> bool:
-        return bool(self.settings.cache_seconds) and self.openings is not None
 
     def _closed_reading_holds(self) -> bool:
         """Whether the last closed reading may be trusted for this request: within ``cache_seconds``, and with a

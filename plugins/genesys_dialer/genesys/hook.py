@@ -428,9 +428,8 @@ class GenesysHook(BaseHook):
         now = time.time()
         fingerprint = self._connection.fingerprint
         with token_lock:
-            cached = token_cache.get(self.genesys_conn_id)
-            if not force_refresh and cached and cached.usable(now, fingerprint) and cached.access_token != rejected:
-                return cached.access_token
+            if not force_refresh and (token := self._token_in_process(rejected)) is not None:
+                return token
             if not force_refresh:
                 shared = self._read_shared_token()
                 if shared and shared.usable(now, fingerprint) and shared.access_token != rejected:
@@ -442,11 +441,10 @@ class GenesysHook(BaseHook):
             self._write_shared_token(token)
             return token.access_token
 
-    def _token_in_process(self) -> str | None:
-        """This process's cached token if it is still usable (no round trip), else None."""
-        with token_lock:
-            cached = token_cache.get(self.genesys_conn_id)
-        if cached and cached.usable(time.time(), self._connection.fingerprint):
+    def _token_in_process(self, rejected: str | None = None) -> str | None:
+        """This process's cached token if it is still usable and not ``rejected`` (no round trip), else None."""
+        cached = token_cache.get(self.genesys_conn_id)  # one dict read: no lock needed to look
+        if cached and cached.usable(time.time(), self._connection.fingerprint) and cached.access_token != rejected:
             return cached.access_token
         return None
 
