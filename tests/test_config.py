@@ -461,3 +461,25 @@ def test_a_dag_file_building_too_many_campaigns_says_how_many_files_to_use(tmp_p
     caplog.clear()
     assert sum(len(factory.campaign_dags(tmp_path / f"d{i}.py", shard=i, shards=4)) for i in range(4)) == 7
     assert not [r for r in caplog.records if r.name == factory.__name__]  # no shard builds more than 4
+
+
+def test_a_connection_shared_by_campaigns_on_different_databases_is_named_once_per_config(
+        tmp_path, monkeypatch, caplog):
+    """Their breaker is shared (Variables), the count of its openings is not (each dialer database has its own):
+    the operator is told which connection, and what to do."""
+    from genesys_dialer.dags import factory
+
+    entries = ("  - {key: a, campaign_id: id-a}\n"
+               "  - {key: b, campaign_id: id-b, postgres_conn_id: other_db}\n"
+               "  - {key: c, campaign_id: id-c, postgres_conn_id: other_db, genesys_conn_id: own_client}\n")
+    monkeypatch.setenv("GENESYS_DIALER_CONFIG", str(_write(tmp_path, "campaigns:\n" + entries)))
+    caplog.set_level("WARNING", logger=factory.__name__)
+    assert len(factory.campaign_dags(tmp_path / "dag.py")) == 3
+    (record,) = [r for r in caplog.records if r.name == factory.__name__]
+    message = record.getMessage()
+    assert "Genesys connection genesys_default is used by campaigns on different dialer databases" in message
+    assert "(dialer_postgres, other_db)" in message and "own_client" not in message
+    assert "breaker_cache_seconds: 0" in message
+    caplog.clear()
+    factory.campaign_dags(tmp_path / "d1.py", shard=1, shards=2)
+    assert not [r for r in caplog.records if r.name == factory.__name__]  # said by shard 0's file only

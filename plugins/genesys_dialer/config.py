@@ -26,7 +26,7 @@ import pickle
 import re
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -445,6 +445,18 @@ class DuplicateKey:
     def describe(self) -> str:
         return (f"line {self.line}: duplicate key {self.key!r} (first at line {self.first_line}); YAML would "
                 "silently keep only the last value")
+
+
+def connections_across_databases(campaigns: Iterable[CampaignConfig]) -> dict[str, tuple[str, ...]]:
+    """The Genesys connections that campaigns on more than one dialer database use, each with those databases'
+    connection ids. Such campaigns share the connection's circuit breaker (its Variables) but neither its rate
+    budget nor the count of breaker openings that lets a task trust a closed reading: both live in the dialer
+    database (genesys/budget.py)."""
+    databases: dict[str, set[str]] = {}
+    for campaign in campaigns:
+        for conn_id in {campaign.genesys_conn_id, *campaign.sending_conn_ids}:
+            databases.setdefault(conn_id, set()).add(campaign.postgres_conn_id)
+    return {conn_id: tuple(sorted(dbs)) for conn_id, dbs in sorted(databases.items()) if len(dbs) > 1}
 
 
 def default_config_path(dags_folder: Path) -> Path:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG
 
-from genesys_dialer.config import default_config_path, load_config
+from genesys_dialer.config import connections_across_databases, default_config_path, load_config
 from genesys_dialer.dags.builder import build_campaign_dag, build_config_error_dag
 from genesys_dialer.exceptions import ConfigError
 
@@ -59,6 +59,15 @@ def campaign_dags(dag_file: str | Path, *, shard: int = 0, shards: int = 1) -> d
 
     dags = {campaign.dag_id: build_campaign_dag(campaign) for campaign in config.campaigns if mine(campaign.dag_id)}
     dags.update({entry.dag_id: build_config_error_dag(entry) for entry in config.invalid if mine(entry.dag_id)})
+    if shard == 0:  # said once per config, not once per shard file
+        for conn_id, databases in connections_across_databases(config.campaigns).items():
+            log.warning(
+                "Genesys connection %s is used by campaigns on different dialer databases (%s): they share its "
+                "circuit breaker, but not its rate budget nor the count of breaker openings kept beside it, so a "
+                "task may go on sending up to breaker_cache_seconds after a campaign on another database opened "
+                "the breaker. Give them separate connections (OAuth clients), or set breaker_cache_seconds: 0 in "
+                "the connection's extra (docs/resilience.md)", conn_id, ", ".join(databases),
+            )
     if len(dags) > 2 * CAMPAIGNS_PER_FILE:
         files = math.ceil((len(config.campaigns) + len(config.invalid)) / CAMPAIGNS_PER_FILE)
         log.warning(
