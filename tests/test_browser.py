@@ -1,4 +1,5 @@
-"""The Airflow UI in a real browser (headless Chromium): a genesys_cloud connection made in the form, and Test.
+"""The Airflow UI in a real browser (headless Chromium): a genesys_cloud connection made in the form, and Test;
+the trigger form's dry_run choices.
 
 Runs against the session's api-server (the ``airflow_stack`` fixture) and the Genesys emulator; skipped, saying
 why, where Chromium or Playwright is missing (``.ci/run`` installs Chromium, so CI always runs it).
@@ -6,6 +7,8 @@ why, where Chromium or Playwright is missing (``.ci/run`` installs Chromium, so 
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import pytest
@@ -61,3 +64,32 @@ def test_a_genesys_connection_made_in_the_ui_form_passes_its_test_button(emulato
         assert routes[-2:] == ["POST /oauth/token", "GET /api/v2/outbound/campaigns"]  # it really asked Genesys
     finally:
         airflow("connections", "delete", CONN_ID, check=False)
+
+
+def test_the_trigger_form_offers_the_dry_run_choices_and_sends_the_one_picked(airflow_stack):
+    """A person triggering a campaign DAG picks "dry" from a dropdown of named choices, and the run is asked for
+    with that conf. The run itself is not created (the request is stopped in the browser): what the API does with
+    the conf is test_runs'."""
+    sent: list[dict[str, Any]] = []
+
+    def capture(route: Any) -> None:
+        sent.append(route.request.post_data_json)
+        route.abort()
+
+    with browser_page(f"http://127.0.0.1:{airflow_stack['port']}") as page:
+        page.goto("/dags/genesys_predictive_xrun")
+        page.get_by_role("button", name="Trigger").first.click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Dry run", exact=True).wait_for()
+        dialog.get_by_role("combobox").click()
+        choices = [option.inner_text() for option in page.get_by_role("option").all()]
+        assert [c.split(":")[0] for c in choices[:3]] == ["auto", "dry", "live"], choices
+        assert choices[3:] == ["true (old spelling of dry)", "false (old spelling of live)",
+                               "empty (old spelling of auto)"], choices
+        page.get_by_role("option", name=re.compile("^dry:")).click()
+        page.route("**/dagRuns", capture)
+        dialog.get_by_role("button", name="Trigger").click()
+        deadline = time.monotonic() + 10
+        while not sent and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+    assert sent and sent[0]["conf"]["dry_run"] == "dry", sent

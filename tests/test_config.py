@@ -433,7 +433,7 @@ def test_param_schemas_are_shared_read_only_and_serialize_like_plain_ones():
     assert pickle.loads(pickle.dumps(schema)) == plain
     for change in (lambda: schema.__setitem__("title", "x"), lambda: schema.update(title="x"),
                    lambda: schema["enum"].append("yes"), lambda: schema["values_display"].pop("auto"),
-                   lambda: schema["type"].__setitem__(0, "integer")):
+                   lambda: schema["enum"].__setitem__(0, "yes")):
         with pytest.raises(TypeError, match="read-only"):
             change()
     assert json.loads(json.dumps(schema)) == plain
