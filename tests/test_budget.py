@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from support import CountingStore
+from support import SERVER_URL, SESSION, CountingStore, _admin_execute, _with_database
 
 from genesys_dialer.genesys import auth
 from genesys_dialer.genesys.breaker import BreakerSettings, CircuitBreaker
@@ -200,3 +200,60 @@ def test_the_hook_trusts_a_closed_breaker_only_with_a_shared_mirror(budget_table
     local = GenesysHook("mirror_check", state_store=MemoryStateStore(), budget=MemoryBudget())
     assert shared.breaker.settings.cache_seconds == 2.0 and shared.breaker.openings is shared.budget
     assert local.breaker.settings.cache_seconds == 0.0 and local.breaker.openings is None
+
+
+@pytest.fixture
+def two_more_databases(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A second dialer database and a budget database, as Airflow connections ``other_dialer`` and ``budget_pg``
+    (created empty: the budget creates its tables on first use)."""
+    names = {"other_dialer": f"{SESSION}_other_dialer", "budget_pg": f"{SESSION}_budget"}
+    urls = {}
+    for conn_id, database in names.items():
+        _admin_execute(f'DROP DATABASE IF EXISTS "{database}"')
+        _admin_execute(f'CREATE DATABASE "{database}"')
+        urls[conn_id] = _with_database(SERVER_URL, database)
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", urls[conn_id])
+    yield urls
+    close_all()
+    for database in names.values():
+        _admin_execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def _campaign_budget(key: str, **fields: Any) -> PostgresBudget:
+    """The budget a campaign's task hooks get (dags.tasks.genesys_hook), for a campaign with these fields."""
+    from genesys_dialer.config import CampaignConfig
+    from genesys_dialer.dags.tasks import genesys_hook
+
+    campaign = CampaignConfig(key=key, campaign_id=f"id-{key}", genesys_conn_id="budget_a", **fields)
+    budget = genesys_hook(campaign).budget
+    assert isinstance(budget, PostgresBudget)
+    return budget
+
+
+def _buckets(url: str) -> int | None:
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('genesys_rate_budget')").fetchone()[0] is None:
+            return None
+        return conn.execute("SELECT count(*) FROM genesys_rate_budget").fetchone()[0]
+
+
+def test_campaigns_on_two_dialer_databases_pace_one_client_together_through_one_budget_database(
+        limited_emulator, budget_table, two_more_databases):
+    """Two campaigns on different dialer databases send through one OAuth client. Each keeping its budget in its
+    own database, they pace the client twice over and meet 429s; with budget_postgres_conn_id naming one database
+    (as set in the config's defaults), their 60 requests queue on one bucket there: no 429."""
+    apart = [_campaign_budget("a"), _campaign_budget("b", postgres_conn_id="other_dialer")]
+    _run_parallel([("budget_a", 30, apart[0]), ("budget_a", 30, apart[1])])
+    statuses = [e["status"] for e in _calls(limited_emulator)]
+    assert statuses.count(429) >= 5, statuses  # the control: two buckets for one client
+    assert _buckets(budget_table) == 1 and _buckets(two_more_databases["other_dialer"]) == 1
+
+    limited_emulator.rate_limiter.reset()  # a fresh window of the client's limit
+    limited_emulator.clear_requests_log()
+    shared = {"budget_postgres_conn_id": "budget_pg"}
+    together = [_campaign_budget("a", **shared), _campaign_budget("b", postgres_conn_id="other_dialer", **shared)]
+    elapsed = _run_parallel([("budget_a", 30, together[0]), ("budget_a", 30, together[1])])
+    calls = _calls(limited_emulator)
+    assert len(calls) == 60 and all(e["status"] == 200 for e in calls), [e["status"] for e in calls]
+    assert elapsed >= 59 * 60 / (PACED_PER_MINUTE * BUDGET_SHARE) * 0.95
+    assert _buckets(two_more_databases["budget_pg"]) == 1

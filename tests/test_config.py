@@ -465,8 +465,9 @@ def test_a_dag_file_building_too_many_campaigns_says_how_many_files_to_use(tmp_p
 
 def test_a_connection_shared_by_campaigns_on_different_databases_is_named_once_per_config(
         tmp_path, monkeypatch, caplog):
-    """Their breaker is shared (Variables), the count of its openings is not (each dialer database has its own):
-    the operator is told which connection, and what to do."""
+    """Their breaker is shared (Variables); their rate budget and the count of the breaker's openings are shared only
+    if they keep them in one database (budget_postgres_conn_id): otherwise the operator is told which connection,
+    and what to do."""
     from genesys_dialer.dags import factory
 
     entries = ("  - {key: a, campaign_id: id-a}\n"
@@ -477,9 +478,24 @@ def test_a_connection_shared_by_campaigns_on_different_databases_is_named_once_p
     assert len(factory.campaign_dags(tmp_path / "dag.py")) == 3
     (record,) = [r for r in caplog.records if r.name == factory.__name__]
     message = record.getMessage()
-    assert "Genesys connection genesys_default is used by campaigns on different dialer databases" in message
-    assert "(dialer_postgres, other_db)" in message and "own_client" not in message
-    assert "breaker_cache_seconds: 0" in message
+    assert "Genesys connection genesys_default is used by campaigns whose rate budgets live in different " \
+        "databases (dialer_postgres, other_db)" in message and "own_client" not in message
+    assert "Set budget_postgres_conn_id to one of them in the config's defaults" in message
     caplog.clear()
     factory.campaign_dags(tmp_path / "d1.py", shard=1, shards=2)
     assert not [r for r in caplog.records if r.name == factory.__name__]  # said by shard 0's file only
+
+    # One budget database named in the defaults: the campaigns pace the client together; nothing to say.
+    monkeypatch.setenv("GENESYS_DIALER_CONFIG", str(_write(
+        tmp_path, "defaults: {budget_postgres_conn_id: budget_db}\ncampaigns:\n" + entries)))
+    caplog.clear()
+    dags = factory.campaign_dags(tmp_path / "dag.py")
+    assert len(dags) == 3 and not [r for r in caplog.records if r.name == factory.__name__]
+    # ...while a campaign that names another again splits the client's budget.
+    monkeypatch.setenv("GENESYS_DIALER_CONFIG", str(_write(
+        tmp_path, "defaults: {budget_postgres_conn_id: budget_db}\ncampaigns:\n" + entries
+        + "  - {key: d, campaign_id: id-d, budget_postgres_conn_id: elsewhere}\n")))
+    caplog.clear()
+    factory.campaign_dags(tmp_path / "dag.py")
+    (record,) = [r for r in caplog.records if r.name == factory.__name__]
+    assert "databases (budget_db, elsewhere)" in record.getMessage()

@@ -111,6 +111,13 @@ class CampaignConfig(BaseModel):
         "over, each segment on one, round-robin; each client has its own rate limit. Default: genesys_conn_id.",
     )
     postgres_conn_id: str = "dialer_postgres"
+    budget_postgres_conn_id: str | None = Field(
+        default=None, min_length=1, max_length=250,
+        description="The PostgreSQL connection whose database keeps the Genesys OAuth clients' shared rate "
+        "budgets and breaker-opening counts. Default: postgres_conn_id. Campaigns on different dialer databases "
+        "that use one Genesys connection need the same one here (set it in defaults), or each database paces "
+        "that client on its own.",
+    )
     pool: str = "genesys_api"
     pool_slots: int = Field(
         default=5, ge=1, le=1024, description="The slots of `pool` (`airflow pools set genesys_api 5`): "
@@ -386,6 +393,11 @@ class CampaignConfig(BaseModel):
         """The Genesys connections the contact POSTs go out through (segment i uses the i-th, round-robin)."""
         return self.genesys_conn_ids or (self.genesys_conn_id,)
 
+    @property
+    def budget_conn_id(self) -> str:
+        """The PostgreSQL connection of the database keeping this campaign's Genesys rate budgets."""
+        return self.budget_postgres_conn_id or self.postgres_conn_id
+
     def segment_conn_id(self, segment_index: int) -> str:
         conns = self.sending_conn_ids
         return conns[segment_index % len(conns)]
@@ -448,14 +460,14 @@ class DuplicateKey:
 
 
 def connections_across_databases(campaigns: Iterable[CampaignConfig]) -> dict[str, tuple[str, ...]]:
-    """The Genesys connections that campaigns on more than one dialer database use, each with those databases'
-    connection ids. Such campaigns share the connection's circuit breaker (its Variables) but neither its rate
-    budget nor the count of breaker openings that lets a task trust a closed reading: both live in the dialer
-    database (genesys/budget.py)."""
+    """The Genesys connections whose campaigns keep their rate budgets in more than one database, each with
+    those databases' connection ids (``budget_conn_id``: the dialer database unless budget_postgres_conn_id says
+    otherwise). Such campaigns share the connection's circuit breaker (its Variables) but neither its rate budget
+    nor the count of breaker openings that lets a task trust a closed reading (genesys/budget.py)."""
     databases: dict[str, set[str]] = {}
     for campaign in campaigns:
         for conn_id in {campaign.genesys_conn_id, *campaign.sending_conn_ids}:
-            databases.setdefault(conn_id, set()).add(campaign.postgres_conn_id)
+            databases.setdefault(conn_id, set()).add(campaign.budget_conn_id)
     return {conn_id: tuple(sorted(dbs)) for conn_id, dbs in sorted(databases.items()) if len(dbs) > 1}
 
 

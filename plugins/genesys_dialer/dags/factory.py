@@ -62,11 +62,12 @@ def campaign_dags(dag_file: str | Path, *, shard: int = 0, shards: int = 1) -> d
     if shard == 0:  # said once per config, not once per shard file
         for conn_id, databases in connections_across_databases(config.campaigns).items():
             log.warning(
-                "Genesys connection %s is used by campaigns on different dialer databases (%s): they share its "
-                "circuit breaker, but not its rate budget nor the count of breaker openings kept beside it, so a "
-                "task may go on sending up to breaker_cache_seconds after a campaign on another database opened "
-                "the breaker. Give them separate connections (OAuth clients), or set breaker_cache_seconds: 0 in "
-                "the connection's extra (docs/resilience.md)", conn_id, ", ".join(databases),
+                "Genesys connection %s is used by campaigns whose rate budgets live in different databases (%s): "
+                "each database paces its OAuth client on its own (together they can exceed its limit and meet "
+                "429s), and a task may go on sending up to breaker_cache_seconds after a campaign on another "
+                "database opened the shared breaker. Set budget_postgres_conn_id to one of them in the config's "
+                "defaults, or give the campaigns separate connections (OAuth clients) (docs/resilience.md)",
+                conn_id, ", ".join(databases),
             )
     if len(dags) > 2 * CAMPAIGNS_PER_FILE:
         files = math.ceil((len(config.campaigns) + len(config.invalid)) / CAMPAIGNS_PER_FILE)

@@ -61,12 +61,13 @@ def genesys_hook(campaign: CampaignConfig, conn: Any = None, run: RunInfo | None
                  task: TaskTry | None = None, *, conn_id: str | None = None) -> GenesysHook:
     """The campaign's hook (on ``conn_id``, default the campaign's connection); with a connection, run and task
     try, every request goes to the run's request log. Every request first takes a token from the connection's
-    OAuth client's shared rate budget (a bucket in the campaign's dialer database, genesys.budget)."""
+    OAuth client's shared rate budget (a bucket in the database of ``budget_conn_id``, by default the campaign's
+    dialer database; genesys.budget)."""
     on_request = None
     if conn is not None and run is not None and task is not None:
         on_request = RequestLog(conn, campaign_id=campaign.campaign_id, run_id=run.run_id, task_id=task.task_id,
                                 map_index=task.map_index, try_number=task.try_number)
-    budget = PostgresBudget(lambda: dialer_session(campaign.postgres_conn_id), name=campaign.postgres_conn_id)
+    budget = PostgresBudget(lambda: dialer_session(campaign.budget_conn_id), name=campaign.budget_conn_id)
     return GenesysHook(conn_id or campaign.genesys_conn_id, on_request=on_request, budget=budget)
 
 

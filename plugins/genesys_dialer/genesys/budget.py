@@ -1,12 +1,13 @@
 """One request budget per Genesys OAuth client, shared by every task, campaign, process and machine using it.
 
-Genesys limits each client-credentials client to ``requests_per_minute`` (300 by default; the reference's
-"Rate limits" section). Each hook's own retries on 429 only bounce off that limit; here every request first
-takes a token from a bucket kept in PostgreSQL (``genesys_rate_budget``, include/sql/budget_*.sql), the dialer
-database every task already opens. The bucket is a GCRA reservation: one ``INSERT .. ON CONFLICT DO UPDATE``
-per request reserves the client's next slot and answers how long to wait for it, so concurrent senders queue on
-one row and leave evenly spaced. The row is keyed by a hash of the token URL's host and the client id: two
-connections of one client share a budget, the secret is never stored.
+Genesys limits each client-credentials client to ``requests_per_minute`` (300 by default; the reference's "Rate
+limits" section). Each hook's own retries on 429 only bounce off that limit; here every request first takes a token
+from a bucket kept in PostgreSQL (``genesys_rate_budget``, include/sql/budget_*.sql): the dialer database every
+task already opens, or the one ``budget_postgres_conn_id`` names, which campaigns on several dialer databases that
+use one OAuth client must share. The bucket is a GCRA reservation: one ``INSERT .. ON CONFLICT DO UPDATE`` per
+request reserves the client's next slot and answers how long to wait for it, so concurrent senders queue on one row
+and leave evenly spaced. The row is keyed by a hash of the token URL's host and the client id: two connections of
+one client share a budget, the secret is never stored.
 
 A budget paces at ``BUDGET_SHARE`` (98 %) of the limit: Genesys counts a request when it arrives, and the
 emulator (like the ``inin-ratelimit-*`` headers) in fixed 60 s windows; spacing at 98 % leaves any window at
