@@ -327,3 +327,20 @@ class CountingStore(MemoryStateStore):
     def get(self, key: str) -> dict[str, Any] | None:
         self.reads += 1
         return super().get(key)
+
+
+def quarter_with_time_to_run(needed: timedelta = timedelta(seconds=90)) -> datetime:
+    """The start of the current quarter hour (UTC), once at least ``needed`` of it is left, waiting out the next
+    boundary otherwise. A run whose interval ends there is of the latest interval (it reads the campaign's stats
+    and applies its pacing) only until the wall clock passes the next quarter: a test of such runs that started
+    just before a boundary failed so once (2 s before 07:15)."""
+    import time
+
+    def floor(moment: datetime) -> datetime:
+        return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+    now = datetime.now(UTC)
+    left = floor(now) + timedelta(minutes=15) - now
+    if left < needed:
+        time.sleep(left.total_seconds() + 1)
+    return floor(datetime.now(UTC))

@@ -8,12 +8,12 @@ the answer rate and talk time changing, and the robustness cases. The week-long 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from pipeline_helpers import run_dag
-from support import LOOP_CAMPAIGN_ID, LOOP_LIST_ID, Emulator
+from support import LOOP_CAMPAIGN_ID, LOOP_LIST_ID, Emulator, quarter_with_time_to_run
 
 from genesys_devkit.closed_loop import (
     best_fixed_ratio_day,
@@ -31,14 +31,10 @@ CAP = 0.03
 AGGREGATES_ROUTE = "POST /api/v2/analytics/conversations/aggregates/query"
 
 
-def _floor15(moment: datetime) -> datetime:
-    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
-
-
 @pytest.mark.usefixtures("airflow_db")
 def test_dag_runs_pace_the_emulators_dialer_on_what_it_dialed(db: Any, emulator: Emulator) -> None:
     # Runs of the latest intervals (the current one and the next two): only those apply their pacing.
-    start = _floor15(datetime.now(UTC))
+    start = quarter_with_time_to_run()
     seed = emulator_seed(LOOP_CAMPAIGN_ID, LOOP_LIST_ID)
     seed["campaigns"][0].update(dialingMode="power", maxCallsPerAgent=1, outboundLineCount=8, noAnswerTimeout=25)
     emulator.admin("PUT", "clock", {"now": start.isoformat()})

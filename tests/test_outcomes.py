@@ -11,7 +11,7 @@ from typing import Any
 import PureCloudPlatformClientV2 as gc
 import pytest
 from pipeline_helpers import campaign_config
-from support import LOOP_CAMPAIGN_ID, LOOP_LIST_ID, Emulator
+from support import LOOP_CAMPAIGN_ID, LOOP_LIST_ID, Emulator, quarter_with_time_to_run
 
 from genesys_dialer.dags import tasks
 from genesys_dialer.dags.run import RunInfo, RunMode, TaskTry
@@ -24,7 +24,6 @@ from genesys_dialer.pacing.outcomes import (
     aggregates_query,
     call_times,
     evidence_from_outcomes,
-    floor_bucket,
     parse_aggregates,
     staffed_agents,
     sync_ranges,
@@ -164,7 +163,7 @@ def _loop_emulator(emulator: Emulator, *, contacts: int = 3000, dialer: dict[str
         {"id": f"loop-{i}", "data": {"phone": f"+1317555{i % 10_000:04d}", "segment": "seed"}}
         for i in range(contacts)
     ]
-    now = floor_bucket(datetime.now(UTC))
+    now = quarter_with_time_to_run()
     emulator.admin("PUT", "clock", {"now": (now - timedelta(hours=2)).isoformat()})
     emulator.seed(seed)
     emulator.admin("PUT", f"campaigns/{LOOP_CAMPAIGN_ID}/dialer",
