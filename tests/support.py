@@ -336,11 +336,10 @@ def quarter_with_time_to_run(needed: timedelta = timedelta(seconds=90)) -> datet
     just before a boundary failed so once (2 s before 07:15)."""
     import time
 
-    def floor(moment: datetime) -> datetime:
-        return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+    from genesys_dialer.pacing.outcomes import BUCKET, floor_bucket
 
     now = datetime.now(UTC)
-    left = floor(now) + timedelta(minutes=15) - now
+    left = floor_bucket(now) + BUCKET - now
     if left < needed:
         time.sleep(left.total_seconds() + 1)
-    return floor(datetime.now(UTC))
+    return floor_bucket(datetime.now(UTC))
