@@ -8,7 +8,6 @@ why, where Chromium or Playwright is missing (``.ci/run`` installs Chromium, so 
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import pytest
@@ -70,12 +69,6 @@ def test_the_trigger_form_offers_the_dry_run_choices_and_sends_the_one_picked(ai
     """A person triggering a campaign DAG picks "dry" from a dropdown of named choices, and the run is asked for
     with that conf. The run itself is not created (the request is stopped in the browser): what the API does with
     the conf is test_runs'."""
-    sent: list[dict[str, Any]] = []
-
-    def capture(route: Any) -> None:
-        sent.append(route.request.post_data_json)
-        route.abort()
-
     with browser_page(f"http://127.0.0.1:{airflow_stack['port']}") as page:
         page.goto("/dags/genesys_predictive_xrun")
         page.get_by_role("button", name="Trigger").first.click()
@@ -87,9 +80,8 @@ def test_the_trigger_form_offers_the_dry_run_choices_and_sends_the_one_picked(ai
         assert choices[3:] == ["true (old spelling of dry)", "false (old spelling of live)",
                                "empty (old spelling of auto)"], choices
         page.get_by_role("option", name=re.compile("^dry:")).click()
-        page.route("**/dagRuns", capture)
-        dialog.get_by_role("button", name="Trigger").click()
-        deadline = time.monotonic() + 10
-        while not sent and time.monotonic() < deadline:
-            page.wait_for_timeout(200)
-    assert sent and sent[0]["conf"]["dry_run"] == "dry", sent
+        page.route("**/dagRuns", lambda route: route.abort())
+        with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/dagRuns")) as asked:
+            dialog.get_by_role("button", name="Trigger").click()
+        sent = asked.value.post_data_json
+    assert sent["conf"]["dry_run"] == "dry", sent
