@@ -139,6 +139,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(TMP, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Drop the instances of ``only_executor`` tests whose ``airflow_stack`` is another executor, then run the
     real-scheduler tests (marker ``executor``) last, in their files' order (and pytest's grouping by stack).
@@ -147,6 +148,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     doing so concurrently with dag.test() on the same mapped task instances can deadlock in PostgreSQL, which
     kills the scheduler and every later executor test with it. With the executor tests last, no dag.test() run
     is in flight while the scheduler runs.
+
+    Under pytest-xdist (``make test``: ``-n 2 --dist loadgroup``) the tests of the session's deployment
+    (``airflow_stack``) and the others are two groups, each run whole by one worker: the deployment's tests
+    share it, and no dag.test() run shares a worker, hence a metadata database, with its scheduler. Each worker
+    has its own databases, AIRFLOW_HOME and ports (support.SESSION holds the worker's pid). The tests that start
+    their own stack (``make ui``) run in the other group, which balances the two workers' times.
     """
     keep, drop = [], []
     for item in items:
@@ -157,3 +164,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
     items.sort(key=lambda item: item.get_closest_marker("executor") is not None)  # stable: order kept otherwise
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("airflow_stack" if "airflow_stack" in item.fixturenames else "other"))
