@@ -97,6 +97,49 @@ def test_opens_after_three_consecutive_failures_of_one_writer_and_a_success_rese
     assert info.value.retry_after == pytest.approx(30)
 
 
+class RoundTripStore(MemoryStateStore):
+    """Variables through the API server: every call moves the clock on by one round trip."""
+
+    def __init__(self, clock: Clock, round_trip: float) -> None:
+        super().__init__()
+        self.clock, self.round_trip = clock, round_trip
+        self.set_at: dict[str, float] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        self.clock.now += self.round_trip
+        return super().get(key)
+
+    def set(self, key: str, value: dict[str, Any]) -> None:
+        self.clock.now += self.round_trip
+        super().set(key, value)
+        self.set_at[key] = self.clock.now
+
+    def keys(self, prefix: str) -> list[str]:
+        self.clock.now += self.round_trip
+        return super().keys(prefix)
+
+
+def test_the_open_period_starts_when_the_opening_is_written_not_at_the_failure_that_tipped_it():
+    """Deciding to open takes several Variable round trips, during which other writers still read it closed
+    and send: the open period (and the record of when it started) begins when they can see it."""
+    clock = Clock()
+    store = RoundTripStore(clock, round_trip=0.2)
+    breaker, other = writers(2, store, clock)
+    for _ in range(2):
+        breaker.record_failure(breaker.acquire(), "503")
+    failed_at = clock.now
+    breaker.record_failure(Permit(), "503")
+    opened_at = breaker.snapshot().opened_at
+    assert opened_at is not None
+    assert opened_at >= failed_at + 0.6  # its own fail fact, the state, the earlier state: 3+ round trips later
+    assert opened_at == store.set_at[breaker.key] - store.round_trip  # stamped as it was sent
+    with pytest.raises(GenesysCircuitOpenError):
+        other.acquire()
+    clock.now = opened_at + SETTINGS.open_seconds - 0.5 - 2 * store.round_trip  # 30 s after the write, not before
+    with pytest.raises(GenesysCircuitOpenError):
+        other.acquire()
+
+
 def test_parallel_writers_failures_add_up_with_no_lost_increment():
     """30 writers fail once each at the same moment: per-writer keys lose nothing, a shared counter would."""
     clock, store = Clock(), SlowStore()
@@ -282,10 +325,10 @@ def test_writers_opening_at_once_keep_one_generation():
     """A writer that saw the breaker closed does not overwrite the opening another writer wrote meanwhile."""
     clock, store = Clock(), MemoryStateStore()
     a, b = writers(2, store, clock)
-    a._open(clock.now, "a's outage", from_state=CLOSED, seen=None)
+    a._open("a's outage", from_state=CLOSED, seen=None)
     first = a.snapshot().opened_at
     clock.now += 0.2
-    b._open(clock.now, "b's view of the same outage", from_state=CLOSED, seen=None)  # b read P before a wrote
+    b._open("b's view of the same outage", from_state=CLOSED, seen=None)  # b read P before a wrote
     assert b.snapshot().opened_at == first and store.get(a.key)["reason"] == "a's outage"
 
 
@@ -296,7 +339,7 @@ def test_a_close_written_after_a_reopen_does_not_hide_it():
     store.set(a.key, {"opened_at": clock.now - 31, "reason": "test"})
     gen1 = a.acquire().gen
     clock.now += 1
-    b._open(clock.now, "probe failed", from_state=HALF_OPEN, seen=gen1)
+    b._open("probe failed", from_state=HALF_OPEN, seen=gen1)
     store.set(a._closed_key, {"gen": gen1, "closed_at": clock.now})  # A's late close of generation 1
     assert a.state() == OPEN
 
@@ -376,7 +419,7 @@ def test_a_writer_reads_a_close_once_and_still_sees_a_newer_opening():
     assert store.calls["get"] == 5  # P only: the close of this generation is final
     assert a.snapshot().closed_at is not None  # and the failure window still starts at the close
 
-    b._open(clock.now, "another worker's outage", from_state=CLOSED, seen=b.snapshot().opened_at)
+    b._open("another worker's outage", from_state=CLOSED, seen=b.snapshot().opened_at)
     with pytest.raises(GenesysCircuitOpenError, match="another worker's outage"):
         a.acquire()
     clock.now += 31

@@ -334,7 +334,7 @@ class CircuitBreaker:
         if total < self.settings.failure_threshold:
             total = self._recent_failures(now, since=snap.closed_at or 0.0)
         if total >= self.settings.failure_threshold:
-            self._open(now, f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED,
+            self._open(f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED,
                        seen=snap.opened_at)
 
     def _probe_failed(self, permit: Permit, reason: str, now: float) -> None:
@@ -349,7 +349,7 @@ class CircuitBreaker:
         failed = fails + sum(int(_number(lease.get("fails")) or 0) for slot, lease in enumerate(leases)
                              if slot != permit.probe_slot and _number(lease.get("gen")) == permit.gen)
         if not succeeded or failed >= self.settings.failure_threshold:
-            self._open(now, f"half-open probe failed: {reason}"
+            self._open(f"half-open probe failed: {reason}"
                        + (f" ({failed} probe failures)" if succeeded else ""), from_state=HALF_OPEN, seen=permit.gen)
             return
         log.warning("Circuit breaker %s: a half-open probe failed (%s); %d probe(s) already succeeded, so the slot "
@@ -378,8 +378,12 @@ class CircuitBreaker:
                 total += sum(1 for t in times if (_number(t) or 0.0) > after)
         return total
 
-    def _open(self, now: float, reason: str, *, from_state: str, seen: float | None) -> None:
-        """Open a new generation, unless another writer opened one since this writer saw generation ``seen``."""
+    def _open(self, reason: str, *, from_state: str, seen: float | None) -> None:
+        """Open a new generation, unless another writer opened one since this writer saw generation ``seen``.
+
+        Its ``opened_at`` is when it is written, not when the failure that tipped it was: the reads in between
+        (the writers' streaks, the state) take several Variable round trips, during which the others rightly
+        still send, and the open period starts when they can see it."""
         # The earlier openings (bounded), for post-mortems and the tests' "nothing sent while open" check.
         previous = self.store.get(self.key) or {}
         latest = _number(previous.get("opened_at"))
@@ -389,7 +393,7 @@ class CircuitBreaker:
         history = [t for t in previous.get("history") or [] if _number(t) is not None][-(HISTORY_SIZE - 1):]
         if _number(previous.get("opened_at")) is not None:
             history.append(previous["opened_at"])
-        self.store.set(self.key, {"opened_at": now, "reason": reason, "by": self.writer,
+        self.store.set(self.key, {"opened_at": self._clock(), "reason": reason, "by": self.writer,
                                   "history": history[-HISTORY_SIZE:]})
         if self.openings is not None:
             self.openings.record_breaker_opening(self.key)
