@@ -68,8 +68,8 @@ screenshot: install
 # 127.0.0.1:6379 or TEST_CELERY_BROKER_URL), the Genesys emulator on loopback. `make test` runs every case
 # under the LocalExecutor and the executor-sensitive ones (marker celery_core) under Celery too; `make
 # test-all` runs every real-executor case under both (.ci/run, what CI runs, calls make test).
-# Two pytest-xdist workers: one runs the real-executor tests (one deployment at a time), the other everything
-# in-process beside it (tests/conftest.py groups them); each worker has its own databases, AIRFLOW_HOME and ports.
+# Two pytest-xdist workers: one runs the tests of the session's Airflow deployment (airflow_stack), the other
+# everything else beside it (tests/conftest.py groups them); each has its own databases, AIRFLOW_HOME and ports.
 PYTEST := PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -n 2 --dist loadgroup
 test: install promtool
 	$(BIN)/ruff check .
