@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from datetime import timedelta
 from types import ModuleType
@@ -41,78 +40,26 @@ upserts the batch into the campaign's contact list, one mapped `create_segment` 
 """
 
 # The JSON Schema dialect of the Params. Airflow checks a Param's schema against its dialect's meta-schema each
-# time it resolves the Param, and DAG parsing and serialization resolve every Param of every task dozens of
-# times: against draft 7's meta-schema that costs a third of the default dialect's (2020-12), the largest
-# single cost of parsing many campaigns (benchmarks/bench_parse.py). type, enum, minimum and maximum mean the
-# same in both.
+# time it resolves the Param (validating the DAG, serializing it, each run): draft 7's meta-schema costs a third
+# of the default dialect's (2020-12). type, enum, minimum and maximum mean the same in both.
 PARAM_DIALECT = {"$schema": "http://json-schema.org/draft-07/schema#"}
 
 
-class _Shared:
-    """A read-only part of a Param's JSON Schema that copies of the Param share instead of copying.
+def dry_run_schema() -> dict[str, Any]:
+    """Three named choices in the trigger form; old confs' true / false / null still validate (and are listed
+    last, labelled as the old spellings), so {"dry_run": false} keeps meaning "live".
 
-    Airflow deep-copies the DAG's Params into every task (eight per campaign DAG, and more while serializing)
-    and only ever reads a schema, so every copy may keep the one object: deep-copying the dry_run schema (its
-    enum and labels) was about a tenth of the parse time of many campaigns (benchmarks/bench_parse.py).
-    Read-only so that sharing cannot leak a change from one task or DAG into another. Serialized (pickled) as
-    the plain container it extends.
+    No "type": the enum alone admits exactly these six values (JSON Schema tells true from 1), and the trigger
+    form infers "string" from the default, so it still shows a dropdown that may be left empty. A type list is
+    the costliest part of checking this schema against its meta-schema (2.5 times the rest).
     """
-
-    _plain: type  # the container it extends (dict or list)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return self
-
-    def __copy__(self) -> Any:
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self._plain(self),)
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("a Param schema shared by the tasks of campaign DAGs is read-only")
+    return {**PARAM_DIALECT, "enum": [*DRY_RUN_VALUES, True, False, None], "values_display": dict(DRY_RUN_LABELS),
+            "title": "Dry run"}
 
 
-class _SharedSchemaDict(_Shared, dict[str, Any]):
-    _plain = dict
-    __setitem__ = __delitem__ = __ior__ = _Shared._read_only  # type: ignore[assignment]
-    clear = pop = popitem = setdefault = update = _Shared._read_only  # type: ignore[assignment]
-
-
-class _SharedSchemaList(_Shared, list[Any]):
-    """A list inside a shared schema (``enum``, ``type``): JSON Schema wants a list there."""
-
-    _plain = list
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _Shared._read_only  # type: ignore[assignment]
-    append = clear = extend = insert = pop = remove = reverse = sort = _Shared._read_only  # type: ignore[assignment]
-
-
-def _shared_schema(value: Any) -> Any:
-    """``value`` (a JSON Schema or a part of one) as read-only dicts and lists that deep copies share."""
-    if isinstance(value, dict):
-        return _SharedSchemaDict({k: _shared_schema(v) for k, v in value.items()})
-    if isinstance(value, list | tuple):
-        return _SharedSchemaList(_shared_schema(v) for v in value)
-    return value
-
-
-# Three named choices in the trigger form; old confs' true / false / null still validate (and are listed last,
-# labelled as the old spellings), so {"dry_run": false} keeps meaning "live". The same for every campaign.
-# No "type": the enum alone admits exactly these six values (JSON Schema tells true from 1), and the trigger
-# form infers "string" from the default, so it still shows a dropdown that may be left empty. A type list is
-# the costliest part of checking this schema against its meta-schema (2.5 times the rest), which Airflow does
-# each time it resolves the Param: dozens of times per DAG while parsing and serializing.
-DRY_RUN_SCHEMA = _shared_schema({
-    **PARAM_DIALECT, "enum": [*DRY_RUN_VALUES, True, False, None], "values_display": DRY_RUN_LABELS,
-    "title": "Dry run",
-})
-
-
-@functools.lru_cache(maxsize=64)
 def batch_size_schema(maximum: int) -> dict[str, Any]:
-    """The batch_size Param's schema, one shared object per maximum (campaigns share a handful of them)."""
-    schema: dict[str, Any] = _shared_schema({**PARAM_DIALECT, "type": "integer", "minimum": 1, "maximum": maximum})
-    return schema
+    return {**PARAM_DIALECT, "type": "integer", "minimum": 1, "maximum": maximum}
+
 
 CONFIG_ERROR_DOC_MD = """
 ### Configuration error
@@ -177,18 +124,6 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
                           f"{campaign.pool_slots} pool slots and {len(campaign.sending_conn_ids)} connection(s))"
                           if campaign.auto_segments else campaign.segment_size),
         ),
-        params={
-            "batch_size": Param(
-                campaign.batch_size, description="Contacts to claim in this run.", schema=batch_size_schema(
-                    BATCH_SIZE_MAX if campaign.auto_segments
-                    else min(BATCH_SIZE_MAX, int(campaign.segment_size) * max_segments_per_run())
-                ),
-            ),
-            "dry_run": Param(
-                "auto", description="auto: dry for backfills and catch-up runs, live otherwise. dry: compute and "
-                "log everything, claim and send nothing. live: claim and send.", schema=DRY_RUN_SCHEMA,
-            ),
-        },
         default_args={
             "owner": campaign.owner,
             "retries": campaign.retries,
@@ -309,7 +244,28 @@ def build_campaign_dag(campaign: CampaignConfig) -> DAG:
         pacing_done = apply_pacing(ratio)
         created = create_segment.partial(resolved=resolved).expand(segment=segments)
         [pacing_done, created] >> summarize()
+    # The Params are the DAG's only, attached once its tasks exist. Given to DAG(), Airflow deep-copies them into
+    # every task and, serializing, resolves each copy against its schema several times: over half of the
+    # parse. A task reads them from its DAG anyway (the run's params are the DAG's, then the task's own, then
+    # the run's conf), and the trigger form and conf validation use the DAG's.
+    dag.params = campaign_params(campaign)
     return dag
+
+
+def campaign_params(campaign: CampaignConfig) -> dict[str, Param]:
+    """The trigger form's fields: how many contacts to claim, and whether the run sends."""
+    return {
+        "batch_size": Param(
+            campaign.batch_size, description="Contacts to claim in this run.", schema=batch_size_schema(
+                BATCH_SIZE_MAX if campaign.auto_segments
+                else min(BATCH_SIZE_MAX, int(campaign.segment_size) * max_segments_per_run())
+            ),
+        ),
+        "dry_run": Param(
+            "auto", description="auto: dry for backfills and catch-up runs, live otherwise. dry: compute and "
+            "log everything, claim and send nothing. live: claim and send.", schema=dry_run_schema(),
+        ),
+    }
 
 
 def build_config_error_dag(entry: InvalidCampaign) -> DAG:

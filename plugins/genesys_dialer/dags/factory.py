@@ -8,11 +8,10 @@ take the valid ones down: it becomes a DAG of its own (under the campaign's dag_
 claims and sends nothing and fails at once, naming file, campaign and field. (An import error would not do:
 Airflow marks every DAG of a file with an import error stale, the valid ones included.)
 
-Many campaigns: the dag-processor parses one file in one process, against ``[dag_processor]
-dag_file_processor_timeout`` (50 s), and a campaign DAG costs about 11 ms of CPU to build and serialize (most of
-it Airflow's own: eight tasks, each with a copy of the DAG's Params, whose JSON Schemas Airflow checks dozens of
-times per DAG). So beyond CAMPAIGNS_PER_FILE campaigns, spread them over several DAG files, each building its
-share (a file building more than twice that logs a warning saying how many files to use)::
+Many campaigns: the dag-processor parses one file in one process, against ``[core] dagbag_import_timeout`` (30 s)
+and ``[dag_processor] dag_file_processor_timeout`` (50 s), and a campaign DAG costs about 4.3 ms of CPU to build and
+serialize (most of it Airflow's own). So beyond CAMPAIGNS_PER_FILE campaigns, spread them over several DAG files,
+each building its share (a file building more than twice that logs a warning saying how many files to use)::
 
     globals().update(campaign_dags(__file__, shard=0, shards=4))  # genesys_predictive_0.py; 1, 2, 3 alike
 
@@ -36,10 +35,10 @@ from genesys_dialer.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
 
-# Campaigns per DAG file: 50 parse in 1 s (a quiet day) to 2.5 s (a busy one) of CPU (benchmarks/bench_parse.py),
-# well inside Airflow's 30 s import and 50 s file-processing timeouts, and leave the files' parallel parsing
-# something to spread. One file building more than twice as many logs a warning.
-CAMPAIGNS_PER_FILE = 50
+# Campaigns per DAG file: 500 parse in 2.1 s of CPU on a quiet day (benchmarks/bench_parse.py), 2-3 times that on a
+# busy one: inside Airflow's 30 s import timeout with room to spare. Fewer, larger files cost less in all (each
+# file's parse has its own start-up); one file building more than twice as many logs a warning.
+CAMPAIGNS_PER_FILE = 500
 
 
 def shard_of(dag_id: str, shards: int) -> int:
