@@ -416,11 +416,16 @@ def test_the_params_live_on_the_dag_and_every_task_runs_with_them():
         {"key": "a", "campaign_id": "c-a"}, {"key": "b", "campaign_id": "c-b", "segment_size": 500}]}))
     assert first.params.get_param("batch_size").schema["maximum"] == 1_000_000
     assert second.params.get_param("batch_size").schema["maximum"] == 500 * 1024
-    assert first.params.get_param("dry_run").schema["enum"] == ["auto", "dry", "live", True, False, None]
+    dry_run_schema = first.params.get_param("dry_run").schema
+    assert dry_run_schema["enum"] == ["auto", "dry", "live", True, False, None]
+    assert dry_run_schema["title"] == "Dry run" and set(dry_run_schema["values_display"]) == {
+        "auto", "dry", "live", "true", "false", "null"}
     assert not any(t.params for t in [*first.tasks, *second.tasks])
 
     serialized = DagSerialization.to_dict(second)["dag"]
     assert [name for name, _ in serialized["params"]] == ["batch_size", "dry_run"]
+    assert DagSerialization.deserialize(dict(serialized["params"])["dry_run"]["schema"]) == json.loads(
+        json.dumps(second.params.get_param("dry_run").schema))  # the trigger form's schema, as built
     assert all("params" not in t["__var"] for t in serialized["tasks"])
     assert DagSerialization.from_dict(DagSerialization.to_dict(second)).params.dump() == {
         "batch_size": 5000, "dry_run": "auto"}
@@ -436,8 +441,10 @@ def test_the_params_live_on_the_dag_and_every_task_runs_with_them():
     create_segment = second.get_task("create_segment")
     with pytest.raises(ParamValidationError, match="batch_size"):
         process_params(second, create_segment, {"batch_size": 500 * 1024 + 1}, suppress_exception=False)
-    with pytest.raises(ParamValidationError, match="dry_run"):
-        process_params(second, create_segment, {"dry_run": "yes"}, suppress_exception=False)
+    # Odd spellings do not pass for a mode: the run fails before anything is claimed or sent.
+    for odd in ("yes", "Live", " live", "LIVE", "false", "0", 0, 1, "", [], {"live": True}):
+        with pytest.raises(ParamValidationError, match=r"dry_run.*is not one of"):
+            process_params(second, create_segment, {"dry_run": odd}, suppress_exception=False)
     # Each DAG has schemas of its own: changing one campaign's cannot reach another's.
     first.params.get_param("dry_run").schema["enum"].append("yes")
     assert "yes" not in second.params.get_param("dry_run").schema["enum"]
