@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from pipeline_helpers import (
     contact_posts,
     dag_runs,
@@ -125,6 +126,24 @@ def test_triggered_run_maps_segments_in_parallel_on_the_executor(db, emulator, a
     ratio, details = db.execute("SELECT max_calls_per_agent, details FROM pacing_decisions WHERE run_id = %s",
                                 [run_id]).fetchone()
     assert ratio == 1.0 and details["pacing_source"] == "genesys"
+
+
+def test_the_api_server_refuses_a_trigger_whose_mode_or_batch_is_not_valid(airflow_stack):
+    """The Params live on the DAG, not on its tasks: the API server still checks a trigger's conf against them.
+    An odd spelling of the mode, or a batch over the campaign's maximum, is refused with the Param's name, and
+    no run is created: nothing to claim or send."""
+    url = f"http://127.0.0.1:{airflow_stack['port']}"
+    token = requests.get(f"{url}/auth/token", timeout=30)  # the session's deployment: every user is an admin
+    assert token.status_code == 201, token.text
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    runs_url = f"{url}/api/v2/dags/genesys_predictive_xrun/dagRuns"
+    before = requests.get(runs_url, headers=headers, timeout=30).json()["total_entries"]
+    refused = [("dry_run", odd) for odd in ("LIVE", " live", "false", 0, 1, "")] + [("batch_size", 10**9)]
+    for name, value in refused:
+        response = requests.post(runs_url, json={"logical_date": None, "conf": {name: value}}, headers=headers,
+                                 timeout=30)
+        assert response.status_code == 400 and f"param {name}" in response.text, (value, response.text)
+    assert requests.get(runs_url, headers=headers, timeout=30).json()["total_entries"] == before  # no run
 
 
 def test_backfill_is_a_dry_run_by_default_and_takes_no_contact_created_after_its_interval(
