@@ -40,7 +40,7 @@ upserts the batch into the campaign's contact list, one mapped `create_segment` 
 """
 
 # The JSON Schema dialect of the Params. Airflow checks a Param's schema against its dialect's meta-schema each
-# time it resolves the Param (validating the DAG, serializing it, each run): draft 7's meta-schema costs a third
+# time it resolves the Param (as the DAG takes it, and in each task's run): draft 7's meta-schema costs a third
 # of the default dialect's (2020-12). type, enum, minimum and maximum mean the same in both.
 PARAM_DIALECT = {"$schema": "http://json-schema.org/draft-07/schema#"}
 
