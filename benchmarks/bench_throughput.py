@@ -247,6 +247,8 @@ class BenchStack(Stack):
             # ...and the send loop's alone: the ledger marks, page reads, the breaker and the request log.
             "loop_overhead_s_per_request": beyond_the_wire(sum(r.get("send_seconds") or 0 for r in outcomes)),
             "claim_task_s": next((t["duration"] for t in tis if t["task_id"] == "fetch_contact_batch"), None),
+            # Where the run's time went: each task instance's queued, start and end, seconds from the run's start.
+            "timeline": _timeline(_stamp(dag_run["start_date"]), tis),
         }
         print(_line(figures), flush=True)
         return figures
@@ -261,6 +263,16 @@ class BenchStack(Stack):
                     value = json.loads(value)
             return value
         return None
+
+
+def _timeline(run_start: datetime, tis: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def offset(value: str | None) -> float | None:
+        return round((_stamp(value) - run_start).total_seconds(), 1) if value else None
+
+    rows = [{"task": t["task_id"] + (f"[{t['map_index']}]" if t["map_index"] >= 0 else ""),
+             "queued": offset(t.get("queued_when")), "start": offset(t["start_date"]), "end": offset(t["end_date"])}
+            for t in tis]
+    return sorted(rows, key=lambda r: (r["start"] is None, r["start"] or 0.0))
 
 
 def _stamp(value: str) -> datetime:
@@ -283,7 +295,9 @@ def _line(f: dict[str, Any]) -> str:
         f"(segment task time - wire - budget wait), {f['loop_overhead_s_per_request']} s of it in the send loop\n"
         f"    429 answers: {f['status_429']}; contact POSTs {f['contact_posts']}; waited for the budget "
         f"{f['budget_wait_s']} s (all segments); peak RSS: claim task {f['claim_rss_mib']} MiB, "
-        f"segment task {f['segment_rss_mib']} MiB"
+        f"segment task {f['segment_rss_mib']} MiB\n"
+        "    timeline (s from the run's start, queued/start/end): "
+        + ", ".join(f"{t['task']} {t['queued']}/{t['start']}/{t['end']}" for t in f["timeline"])
     )
 
 
