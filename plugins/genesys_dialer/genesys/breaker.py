@@ -316,7 +316,7 @@ class CircuitBreaker:
         self._closed_until = 0.0  # read the shared state again before the next request
         now = self._clock()
         if permit.probe_slot is not None:
-            self._probe_failed(permit, reason, now)
+            self._probe_failed(permit, reason)
             return
         if now - self._last_failure_at > self.settings.open_seconds:
             self._streak = 0  # this writer's earlier failures are out of the window: a new run starts
@@ -337,7 +337,7 @@ class CircuitBreaker:
             self._open(f"{total} consecutive transient failures, last: {reason}", from_state=CLOSED,
                        seen=snap.opened_at)
 
-    def _probe_failed(self, permit: Permit, reason: str, now: float) -> None:
+    def _probe_failed(self, permit: Permit, reason: str) -> None:
         """Re-open if Genesys still looks down; else free the slot and keep the other probes' successes."""
         snap = self.snapshot()
         if snap.state != HALF_OPEN or snap.opened_at != permit.gen:
