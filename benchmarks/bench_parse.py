@@ -47,6 +47,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from genesys_dialer.dags.factory import CAMPAIGNS_PER_FILE  # the layout the package recommends (--per-shard)
+
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "9abaafabc9eb33caf77f235b0a541e3a63d7da75"  # main before issue 12's parse work
 
@@ -217,8 +219,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--campaigns", type=int, nargs="*", default=[50, 500])
     parser.add_argument("--repeat", type=int, default=3)
-    from genesys_dialer.dags.factory import CAMPAIGNS_PER_FILE  # the layout the package recommends
-
     parser.add_argument("--per-shard", type=int, default=CAMPAIGNS_PER_FILE,
                         help="campaigns per DAG file when sharded (default: the factory's CAMPAIGNS_PER_FILE)")
     parser.add_argument("--config-only", type=int, nargs="*", default=[5000],
