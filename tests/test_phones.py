@@ -101,6 +101,54 @@ def test_a_caught_up_walk_does_not_read_old_rows_again(db: Any, dialer_db: str) 
         assert (again.scanned, again.normalized) == (1, 1)
 
 
+def test_a_walk_over_up_to_date_rows_still_finds_every_stale_one_in_its_window(db: Any, dialer_db: str) -> None:
+    """A walk's first pass lets it skip the up-to-date start of its window (phones_first_stale.sql). It must not
+    skip a stale row: one whose normalized row is gone from an import that shares one updated_at with rows that
+    are up to date, one committed late with an older updated_at than rows already normalized, one changed since."""
+    first = _add(db, [f"(317) 555-{i:04d}" for i in range(200, 210)])
+    second = _add(db, [f"(317) 555-{i:04d}" for i in range(210, 220)])
+    db.execute("UPDATE contacts SET updated_at = now() - interval '40 minutes' WHERE id = ANY(%s)", [first])
+    db.execute("UPDATE contacts SET updated_at = now() - interval '30 minutes' WHERE id = ANY(%s)", [second])
+    db.commit()
+
+    def late_row(phone: str, minutes_ago: int) -> int:
+        row = db.execute("INSERT INTO contacts (phone_number, updated_at) VALUES (%s, now() - make_interval("
+                         "mins => %s)) RETURNING id", [phone, minutes_ago]).fetchone()
+        db.commit()
+        return row[0]
+
+    def stale_rows() -> int:
+        count = db.execute("SELECT count(*) FROM contacts c LEFT JOIN contact_phones p ON p.contact_id = c.id "
+                           "AND p.region = 'US' WHERE p.source_updated_at IS DISTINCT FROM c.updated_at").fetchone()[0]
+        db.commit()
+        return count
+
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).normalized == 20
+        fresh = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+        assert (fresh.scanned, fresh.normalized, fresh.caught_up) == (20, 0, True)  # the look-back window
+
+        db.execute("DELETE FROM contact_phones WHERE contact_id = %s", [second[4]])
+        db.execute("UPDATE contacts SET phone_number = '(317) 555-0301' WHERE id = %s", [first[2]])  # moves to now
+        db.commit()
+        late = late_row("(317) 555-0300", 20)
+        walk = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+        # 9 rows of the first import skipped as up to date, then the second import, the late row, the changed one.
+        assert (walk.scanned, walk.normalized, walk.caught_up) == (21, 3, True)
+        assert stale_rows() == 0
+
+        later = late_row("(317) 555-0302", 25)  # older than the late row, newer than both imports
+        again = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+        assert (again.scanned, again.normalized, again.caught_up) == (22, 1, True)
+        assert stale_rows() == 0
+
+    phones = _phones(db)
+    assert phones[second[4]] == ("+13175550214", None)
+    assert phones[first[2]] == ("+13175550301", None)
+    assert phones[late] == ("+13175550300", None)
+    assert phones[later] == ("+13175550302", None)
+
+
 def test_the_reason_vocabulary_matches_the_sql() -> None:
     """The reasons the SQL can write are the documented vocabulary; opt-out reasons are what withdraws."""
     import re

@@ -105,7 +105,10 @@ def refresh_phones(
 
     Walks ``contacts`` in ``(updated_at, id)`` order from where the last walk stopped (or, when it had caught up,
     from ``lookback`` before that walk started), a chunk per transaction that also records the progress,
-    so an interrupted walk loses nothing. Holds a session advisory lock per region for the walk.
+    so an interrupted walk loses nothing. A first pass over that window in one statement finds where its first
+    stale row is: a window of up-to-date rows (every row, in the hour after an import) is caught up without
+    reading it out chunk by chunk, and the chunks start at the first stale row's ``updated_at``. Holds a session
+    advisory lock per region for the walk.
     """
     started = time.monotonic()
     scanned = normalized = 0
@@ -125,7 +128,23 @@ def refresh_phones(
                 after_at, after_id = last_walk_started - lookback, 0
             else:
                 after_at, after_id = resume_at, resume_id  # an interrupted walk resumes where it stopped
-            while not caught_up and normalized < max_rows and scanned < max_rows * 10:
+            cursor = {"region": region, "after_updated_at": after_at, "after_id": after_id}
+            cur.execute(load_sql("phones_first_stale"), cursor)
+            window_rows, first_stale_at = cur.fetchone()
+            if first_stale_at is None:
+                # Every row of the window is up to date: caught up without reading them out chunk by chunk.
+                scanned, caught_up = window_rows, True
+                cur.execute(load_sql("phones_record_progress"), {
+                    "region": region, "resume_updated_at": after_at, "resume_id": after_id,
+                    "caught_up": True, "walk_started_at": walk_started})
+            elif _before(first_stale_at, after_at, after_id):
+                # The rows before the first stale one's updated_at are up to date: the chunks start at it.
+                cur.execute(load_sql("phones_window_before"), {**cursor, "first_stale_at": first_stale_at})
+                scanned = cur.fetchone()[0]
+                after_at, after_id = first_stale_at - timedelta(microseconds=1), 0
+            conn.commit()
+            walked = 0  # rows read chunk by chunk: what max_rows bounds
+            while not caught_up and normalized < max_rows and walked < max_rows * 10:
                 cur.execute(load_sql("phones_changed"), {
                     "region": region, "after_updated_at": after_at, "after_id": after_id, "limit": chunk})
                 page = cur.fetchall()
@@ -140,6 +159,7 @@ def refresh_phones(
                 caught_up = taken == len(page) < chunk
                 normalized += _upsert(conn, region, stale)
                 scanned += taken
+                walked += taken
                 if taken:
                     after_id, after_at = page[taken - 1][0], page[taken - 1][2]
                 if taken or caught_up:
@@ -158,6 +178,11 @@ def refresh_phones(
             region, scanned, normalized, result.seconds, "" if caught_up else "; NOT caught up yet",
         )
     return result
+
+
+def _before(first_stale_at: datetime, after_at: datetime | str, after_id: int) -> bool:
+    """Whether the first stale row's updated_at lies past the cursor, so that the chunks may start there."""
+    return after_at == "-infinity" or (first_stale_at - timedelta(microseconds=1), 0) > (after_at, after_id)
 
 
 def normalize_stale(conn: Any, region: str, query: Any, params: dict[str, Any]) -> int:
