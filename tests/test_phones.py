@@ -149,6 +149,29 @@ def test_a_walk_over_up_to_date_rows_still_finds_every_stale_one_in_its_window(d
     assert phones[later] == ("+13175550302", None)
 
 
+def test_a_first_pass_cut_off_by_the_statement_timeout_leaves_the_walk_to_its_chunks(
+    db: Any, dialer_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first pass is one statement over the whole window; with a tight statement_timeout on a large window the
+    server cancels it. The walk then reads the window chunk by chunk (short statements) instead of failing. The
+    first pass is replaced by one that outlasts the timeout (pg_sleep): a window large enough to do so for real
+    would make the chunks' own timing flaky."""
+    from genesys_dialer.compliance import phones
+
+    ids = _add(db, ["(317) 555-0400", "(317) 555-0401", None])
+    real_sql = phones.load_sql
+    monkeypatch.setattr(phones, "load_sql", lambda name: (
+        "SELECT 0::bigint, NULL::timestamptz FROM pg_sleep(5)" if name == "phones_first_stale" else real_sql(name)))
+    with psycopg.connect(dialer_db) as conn:
+        conn.execute("SET statement_timeout = '300ms'")
+        conn.commit()
+        walk = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+
+    assert (walk.scanned, walk.normalized, walk.caught_up) == (3, 3, True)
+    assert _phones(db) == {ids[0]: ("+13175550400", None), ids[1]: ("+13175550401", None),
+                           ids[2]: (None, "missing_phone")}
+
+
 def test_the_reason_vocabulary_matches_the_sql() -> None:
     """The reasons the SQL can write are the documented vocabulary; opt-out reasons are what withdraws."""
     import re

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
+import psycopg
 from phonenumbers import timezone as phone_timezones
 
 from genesys_dialer.compliance import reasons
@@ -129,9 +130,10 @@ def refresh_phones(
             else:
                 after_at, after_id = resume_at, resume_id  # an interrupted walk resumes where it stopped
             cursor = {"region": region, "after_updated_at": after_at, "after_id": after_id}
-            cur.execute(load_sql("phones_first_stale"), cursor)
-            window_rows, first_stale_at = cur.fetchone()
-            if first_stale_at is None:
+            window_rows, first_stale_at = _first_pass(conn, cur, cursor)
+            if window_rows is None:
+                pass  # the first pass was cut off: the chunks read the whole window, as they always could
+            elif first_stale_at is None:
                 # Every row of the window is up to date: caught up without reading them out chunk by chunk.
                 scanned, caught_up = window_rows, True
                 cur.execute(load_sql("phones_record_progress"), {
@@ -178,6 +180,21 @@ def refresh_phones(
             region, scanned, normalized, result.seconds, "" if caught_up else "; NOT caught up yet",
         )
     return result
+
+
+def _first_pass(conn: Any, cur: Any, cursor: dict[str, Any]) -> tuple[int | None, datetime | None]:
+    """(rows in the window, the first stale row's updated_at) by phones_first_stale.sql; (None, None) when the
+    statement was cancelled (a tight statement_timeout on a large window): the walk then reads the window chunk by
+    chunk, each chunk a short statement, instead of failing the task."""
+    try:
+        cur.execute(load_sql("phones_first_stale"), cursor)
+        window_rows, first_stale_at = cur.fetchone()
+    except psycopg.errors.QueryCanceled as err:
+        conn.rollback()  # the walk's advisory lock is the session's: it is kept
+        log.warning("Phone numbers (region %s): the first pass over the walk's window was cancelled (%s); reading "
+                    "the window chunk by chunk instead", cursor["region"], str(err).strip())
+        return None, None
+    return int(window_rows), first_stale_at
 
 
 def _before(first_stale_at: datetime, after_at: datetime | str, after_id: int) -> bool:
