@@ -129,21 +129,9 @@ def refresh_phones(
                 after_at, after_id = last_walk_started - lookback, 0
             else:
                 after_at, after_id = resume_at, resume_id  # an interrupted walk resumes where it stopped
-            cursor = {"region": region, "after_updated_at": after_at, "after_id": after_id}
-            window_rows, first_stale_at = _first_pass(conn, cur, cursor)
-            if window_rows is None:
-                pass  # the first pass was cut off: the chunks read the whole window, as they always could
-            elif first_stale_at is None:
-                # Every row of the window is up to date: caught up without reading them out chunk by chunk.
-                scanned, caught_up = window_rows, True
-                cur.execute(load_sql("phones_record_progress"), {
-                    "region": region, "resume_updated_at": after_at, "resume_id": after_id,
-                    "caught_up": True, "walk_started_at": walk_started})
-            elif _before(first_stale_at, after_at, after_id):
-                # The rows before the first stale one's updated_at are up to date: the chunks start at it.
-                cur.execute(load_sql("phones_window_before"), {**cursor, "first_stale_at": first_stale_at})
-                scanned = cur.fetchone()[0]
-                after_at, after_id = first_stale_at - timedelta(microseconds=1), 0
+            after_at, after_id, scanned, caught_up = _first_pass(conn, cur, region, after_at, after_id)
+            if caught_up:  # every row of the window is up to date: nothing to read out chunk by chunk
+                _record_progress(cur, region, after_at, after_id, caught_up=True, walk_started=walk_started)
             conn.commit()
             walked = 0  # rows read chunk by chunk: what max_rows bounds
             while not caught_up and normalized < max_rows and walked < max_rows * 10:
@@ -165,9 +153,7 @@ def refresh_phones(
                 if taken:
                     after_id, after_at = page[taken - 1][0], page[taken - 1][2]
                 if taken or caught_up:
-                    cur.execute(load_sql("phones_record_progress"), {
-                        "region": region, "resume_updated_at": after_at, "resume_id": after_id,
-                        "caught_up": caught_up, "walk_started_at": walk_started})
+                    _record_progress(cur, region, after_at, after_id, caught_up=caught_up, walk_started=walk_started)
                 conn.commit()
         finally:
             conn.rollback()
@@ -182,24 +168,41 @@ def refresh_phones(
     return result
 
 
-def _first_pass(conn: Any, cur: Any, cursor: dict[str, Any]) -> tuple[int | None, datetime | None]:
-    """(rows in the window, the first stale row's updated_at) by phones_first_stale.sql; (None, None) when the
-    statement was cancelled (a tight statement_timeout on a large window): the walk then reads the window chunk by
-    chunk, each chunk a short statement, instead of failing the task."""
+def _first_pass(
+    conn: Any, cur: Any, region: str, after_at: datetime | str, after_id: int
+) -> tuple[datetime | str, int, int, bool]:
+    """Where the walk's chunks start: ``(after_at, after_id, rows found up to date before it, caught_up)``.
+
+    phones_first_stale.sql checks the whole window in one statement. No stale row: caught up where the cursor is.
+    Else the chunks start just before the first stale row's updated_at, all rows of that updated_at included (a
+    stale row among others of one import is not passed), unless that is the cursor's own. A first pass cut off
+    (a tight statement_timeout on a large window) leaves the cursor as it is: the chunks, short statements each,
+    read the whole window, as they always could, instead of the task failing.
+    """
+    cursor = {"region": region, "after_updated_at": after_at, "after_id": after_id}
     try:
         cur.execute(load_sql("phones_first_stale"), cursor)
         window_rows, first_stale_at = cur.fetchone()
     except psycopg.errors.QueryCanceled as err:
         conn.rollback()  # the walk's advisory lock is the session's: it is kept
         log.warning("Phone numbers (region %s): the first pass over the walk's window was cancelled (%s); reading "
-                    "the window chunk by chunk instead", cursor["region"], str(err).strip())
-        return None, None
-    return int(window_rows), first_stale_at
+                    "the window chunk by chunk instead", region, str(err).strip())
+        return after_at, after_id, 0, False
+    if first_stale_at is None:
+        return after_at, after_id, int(window_rows), True
+    start_at = first_stale_at - timedelta(microseconds=1)
+    if after_at != "-infinity" and (start_at, 0) <= (after_at, after_id):
+        return after_at, after_id, 0, False
+    cur.execute(load_sql("phones_window_before"), {**cursor, "first_stale_at": first_stale_at})
+    return start_at, 0, int(cur.fetchone()[0]), False
 
 
-def _before(first_stale_at: datetime, after_at: datetime | str, after_id: int) -> bool:
-    """Whether the first stale row's updated_at lies past the cursor, so that the chunks may start there."""
-    return after_at == "-infinity" or (first_stale_at - timedelta(microseconds=1), 0) > (after_at, after_id)
+def _record_progress(
+    cur: Any, region: str, after_at: datetime | str, after_id: int, *, caught_up: bool, walk_started: datetime
+) -> None:
+    cur.execute(load_sql("phones_record_progress"), {
+        "region": region, "resume_updated_at": after_at, "resume_id": after_id, "caught_up": caught_up,
+        "walk_started_at": walk_started})
 
 
 def normalize_stale(conn: Any, region: str, query: Any, params: dict[str, Any]) -> int:
