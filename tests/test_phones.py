@@ -11,6 +11,7 @@ import pytest
 
 from genesys_dialer.compliance.eligibility import Eligibility
 from genesys_dialer.compliance.phones import PhoneFacts, describe_phone, refresh_phones
+from genesys_dialer.exceptions import ComplianceError
 from genesys_dialer.ledger.claims import ClaimRequest, claim_batch
 
 HOUR = timedelta(minutes=60)
@@ -170,6 +171,25 @@ def test_a_first_pass_cut_off_by_the_statement_timeout_leaves_the_walk_to_its_ch
     assert (walk.scanned, walk.normalized, walk.caught_up) == (3, 3, True)
     assert _phones(db) == {ids[0]: ("+13175550400", None), ids[1]: ("+13175550401", None),
                            ids[2]: (None, "missing_phone")}
+
+
+def test_a_contact_whose_updated_at_is_infinite_stops_the_walk_and_says_which(db: Any, dialer_db: str) -> None:
+    """'infinity' is a valid timestamptz but has no place in the walk's (updated_at, id) order: the walk refuses,
+    naming the table, the column and the contact, and nothing downstream may claim on numbers left unchecked."""
+    ids = _add(db, ["(317) 555-0500"])
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
+        odd = db.execute("INSERT INTO contacts (phone_number, updated_at) VALUES ('(317) 555-0501', 'infinity') "
+                         "RETURNING id").fetchone()[0]
+        db.commit()
+        with pytest.raises(ComplianceError, match=rf"contacts\.updated_at of contact {odd} is infinite"):
+            refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+        # The walk's lock is released: once the row holds a real time, the next walk normalizes it.
+        db.execute("UPDATE contacts SET updated_at = now() WHERE id = %s", [odd])
+        db.commit()
+        walk = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
+    assert (walk.normalized, walk.caught_up) == (1, True)
+    assert _phones(db) == {ids[0]: ("+13175550500", None), odd: ("+13175550501", None)}
 
 
 def test_the_reason_vocabulary_matches_the_sql() -> None:

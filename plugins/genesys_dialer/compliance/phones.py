@@ -26,6 +26,7 @@ import psycopg
 from phonenumbers import timezone as phone_timezones
 
 from genesys_dialer.compliance import reasons
+from genesys_dialer.exceptions import ComplianceError
 from genesys_dialer.queries import load_sql
 
 log = logging.getLogger(__name__)
@@ -182,12 +183,18 @@ def _first_pass(
     cursor = {"region": region, "after_updated_at": after_at, "after_id": after_id}
     try:
         cur.execute(load_sql("phones_first_stale"), cursor)
-        window_rows, first_stale_at = cur.fetchone()
+        window_rows, first_stale_at, unordered_id = cur.fetchone()
     except psycopg.errors.QueryCanceled as err:
         conn.rollback()  # the walk's advisory lock is the session's: it is kept
         log.warning("Phone numbers (region %s): the first pass over the walk's window was cancelled (%s); reading "
                     "the window chunk by chunk instead", region, str(err).strip())
         return after_at, after_id, 0, False
+    if unordered_id is not None:
+        raise ComplianceError(
+            f"contacts.updated_at of contact {unordered_id} is infinite: phone numbers are normalized in updated_at "
+            "order, and this row has no place in it. Nothing is claimed or sent until it holds a real time (the "
+            "time the row last changed, or now())."
+        )
     if first_stale_at is None:
         return after_at, after_id, int(window_rows), True
     start_at = first_stale_at - timedelta(microseconds=1)
