@@ -76,6 +76,8 @@ def main() -> None:
     try:
         with psycopg.connect(url) as conn:
             apply_schema(conn)
+            # A table loaded a day ago: the load keeps its updated_at (the schema's trigger would set now()).
+            conn.execute("SET LOCAL session_replication_role = replica")
             _, out["load_s"] = timed(conn.execute, LOAD, {"contacts": args.contacts})
             conn.commit()
             conn.execute("ANALYZE contacts")

@@ -343,3 +343,14 @@ def quarter_with_time_to_run(needed: timedelta = timedelta(seconds=90)) -> datet
     if left < needed:
         time.sleep(left.total_seconds() + 1)
     return floor_bucket(datetime.now(UTC))
+
+
+def write_as_of_earlier(db: Any, sql: str, params: Any = None) -> Any:
+    """Run ``sql`` on the contacts table with its updated_at trigger bypassed, and commit: the rows keep the
+    updated_at the statement writes. How a transaction that began earlier and commits now would have written
+    them (updated_at is its start), or a bulk load that disabled triggers long ago; the trigger itself sets
+    now() for every other writer."""
+    db.execute("SET LOCAL session_replication_role = replica")
+    result = db.execute(sql, params).fetchall() if "RETURNING" in sql else db.execute(sql, params)
+    db.commit()
+    return result

@@ -337,6 +337,31 @@ def test_an_opt_out_after_delivery_is_withdrawn_by_the_next_run(db: Any, genesys
     assert {c["id"] for c in genesys.contacts(LIST_ID)} == {"by-hand"}  # only the one entered by hand is left
 
 
+def test_opt_outs_written_with_the_crms_own_older_time_are_withdrawn_too(db: Any, genesys: Emulator) -> None:
+    """Loaders often copy the source system's modification time into updated_at. An opt-out synced that way, or a
+    do-not-call contact imported "as of" days ago, is older than every incremental check's window; the schema's
+    trigger makes updated_at the time of the change here, so the next run still withdraws and suppresses."""
+    ids = _deliver(db, genesys, 4)
+    db.execute("UPDATE contacts SET suppression_status = 'Do_Not_Call', updated_at = now() - interval '1 day' "
+               "WHERE id = %s", [ids[0]])
+    # The same person as #1, known to the CRM as do-not-call for days, imported with that time; inactive.
+    twin = db.execute("INSERT INTO contacts (phone_number, status, suppression_status, created_at, updated_at) "
+                      "VALUES ('1 (317) 555-0201', 'closed', 'DO_NOT_CALL', now() - interval '3 days', "
+                      "now() - interval '3 days') RETURNING id").fetchone()[0]
+    db.commit()
+    (newcomer,) = add(db, ("317.555.0201", "active", "none"))  # a new contact with that number
+    second = run(config())
+    assert str(second.state) == "success", task_states(second)
+    rows = ledger(db)
+    assert {cid: rows[cid]["withdraw_reason"] for cid in ids} == {
+        ids[0]: "suppressed", ids[1]: "suppressed_number", ids[2]: None, ids[3]: None}
+    assert (rows[newcomer]["status"], rows[newcomer]["skip_reason"]) == ("skipped", "suppressed_number")
+    assert twin not in rows
+    assert set(listed(genesys)) == {ids[2], ids[3]}
+    assert set(genesys.admin("GET", f"dnclists/{DNC_LIST_ID}/phonenumbers")["phoneNumbers"]) == {
+        "+13175550200", "+13175550201"}
+
+
 def test_a_failed_withdrawal_turns_the_run_red_and_the_next_run_completes_it(db: Any, genesys: Emulator) -> None:
     ids = _deliver(db, genesys, 4)
     db.execute("UPDATE contacts SET suppression_status = 'do_not_call', updated_at = now() WHERE id = %s", [ids[0]])

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from pipeline_helpers import expected_batch, expected_reasons
+from support import write_as_of_earlier
 
 from genesys_devkit.demo_data import ContactMix, contact_rows, insert_contacts
 from genesys_dialer.compliance.phones import refresh_phones
@@ -359,10 +360,9 @@ def test_a_contact_the_keyset_passed_before_it_was_committed_is_claimed_by_the_n
         refresh(conn)
         claim_batch(conn, _request("before", 40), dry_run=False)
         assert _mark(db) == 41
-        db.execute("INSERT INTO contacts (id, phone_number, status, suppression_status, first_name, last_name, "
-                   "created_at, updated_at) VALUES (10, %s, %s, %s, %s, %s, %s, now() - interval '20 minutes')",
-                   late)
-        db.commit()
+        write_as_of_earlier(db, "INSERT INTO contacts (id, phone_number, status, suppression_status, first_name, "
+                            "last_name, created_at, updated_at) VALUES (10, %s, %s, %s, %s, %s, %s, "
+                            "now() - interval '20 minutes')", late)
         refresh(conn)
         after = claim_batch(conn, _request("after", 40), dry_run=False)
     assert after.contacts == 20  # contact 10 and the 19 above the mark

@@ -8,11 +8,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from support import write_as_of_earlier
 
 from genesys_dialer.compliance.eligibility import Eligibility
 from genesys_dialer.compliance.phones import PhoneFacts, describe_phone, refresh_phones
 from genesys_dialer.exceptions import ComplianceError
-from genesys_dialer.ledger.claims import ClaimRequest, claim_batch
+from genesys_dialer.ledger.claims import ClaimRequest, claim_batch, iter_segment_pages, take_segment
 
 HOUR = timedelta(minutes=60)
 
@@ -80,9 +81,9 @@ def test_a_row_committed_late_with_an_older_updated_at_is_found_by_the_look_back
     _add(db, ["(317) 555-0100"])
     with psycopg.connect(dialer_db) as conn:
         assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
-        late = db.execute("INSERT INTO contacts (phone_number, updated_at) VALUES ('(317) 555-0101', "
-                          "now() - interval '10 minutes') RETURNING id").fetchone()[0]
-        db.commit()
+        # A transaction that began 10 minutes ago commits now: its row's updated_at is older than the walk.
+        (late,), = write_as_of_earlier(db, "INSERT INTO contacts (phone_number, updated_at) VALUES ('(317) 555-0101', "
+                                       "now() - interval '10 minutes') RETURNING id")
         assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).normalized == 1
         assert late in _phones(db)
 
@@ -91,8 +92,7 @@ def test_a_caught_up_walk_does_not_read_old_rows_again(db: Any, dialer_db: str) 
     """A table loaded long ago (one updated_at for every row) is walked once; later walks read only what is
     newer than a look-back before the last complete walk began."""
     ids = _add(db, [f"(317) 555-{i:04d}" for i in range(100, 120)])
-    db.execute("UPDATE contacts SET updated_at = now() - interval '3 days'")
-    db.commit()
+    write_as_of_earlier(db, "UPDATE contacts SET updated_at = now() - interval '3 days'")
     with psycopg.connect(dialer_db) as conn:
         assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).scanned == 20
         assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).scanned == 0
@@ -108,14 +108,13 @@ def test_a_walk_over_up_to_date_rows_still_finds_every_stale_one_in_its_window(d
     are up to date, one committed late with an older updated_at than rows already normalized, one changed since."""
     first = _add(db, [f"(317) 555-{i:04d}" for i in range(200, 210)])
     second = _add(db, [f"(317) 555-{i:04d}" for i in range(210, 220)])
-    db.execute("UPDATE contacts SET updated_at = now() - interval '40 minutes' WHERE id = ANY(%s)", [first])
-    db.execute("UPDATE contacts SET updated_at = now() - interval '30 minutes' WHERE id = ANY(%s)", [second])
-    db.commit()
+    backdate = "UPDATE contacts SET updated_at = now() - make_interval(mins => %s) WHERE id = ANY(%s)"
+    write_as_of_earlier(db, backdate, [40, first])
+    write_as_of_earlier(db, backdate, [30, second])
 
     def late_row(phone: str, minutes_ago: int) -> int:
-        row = db.execute("INSERT INTO contacts (phone_number, updated_at) VALUES (%s, now() - make_interval("
-                         "mins => %s)) RETURNING id", [phone, minutes_ago]).fetchone()
-        db.commit()
+        (row,) = write_as_of_earlier(db, "INSERT INTO contacts (phone_number, updated_at) VALUES (%s, now() - "
+                                     "make_interval(mins => %s)) RETURNING id", [phone, minutes_ago])
         return row[0]
 
     def stale_rows() -> int:
@@ -173,15 +172,44 @@ def test_a_first_pass_cut_off_by_the_statement_timeout_leaves_the_walk_to_its_ch
                            ids[2]: (None, "missing_phone")}
 
 
+def test_updated_at_is_when_the_row_last_changed_here_whatever_the_writer_says(db: Any) -> None:
+    """The schema's trigger: a row inserted or changed with an updated_at in the past (a loader copying the CRM's
+    own time), none, or an infinite one gets now(); a writer's now() or later real time is kept; an UPDATE that
+    changes nothing keeps the row's time."""
+    rows = {
+        "crm_time": "now() - interval '3 days'", "none": "NULL", "infinity": "'infinity'",
+        "minus_infinity": "'-infinity'", "now": "now()", "tomorrow": "now() + interval '1 day'",
+    }
+    ids = {name: db.execute(f"INSERT INTO contacts (phone_number, updated_at) VALUES ('317 555 0100', {value}) "
+                            "RETURNING id").fetchone()[0] for name, value in rows.items()}
+    stamps = dict(db.execute("SELECT c.id, c.updated_at - now() FROM contacts c").fetchall())
+    db.commit()
+    assert {name: stamps[cid] for name, cid in ids.items()} == {
+        "crm_time": timedelta(0), "none": timedelta(0), "infinity": timedelta(0), "minus_infinity": timedelta(0),
+        "now": timedelta(0), "tomorrow": timedelta(days=1)}
+
+    changed, untouched = ids["crm_time"], ids["now"]
+    write_as_of_earlier(db, "UPDATE contacts SET updated_at = now() - interval '2 days' WHERE id = ANY(%s)",
+                        [[changed, untouched]])
+    before = db.execute("SELECT updated_at FROM contacts WHERE id = %s", [untouched]).fetchone()[0]
+    db.execute("UPDATE contacts SET suppression_status = 'do_not_call', updated_at = now() - interval '1 day' "
+               "WHERE id = %s", [changed])  # an opt-out synced with the CRM's time of it
+    db.execute("UPDATE contacts SET phone_number = phone_number WHERE id = %s", [untouched])  # changes nothing
+    stamps = dict(db.execute("SELECT c.id, c.updated_at - now() FROM contacts c").fetchall())
+    after = db.execute("SELECT updated_at FROM contacts WHERE id = %s", [untouched]).fetchone()[0]
+    db.commit()
+    assert stamps[changed] == timedelta(0) and after == before < datetime.now(UTC) - timedelta(days=1)
+
+
 def test_a_contact_whose_updated_at_is_infinite_stops_the_walk_and_says_which(db: Any, dialer_db: str) -> None:
-    """'infinity' is a valid timestamptz but has no place in the walk's (updated_at, id) order: the walk refuses,
-    naming the table, the column and the contact, and nothing downstream may claim on numbers left unchecked."""
+    """'infinity' is a valid timestamptz but has no place in the walk's (updated_at, id) order. Only a writer that
+    bypassed the schema's trigger can leave one: the walk refuses, naming the table, the column and the contact,
+    and nothing downstream may claim on numbers left unchecked."""
     ids = _add(db, ["(317) 555-0500"])
     with psycopg.connect(dialer_db) as conn:
         assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
-        odd = db.execute("INSERT INTO contacts (phone_number, updated_at) VALUES ('(317) 555-0501', 'infinity') "
-                         "RETURNING id").fetchone()[0]
-        db.commit()
+        ((odd,),) = write_as_of_earlier(db, "INSERT INTO contacts (phone_number, updated_at) VALUES "
+                                        "('(317) 555-0501', 'infinity') RETURNING id")
         with pytest.raises(ComplianceError, match=rf"contacts\.updated_at of contact {odd} is infinite"):
             refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
         # The walk's lock is released: once the row holds a real time, the next walk normalizes it.
@@ -190,6 +218,40 @@ def test_a_contact_whose_updated_at_is_infinite_stops_the_walk_and_says_which(db
         walk = refresh_phones(conn, "US", max_rows=100, lookback=HOUR)
     assert (walk.normalized, walk.caught_up) == (1, True)
     assert _phones(db) == {ids[0]: ("+13175550500", None), odd: ("+13175550501", None)}
+
+
+def test_a_candidate_whose_updated_at_is_minus_infinity_stops_the_claim_and_says_which(
+    db: Any, dialer_db: str
+) -> None:
+    """'-infinity' sorts before every walk's window: the walk never meets the row, and the claim, normalizing its
+    candidates, does. It refuses the same way (it used to fail on psycopg's "timestamp too small"), and claims
+    nothing; once the row holds a real time, the claim takes both contacts."""
+    _add(db, ["(317) 555-0600"])
+    rules = Eligibility(campaign_id="c-inf")
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
+        ((odd,),) = write_as_of_earlier(
+            db, "INSERT INTO contacts (phone_number, status, suppression_status, created_at, updated_at) VALUES "
+                "('(317) 555-0601', 'active', 'none', now() - interval '1 day', '-infinity') RETURNING id")
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
+        with pytest.raises(ComplianceError, match=rf"contacts\.updated_at of contact {odd} is infinite"):
+            claim_batch(conn, _request("inf-1", rules), dry_run=False)
+        conn.rollback()
+        assert _reasons(db, "inf-1") == {}
+        db.execute("UPDATE contacts SET updated_at = now() WHERE id = %s", [odd])
+        db.commit()
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).normalized == 1
+        claimed = claim_batch(conn, _request("inf-2", rules), dry_run=False)
+    assert claimed.contacts == 2 and _reasons(db, "inf-2")[odd] is None
+
+    # Made infinite after its claim: the send-time check, normalizing the segment's changed rows, refuses too.
+    write_as_of_earlier(db, "UPDATE contacts SET updated_at = '-infinity' WHERE id = %s", [odd])
+    with psycopg.connect(dialer_db) as conn:
+        fence, _ = take_segment(conn, campaign_id="c-inf", run_id="inf-2", segment_index=0)
+        pages = iter_segment_pages(conn, campaign_id="c-inf", run_id="inf-2", segment_index=0, fence=fence,
+                                   page_size=10, eligibility=rules)
+        with pytest.raises(ComplianceError, match=rf"contacts\.updated_at of contact {odd} is infinite"):
+            next(pages)
 
 
 def test_the_reason_vocabulary_matches_the_sql() -> None:

@@ -31,22 +31,29 @@ CREATE OR REPLACE FUNCTION genesys_dialer_norm(value text) RETURNS text
 -- status value in id order, and phone normalization follows rows whose updated_at moved.
 CREATE INDEX IF NOT EXISTS contacts_norm_status_id_idx ON contacts (genesys_dialer_norm(status), id);
 CREATE INDEX IF NOT EXISTS contacts_updated_at_id_idx ON contacts (updated_at, id);
--- The claim's late path (a contact below a high-water mark that became callable), the retry of skips whose
--- contact changed and the phone normalization all follow rows whose updated_at moved. An UPDATE that changes a
--- row but leaves updated_at as it was (a hand-written `SET status = 'active'`) would go unseen: a number changed
--- that way could dodge the suppression by number. So every change moves updated_at, unless the writer set it.
+-- The phone normalization, the withdrawal of opt-outs, the claim's late path and the retry of skips all follow
+-- rows whose updated_at moved: it must be when the row last changed in this database. A row that changed but
+-- kept its updated_at (a hand-written `SET status = 'active'`) or was given a time in the past (a loader copying
+-- the CRM's own modification time, or a row imported "as of" last week) would go unseen: a number changed that
+-- way could dodge the suppression by number, and an opt-out synced that way would never be withdrawn. So every
+-- insert and every change sets updated_at to now() (the transaction's start), unless the writer set it to now()
+-- or a later real time ('infinity' has no place in the walk's order). An UPDATE that changes nothing leaves it
+-- alone.
 CREATE OR REPLACE FUNCTION genesys_dialer_touch_updated_at() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at AND NEW IS DISTINCT FROM OLD THEN
-        NEW.updated_at := now();
+    IF TG_OP = 'INSERT' OR NEW IS DISTINCT FROM OLD THEN
+        IF NEW.updated_at IS NULL OR NEW.updated_at < now() OR NOT isfinite(NEW.updated_at)
+           OR (TG_OP = 'UPDATE' AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at) THEN
+            NEW.updated_at := now();
+        END IF;
     END IF;
     RETURN NEW;
 END
 $$;
 CREATE OR REPLACE TRIGGER contacts_touch_updated_at
-    BEFORE UPDATE ON contacts
+    BEFORE INSERT OR UPDATE ON contacts
     FOR EACH ROW EXECUTE FUNCTION genesys_dialer_touch_updated_at();
 
 -- Each contact's number normalized once (libphonenumber, in Python) for one default region: its E.164 form or

@@ -190,11 +190,7 @@ def _first_pass(
                     "the window chunk by chunk instead", region, str(err).strip())
         return after_at, after_id, 0, False
     if unordered_id is not None:
-        raise ComplianceError(
-            f"contacts.updated_at of contact {unordered_id} is infinite: phone numbers are normalized in updated_at "
-            "order, and this row has no place in it. Nothing is claimed or sent until it holds a real time (the "
-            "time the row last changed, or now())."
-        )
+        raise infinite_updated_at(unordered_id)
     if first_stale_at is None:
         return after_at, after_id, int(window_rows), True
     start_at = first_stale_at - timedelta(microseconds=1)
@@ -221,4 +217,18 @@ def normalize_stale(conn: Any, region: str, query: Any, params: dict[str, Any]) 
     with conn.cursor() as cur:
         cur.execute(query, params)
         rows = cur.fetchall()
+    # The query returns NULL for an infinite updated_at (Python holds no such time; only a writer that bypassed
+    # the schema's trigger can leave one): refused, as the walk refuses it.
+    unordered = [cid for cid, _, updated in rows if updated is None]
+    if unordered:
+        raise infinite_updated_at(min(unordered))
     return _upsert(conn, region, rows)
+
+
+def infinite_updated_at(contact_id: int) -> ComplianceError:
+    """The error for a contacts row whose updated_at is 'infinity' or '-infinity'."""
+    return ComplianceError(
+        f"contacts.updated_at of contact {contact_id} is infinite: phone numbers are normalized in updated_at "
+        "order, and this row has no place in it. Nothing is claimed or sent until it holds a real time (the "
+        "time the row last changed, or now())."
+    )
