@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from pipeline_helpers import task_states
-from support import ALL_CAMPAIGNS, DIALER_URL, Emulator, write_config
+from support import ALL_CAMPAIGNS, DIALER_URL, Emulator, write_as_of_earlier, write_config
 
 from genesys_dialer import cli
 from genesys_dialer.config import CampaignConfig
@@ -338,10 +338,19 @@ def test_an_opt_out_after_delivery_is_withdrawn_by_the_next_run(db: Any, genesys
 
 
 def test_opt_outs_written_with_the_crms_own_older_time_are_withdrawn_too(db: Any, genesys: Emulator) -> None:
-    """Loaders often copy the source system's modification time into updated_at. An opt-out synced that way, or a
-    do-not-call contact imported "as of" days ago, is older than every incremental check's window; the schema's
-    trigger makes updated_at the time of the change here, so the next run still withdraws and suppresses."""
-    ids = _deliver(db, genesys, 4)
+    """Loaders often copy the source system's time into the rows they write. An opt-out synced with the CRM's
+    updated_at, a do-not-call contact imported "as of" days ago, or a number entering the DNC table with the date
+    it was listed, is older than every incremental check's window; the schema's triggers make those times the
+    time of the change here, so the next run still withdraws and suppresses."""
+    # Contacts loaded two days ago (older than every look-back), then delivered.
+    ids = add(db, *[(f"(317) 555-{200 + i:04d}", "active", "none") for i in range(4)])
+    write_as_of_earlier(db, "UPDATE contacts SET updated_at = now() - interval '2 days'")
+    first = run(config())
+    assert str(first.state) == "success", task_states(first)
+    assert set(listed(genesys)) == set(ids)
+
+    db.execute("INSERT INTO dnc_numbers (phone_e164, source, added_at) VALUES ('+13175550202', 'complaints', "
+               "now() - interval '20 days')")
     db.execute("UPDATE contacts SET suppression_status = 'Do_Not_Call', updated_at = now() - interval '1 day' "
                "WHERE id = %s", [ids[0]])
     # The same person as #1, known to the CRM as do-not-call for days, imported with that time; inactive.
@@ -354,12 +363,12 @@ def test_opt_outs_written_with_the_crms_own_older_time_are_withdrawn_too(db: Any
     assert str(second.state) == "success", task_states(second)
     rows = ledger(db)
     assert {cid: rows[cid]["withdraw_reason"] for cid in ids} == {
-        ids[0]: "suppressed", ids[1]: "suppressed_number", ids[2]: None, ids[3]: None}
+        ids[0]: "suppressed", ids[1]: "suppressed_number", ids[2]: "dnc_number", ids[3]: None}
     assert (rows[newcomer]["status"], rows[newcomer]["skip_reason"]) == ("skipped", "suppressed_number")
     assert twin not in rows
-    assert set(listed(genesys)) == {ids[2], ids[3]}
+    assert set(listed(genesys)) == {ids[3]}
     assert set(genesys.admin("GET", f"dnclists/{DNC_LIST_ID}/phonenumbers")["phoneNumbers"]) == {
-        "+13175550200", "+13175550201"}
+        "+13175550200", "+13175550201", "+13175550202"}
 
 
 def test_a_failed_withdrawal_turns_the_run_red_and_the_next_run_completes_it(db: Any, genesys: Emulator) -> None:

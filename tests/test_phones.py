@@ -201,6 +201,26 @@ def test_updated_at_is_when_the_row_last_changed_here_whatever_the_writer_says(d
     assert stamps[changed] == timedelta(0) and after == before < datetime.now(UTC) - timedelta(days=1)
 
 
+def test_a_number_enters_the_dnc_table_now_whatever_date_the_loader_gives_it(db: Any) -> None:
+    """dnc_numbers.added_at is what the withdrawal's incremental check follows: an insert with an older date (the
+    registry's own) gets now(); a writer's later time is kept, and a snapshot date refreshed in place changes
+    nothing."""
+    db.execute("INSERT INTO dnc_numbers (phone_e164, source, registry_snapshot_date, added_at) VALUES "
+               "('+13175550100', 'national_registry', current_date - 20, current_date - 20), "
+               "('+13175550101', 'internal', NULL, 'infinity'), ('+13175550102', 'internal', NULL, NULL), "
+               "('+13175550103', 'internal', NULL, now() + interval '1 hour')")
+    ages = dict(db.execute("SELECT phone_e164, added_at - now() FROM dnc_numbers").fetchall())
+    db.commit()
+    assert ages == {"+13175550100": timedelta(0), "+13175550101": timedelta(0), "+13175550102": timedelta(0),
+                    "+13175550103": timedelta(hours=1)}
+    before = db.execute("SELECT added_at FROM dnc_numbers WHERE phone_e164 = '+13175550100'").fetchone()[0]
+    db.commit()
+    db.execute("UPDATE dnc_numbers SET registry_snapshot_date = current_date WHERE phone_e164 = '+13175550100'")
+    db.commit()
+    assert db.execute("SELECT added_at FROM dnc_numbers WHERE phone_e164 = '+13175550100'").fetchone()[0] == before
+    db.commit()
+
+
 def test_a_contact_whose_updated_at_is_infinite_stops_the_walk_and_says_which(db: Any, dialer_db: str) -> None:
     """'infinity' is a valid timestamptz but has no place in the walk's (updated_at, id) order. Only a writer that
     bypassed the schema's trigger can leave one: the walk refuses, naming the table, the column and the contact,

@@ -98,6 +98,26 @@ CREATE TABLE IF NOT EXISTS dnc_numbers (
     added_at               TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (phone_e164, source)
 );
+-- added_at is when the number entered this table: the withdrawal's incremental check looks for numbers added since
+-- its last check. A loader writing an older time (the registry's own date, say) would leave delivered contacts
+-- with that number unwithdrawn, so an insert (or a number changed in place) gets now(), unless the writer set
+-- now() or a later real time.
+CREATE OR REPLACE FUNCTION genesys_dialer_touch_added_at() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.phone_e164 IS DISTINCT FROM OLD.phone_e164 THEN
+        IF NEW.added_at IS NULL OR NEW.added_at < now() OR NOT isfinite(NEW.added_at)
+           OR (TG_OP = 'UPDATE' AND NEW.added_at IS NOT DISTINCT FROM OLD.added_at) THEN
+            NEW.added_at := now();
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE TRIGGER dnc_numbers_touch_added_at
+    BEFORE INSERT OR UPDATE ON dnc_numbers
+    FOR EACH ROW EXECUTE FUNCTION genesys_dialer_touch_added_at();
 CREATE INDEX IF NOT EXISTS dnc_numbers_snapshot_idx ON dnc_numbers (registry_snapshot_date)
     WHERE registry_snapshot_date IS NOT NULL;
 
