@@ -274,6 +274,31 @@ def test_a_candidate_whose_updated_at_is_minus_infinity_stops_the_claim_and_says
             next(pages)
 
 
+def test_flags_padded_with_any_unicode_space_or_invisible_character_still_count(db: Any, dialer_db: str) -> None:
+    """A do-not-call flag padded with an ideographic or typographic space, a zero-width space or a byte-order mark
+    (what exports and copy-paste leave behind) is a do-not-call flag: SQL and the config's values trim the same
+    set, every character of it."""
+    from genesys_dialer.config import FLAG_PADDING, normalize_value
+
+    spellings = [f"{pad}Do_Not_Call{pad}" for pad in FLAG_PADDING]
+    in_sql = db.execute("SELECT array_agg(genesys_dialer_norm(v) ORDER BY n) FROM unnest(%s::text[]) "
+                        "WITH ORDINALITY AS u(v, n)", [spellings]).fetchone()[0]
+    db.commit()
+    assert in_sql == [normalize_value(v) for v in spellings] == ["do_not_call"] * len(FLAG_PADDING)
+
+    ids = _add(db, ["(317) 555-0700"], suppression="\u3000DO_NOT_CALL")  # suppressed
+    ids += _add(db, ["+1 317 555 0700"])  # its number: suppressed through the other contact
+    ids += _add(db, ["(317) 555-0701"], suppression="\ufeffdo_not_call\u200b")  # suppressed
+    ids += _add(db, ["(317) 555-0702"], status="\u2003Active\u00a0")  # callable
+    ids += _add(db, ["(317) 555-0703"], status="\u202fInactive")  # not in the audience: never claimed
+    rules = Eligibility(campaign_id="c-pad", suppression_values=("\u2003DO_NOT_CALL",))
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
+        claim_batch(conn, _request("pad-1", rules), dry_run=False)
+    assert _reasons(db, "pad-1") == {ids[0]: "suppressed", ids[1]: "suppressed_number", ids[2]: "suppressed",
+                                     ids[3]: None}
+
+
 def test_the_reason_vocabulary_matches_the_sql() -> None:
     """The reasons the SQL can write are the documented vocabulary; opt-out reasons are what withdraws."""
     import re

@@ -20,12 +20,25 @@ CREATE TABLE IF NOT EXISTS contacts (
 CREATE INDEX IF NOT EXISTS contacts_status_id_idx ON contacts (status, id);
 
 -- How the pipeline compares the user's flag columns (status, suppression_status, consent): trimmed and
--- case-insensitively, NULL as '', so ' DO_NOT_CALL ' and 'Do_Not_Call' are 'do_not_call'. One immutable
--- function, so the expression indexes below and every query agree on it (changing its body needs a REINDEX of
--- contacts_norm_status_id_idx).
-CREATE OR REPLACE FUNCTION genesys_dialer_norm(value text) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT lower(btrim(coalesce(value, ''), E' \t\n\r\f\x0b' || chr(160))) $$;
+-- case-insensitively, NULL as '', so ' DO_NOT_CALL ' and 'Do_Not_Call' are 'do_not_call'. Trimmed of every
+-- Unicode space (Python's str.isspace: the no-break, ideographic and typographic spaces too) and of the invisible
+-- characters an export leaves behind (zero-width spaces and joiners, the byte-order mark): a do-not-call flag
+-- padded with any of them still suppresses. config.FLAG_PADDING is the same set, for the config's values. One
+-- immutable function, so the expression index below and every query agree on it: when its body changes, the
+-- index is rebuilt in the same transaction (its keys were computed by the old body).
+DO $norm$
+DECLARE
+    body CONSTANT text := $body$ SELECT lower(btrim(coalesce(value, ''), U&'\0009\000A\000B\000C\000D\001C\001D\001E\001F\0020\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\2028\2029\202F\205F\3000\180E\200B\200C\200D\2060\FEFF')) $body$;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'genesys_dialer_norm' AND prosrc = body) THEN
+        EXECUTE format('CREATE OR REPLACE FUNCTION genesys_dialer_norm(value text) RETURNS text '
+                       'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS %L', body);
+        IF to_regclass('contacts_norm_status_id_idx') IS NOT NULL THEN
+            REINDEX INDEX contacts_norm_status_id_idx;
+        END IF;
+    END IF;
+END
+$norm$;
 -- Indexes this project adds to the user's contacts table and the trigger below (nothing else is added to
 -- it): the claim scans each
 -- status value in id order, and phone normalization follows rows whose updated_at moved.

@@ -51,9 +51,15 @@ DEFAULT_INACTIVE_STATUSES = ("inactive", "closed")
 DEFAULT_CONSENT_VALUES = ("true", "t", "yes", "y", "1")
 
 
+# What a flag value is trimmed of before it is compared (genesys_dialer_norm in include/sql/schema.sql trims the
+# same set): every Unicode space, and the invisible characters exports leave behind (zero-width spaces and
+# joiners, the byte-order mark).
+FLAG_PADDING = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + "\u180e\u200b\u200c\u200d\u2060\ufeff"
+
+
 def normalize_value(value: str) -> str:
     """How config values are compared with the columns: trimmed, lower case (``genesys_dialer_norm`` in SQL)."""
-    return value.strip().lower()
+    return value.strip(FLAG_PADDING).lower()
 # The names of genesys_dialer.pacing.STRATEGIES, kept here so validating a config (at every DAG parse) does
 # not import the pacing model.
 RATIO_STRATEGIES = ("model", "tutorial")
