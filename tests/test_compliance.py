@@ -371,6 +371,37 @@ def test_opt_outs_written_with_the_crms_own_older_time_are_withdrawn_too(db: Any
         "+13175550200", "+13175550201", "+13175550202"}
 
 
+def test_a_do_not_call_contact_written_while_a_segment_streams_stops_its_number_on_the_next_page(
+    db: Any, genesys: Emulator
+) -> None:
+    """A segment sends for minutes; a CRM sync can write a do-not-call contact meanwhile. Its number is suppressed
+    through every other contact from the next page on, not only from the next run. The sync is made to land at a
+    known point: in the transaction that marks the segment's first page delivered (a trigger on the ledger)."""
+    ids = add(db, *[(f"(317) 555-{300 + i:04d}", "active", "none") for i in range(75)])
+    target = ids[60]  # on the third page of 25
+    db.execute(f"""
+        CREATE FUNCTION test_crm_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO contacts (phone_number, status, suppression_status)
+            VALUES ('1 317 555 0360', 'closed', ' Do_Not_Call');
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER test_crm_sync AFTER UPDATE ON dispatch_ledger FOR EACH ROW
+            WHEN (NEW.contact_id = {ids[0]} AND NEW.status = 'dispatched' AND OLD.status <> 'dispatched')
+            EXECUTE FUNCTION test_crm_sync();
+    """)
+    db.commit()
+    try:
+        dag_run = run(config(batch_size=100, segment_size=100))
+    finally:
+        db.execute("DROP TRIGGER test_crm_sync ON dispatch_ledger; DROP FUNCTION test_crm_sync()")
+        db.commit()
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    rows = ledger(db)
+    assert (rows[target]["status"], rows[target]["skip_reason"]) == ("skipped", "suppressed_number")
+    assert set(listed(genesys)) == set(ids) - {target}
+
+
 def test_a_failed_withdrawal_turns_the_run_red_and_the_next_run_completes_it(db: Any, genesys: Emulator) -> None:
     ids = _deliver(db, genesys, 4)
     db.execute("UPDATE contacts SET suppression_status = 'do_not_call', updated_at = now() WHERE id = %s", [ids[0]])

@@ -174,8 +174,8 @@ def test_a_first_pass_cut_off_by_the_statement_timeout_leaves_the_walk_to_its_ch
 
 def test_updated_at_is_when_the_row_last_changed_here_whatever_the_writer_says(db: Any) -> None:
     """The schema's trigger: a row inserted or changed with an updated_at in the past (a loader copying the CRM's
-    own time), none, or an infinite one gets now(); a writer's now() or later real time is kept; an UPDATE that
-    changes nothing keeps the row's time."""
+    own time), in the future, none, or an infinite one gets now(); an UPDATE that changes nothing keeps the
+    row's time."""
     rows = {
         "crm_time": "now() - interval '3 days'", "none": "NULL", "infinity": "'infinity'",
         "minus_infinity": "'-infinity'", "now": "now()", "tomorrow": "now() + interval '1 day'",
@@ -186,7 +186,7 @@ def test_updated_at_is_when_the_row_last_changed_here_whatever_the_writer_says(d
     db.commit()
     assert {name: stamps[cid] for name, cid in ids.items()} == {
         "crm_time": timedelta(0), "none": timedelta(0), "infinity": timedelta(0), "minus_infinity": timedelta(0),
-        "now": timedelta(0), "tomorrow": timedelta(days=1)}
+        "now": timedelta(0), "tomorrow": timedelta(0)}
 
     changed, untouched = ids["crm_time"], ids["now"]
     write_as_of_earlier(db, "UPDATE contacts SET updated_at = now() - interval '2 days' WHERE id = ANY(%s)",
@@ -202,9 +202,8 @@ def test_updated_at_is_when_the_row_last_changed_here_whatever_the_writer_says(d
 
 
 def test_a_number_enters_the_dnc_table_now_whatever_date_the_loader_gives_it(db: Any) -> None:
-    """dnc_numbers.added_at is what the withdrawal's incremental check follows: an insert with an older date (the
-    registry's own) gets now(); a writer's later time is kept, and a snapshot date refreshed in place changes
-    nothing."""
+    """dnc_numbers.added_at is what the withdrawal's incremental check follows: an insert with another date (the
+    registry's own) gets now(), and a snapshot date refreshed in place changes nothing."""
     db.execute("INSERT INTO dnc_numbers (phone_e164, source, registry_snapshot_date, added_at) VALUES "
                "('+13175550100', 'national_registry', current_date - 20, current_date - 20), "
                "('+13175550101', 'internal', NULL, 'infinity'), ('+13175550102', 'internal', NULL, NULL), "
@@ -212,7 +211,7 @@ def test_a_number_enters_the_dnc_table_now_whatever_date_the_loader_gives_it(db:
     ages = dict(db.execute("SELECT phone_e164, added_at - now() FROM dnc_numbers").fetchall())
     db.commit()
     assert ages == {"+13175550100": timedelta(0), "+13175550101": timedelta(0), "+13175550102": timedelta(0),
-                    "+13175550103": timedelta(hours=1)}
+                    "+13175550103": timedelta(0)}
     before = db.execute("SELECT added_at FROM dnc_numbers WHERE phone_e164 = '+13175550100'").fetchone()[0]
     db.commit()
     db.execute("UPDATE dnc_numbers SET registry_snapshot_date = current_date WHERE phone_e164 = '+13175550100'")

@@ -48,19 +48,15 @@ CREATE INDEX IF NOT EXISTS contacts_updated_at_id_idx ON contacts (updated_at, i
 -- rows whose updated_at moved: it must be when the row last changed in this database. A row that changed but
 -- kept its updated_at (a hand-written `SET status = 'active'`) or was given a time in the past (a loader copying
 -- the CRM's own modification time, or a row imported "as of" last week) would go unseen: a number changed that
--- way could dodge the suppression by number, and an opt-out synced that way would never be withdrawn. So every
--- insert and every change sets updated_at to now() (the transaction's start), unless the writer set it to now()
--- or a later real time ('infinity' has no place in the walk's order). An UPDATE that changes nothing leaves it
--- alone.
+-- way could dodge the suppression by number, and an opt-out synced that way would never be withdrawn; a time in
+-- the future would keep the row in every window. So every insert and every change sets updated_at to now() (the
+-- transaction's start), whatever the writer wrote there. An UPDATE that changes nothing leaves it alone.
 CREATE OR REPLACE FUNCTION genesys_dialer_touch_updated_at() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
     IF TG_OP = 'INSERT' OR NEW IS DISTINCT FROM OLD THEN
-        IF NEW.updated_at IS NULL OR NEW.updated_at < now() OR NOT isfinite(NEW.updated_at)
-           OR (TG_OP = 'UPDATE' AND NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at) THEN
-            NEW.updated_at := now();
-        END IF;
+        NEW.updated_at := now();
     END IF;
     RETURN NEW;
 END
@@ -113,17 +109,13 @@ CREATE TABLE IF NOT EXISTS dnc_numbers (
 );
 -- added_at is when the number entered this table: the withdrawal's incremental check looks for numbers added since
 -- its last check. A loader writing an older time (the registry's own date, say) would leave delivered contacts
--- with that number unwithdrawn, so an insert (or a number changed in place) gets now(), unless the writer set
--- now() or a later real time.
+-- with that number unwithdrawn, so an insert (or a number changed in place) gets now(), whatever it wrote there.
 CREATE OR REPLACE FUNCTION genesys_dialer_touch_added_at() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
     IF TG_OP = 'INSERT' OR NEW.phone_e164 IS DISTINCT FROM OLD.phone_e164 THEN
-        IF NEW.added_at IS NULL OR NEW.added_at < now() OR NOT isfinite(NEW.added_at)
-           OR (TG_OP = 'UPDATE' AND NEW.added_at IS NOT DISTINCT FROM OLD.added_at) THEN
-            NEW.added_at := now();
-        END IF;
+        NEW.added_at := now();
     END IF;
     RETURN NEW;
 END

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
@@ -266,18 +266,21 @@ def in_doubt(conn: Any, *, campaign_id: str, run_id: str, segment_index: int, fe
 
 def iter_segment_pages(
     conn: Any, *, campaign_id: str, run_id: str, segment_index: int, fence: int, page_size: int,
-    eligibility: Eligibility | None = None,
+    eligibility: Eligibility | None = None, before_each_page: Callable[[], None] | None = None,
 ) -> Iterator[list[PendingContact]]:
     """The segment's undelivered contacts that this try owns and that are not in doubt, one keyset page at a
     time (memory bounded by page_size), each checked again for eligibility right before it is sent.
 
     Each page is a fresh query, so the caller may update and commit between pages. Contacts whose row changed
-    since their number was normalized are normalized first.
+    since their number was normalized are normalized first; ``before_each_page`` runs before each page's query
+    (the segment task brings every other contact's number up to date there: see create_segment).
     """
     rules = eligibility or Eligibility(campaign_id=campaign_id)
     query = rules.render("segment_page")
     after = 0
     while True:
+        if before_each_page is not None:
+            before_each_page()
         params = {
             **rules.params(),
             "run_id": run_id,
