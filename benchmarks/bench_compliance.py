@@ -24,7 +24,7 @@ import psycopg
 from genesys_dialer.compliance import withdrawal
 from genesys_dialer.compliance.eligibility import Eligibility
 from genesys_dialer.compliance.phones import refresh_phones
-from genesys_dialer.ledger.claims import ClaimRequest, claim_batch, iter_segment_pages
+from genesys_dialer.ledger.claims import ClaimRequest, claim_batch, iter_segment_pages, take_segment
 from genesys_dialer.ledger.schema import apply_schema
 
 LOAD = """
@@ -101,9 +101,12 @@ def main() -> None:
             out["claim_held_back"] = result.held_back
             out["claimed"] = result.contacts
 
+            fence, _ = take_segment(conn, campaign_id=campaign_id, run_id="bench-1", segment_index=0,
+                                    first_try=True)
+
             def check_segment() -> int:
                 return sum(len(page) for page in iter_segment_pages(
-                    conn, campaign_id=campaign_id, run_id="bench-1", segment_index=0, page_size=1000,
+                    conn, campaign_id=campaign_id, run_id="bench-1", segment_index=0, fence=fence, page_size=1000,
                     eligibility=rules))
 
             out["segment_checked"], out["segment_check_s"] = timed(check_segment)
