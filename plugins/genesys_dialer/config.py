@@ -74,6 +74,7 @@ PACING_SOURCES = ("genesys", "dial_history")
 # 300 requests/min, more than the ~8 s an Airflow task costs to start), unless the batch is smaller.
 AUTO_MIN_REQUESTS_PER_SEGMENT = 50
 BATCH_SIZE_MAX = 1_000_000
+NORMALIZE_MAX_ROWS = 1_000_000  # phone numbers one task may parse (normalize_max_rows_per_run)
 
 
 def max_segments_per_run() -> int:
@@ -209,7 +210,7 @@ class CampaignConfig(BaseModel):
         default=0.5, gt=0, le=1, description="Share of a run's batch held back above which the skip alert fires."
     )
     normalize_max_rows_per_run: int = Field(
-        default=1_000_000, ge=1, description="Phone numbers normalization may parse per task (about 7,000/s)."
+        default=NORMALIZE_MAX_ROWS, ge=1, description="Phone numbers normalization may parse per task (about 7,000/s)."
     )
     normalize_lookback_minutes: int = Field(
         default=60, ge=0, description="How far back normalization re-reads rows (late-committed updates)."

@@ -287,22 +287,6 @@ def _refresh_phones(conn: Any, campaign: CampaignConfig) -> RefreshResult:
     )
 
 
-def _numbers_current_for_page(conn: Any, campaign: CampaignConfig, label: str) -> None:
-    """Before each page a segment sends: normalize the numbers of contacts that changed since the last walk.
-
-    A segment streams for minutes. A do-not-call contact written meanwhile (a CRM sync) suppresses its number
-    through every other contact only once its number is normalized; without this, the pages sent until the
-    next run's walk would not see it. The walk's look-back (late commits) is left to the task's first walk and
-    the next run's: this one reads only rows changed since the last walk began (about 1 ms when none did).
-    """
-    if not refresh_phones(conn, campaign.phone_region, max_rows=campaign.normalize_max_rows_per_run,
-                          lookback=timedelta(0)).caught_up:
-        raise ComplianceError(
-            f"segment {label}: phone numbers changed faster than they are normalized (region "
-            f"{campaign.phone_region}); the rest of the segment is not sent, its contacts stay claimed for a retry"
-        )
-
-
 # -- fetch_contact_batch -----------------------------------------------------------------------------
 def fetch_contact_batch(
     campaign: CampaignConfig, run: RunInfo, mode: RunMode
@@ -690,7 +674,7 @@ def create_segment(
             pages = contacts_mod.iter_segment_pages(
                 conn, campaign_id=campaign.campaign_id, run_id=run.run_id, segment_index=index, fence=fence,
                 page_size=campaign.contacts_per_request, eligibility=rules,
-                before_each_page=lambda: _numbers_current_for_page(conn, campaign, label),
+                normalize_max_rows=campaign.normalize_max_rows_per_run,
             )
             for page in pages:
                 skips_in_page: dict[str, list[int]] = {}

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -27,7 +27,9 @@ import psycopg
 
 from genesys_dialer.compliance import reasons
 from genesys_dialer.compliance.eligibility import Eligibility
-from genesys_dialer.compliance.phones import describe_phone, normalize_stale
+from genesys_dialer.compliance.phones import describe_phone, normalize_stale, refresh_phones
+from genesys_dialer.config import NORMALIZE_MAX_ROWS
+from genesys_dialer.exceptions import ComplianceError
 from genesys_dialer.queries import load_sql, run_sql
 
 log = logging.getLogger(__name__)
@@ -266,21 +268,27 @@ def in_doubt(conn: Any, *, campaign_id: str, run_id: str, segment_index: int, fe
 
 def iter_segment_pages(
     conn: Any, *, campaign_id: str, run_id: str, segment_index: int, fence: int, page_size: int,
-    eligibility: Eligibility | None = None, before_each_page: Callable[[], None] | None = None,
+    eligibility: Eligibility | None = None, normalize_max_rows: int = NORMALIZE_MAX_ROWS,
 ) -> Iterator[list[PendingContact]]:
     """The segment's undelivered contacts that this try owns and that are not in doubt, one keyset page at a
     time (memory bounded by page_size), each checked again for eligibility right before it is sent.
 
-    Each page is a fresh query, so the caller may update and commit between pages. Contacts whose row changed
-    since their number was normalized are normalized first; ``before_each_page`` runs before each page's query
-    (the segment task brings every other contact's number up to date there: see create_segment).
+    Each page is a fresh query, so the caller may update and commit between pages. Before each page, the numbers
+    of contacts changed since the last walk are normalized (at most ``normalize_max_rows``; more raises
+    ComplianceError): a segment streams for minutes, and a do-not-call contact written meanwhile suppresses its
+    number through this page's contacts only once it is normalized. The walk's look-back (late commits) is left
+    to the task's first walk and the next run's: this one reads only rows changed since the last walk began
+    (about 1 ms when none did). The page's own contacts whose row changed are normalized too.
     """
     rules = eligibility or Eligibility(campaign_id=campaign_id)
     query = rules.render("segment_page")
     after = 0
     while True:
-        if before_each_page is not None:
-            before_each_page()
+        if not refresh_phones(conn, rules.region, max_rows=normalize_max_rows, lookback=timedelta(0)).caught_up:
+            raise ComplianceError(
+                f"segment {segment_index} of run {run_id}: phone numbers changed faster than they are normalized "
+                f"(region {rules.region}); the rest of the segment is not sent, its contacts stay claimed for a retry"
+            )
         params = {
             **rules.params(),
             "run_id": run_id,
