@@ -3,6 +3,7 @@ claim's decisions that rest on them (other regions, a row changed since its norm
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -279,6 +280,7 @@ def test_flags_padded_with_any_unicode_space_or_invisible_character_still_count(
     set, every character of it."""
     from genesys_dialer.config import FLAG_PADDING, normalize_value
 
+    assert {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()} <= set(FLAG_PADDING)
     spellings = [f"{pad}Do_Not_Call{pad}" for pad in FLAG_PADDING]
     in_sql = db.execute("SELECT array_agg(genesys_dialer_norm(v) ORDER BY n) FROM unnest(%s::text[]) "
                         "WITH ORDINALITY AS u(v, n)", [spellings]).fetchone()[0]

@@ -52,9 +52,13 @@ DEFAULT_CONSENT_VALUES = ("true", "t", "yes", "y", "1")
 
 
 # What a flag value is trimmed of before it is compared (genesys_dialer_norm in include/sql/schema.sql trims the
-# same set): every Unicode space, and the invisible characters exports leave behind (zero-width spaces and
-# joiners, the byte-order mark).
-FLAG_PADDING = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + "\u180e\u200b\u200c\u200d\u2060\ufeff"
+# same set): every Unicode space (str.isspace), and the invisible characters exports leave behind (the Mongolian
+# vowel separator, zero-width spaces and joiners, the word joiner, the byte-order mark).
+FLAG_PADDING = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+    "\u180e\u200b\u200c\u200d\u2060\ufeff"
+)
 
 
 def normalize_value(value: str) -> str:
