@@ -30,7 +30,9 @@ DO $norm$
 DECLARE
     body CONSTANT text := $body$ SELECT lower(btrim(coalesce(value, ''), U&'\0009\000A\000B\000C\000D\001C\001D\001E\001F\0020\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\2028\2029\202F\205F\3000\180E\200B\200C\200D\2060\FEFF')) $body$;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'genesys_dialer_norm' AND prosrc = body) THEN
+    -- This schema's function (the one the search path finds), not a namesake in another schema.
+    IF NOT EXISTS (SELECT 1 FROM pg_proc WHERE oid = to_regprocedure('genesys_dialer_norm(text)') AND prosrc = body)
+    THEN
         EXECUTE format('CREATE OR REPLACE FUNCTION genesys_dialer_norm(value text) RETURNS text '
                        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS %L', body);
         IF to_regclass('contacts_norm_status_id_idx') IS NOT NULL THEN
