@@ -351,6 +351,7 @@ def write_as_of_earlier(db: Any, sql: str, params: Any = None) -> Any:
     them (updated_at is its start), or a bulk load that disabled triggers long ago; the trigger itself sets
     now() for every other writer."""
     db.execute("SET LOCAL session_replication_role = replica")
-    result = db.execute(sql, params).fetchall() if "RETURNING" in sql else db.execute(sql, params)
+    cur = db.execute(sql, params)
+    rows = cur.fetchall() if cur.description else []
     db.commit()
-    return result
+    return rows
