@@ -201,6 +201,18 @@ def test_updated_at_is_when_the_row_last_changed_here_whatever_the_writer_says(d
     db.commit()
     assert stamps[changed] == timedelta(0) and after == before < datetime.now(UTC) - timedelta(days=1)
 
+    # A CRM sync as an upsert that leaves updated_at to the trigger: the unchanged row keeps its time, the one
+    # whose flag changed gets now(), whatever time the sync proposed.
+    sync = ("INSERT INTO contacts (id, phone_number, suppression_status, updated_at) VALUES (%s, '317 555 0100', "
+            "'none', now() - interval '5 days'), (%s, '317 555 0100', 'none', now() - interval '5 days') "
+            "ON CONFLICT (id) DO UPDATE SET phone_number = EXCLUDED.phone_number, "
+            "suppression_status = EXCLUDED.suppression_status")
+    db.execute(sync, [untouched, changed])
+    stamps = dict(db.execute("SELECT c.id, c.updated_at - now() FROM contacts c").fetchall())
+    after_sync = db.execute("SELECT updated_at FROM contacts WHERE id = %s", [untouched]).fetchone()[0]
+    db.commit()
+    assert stamps[changed] == timedelta(0) and after_sync == before
+
 
 def test_a_number_enters_the_dnc_table_now_whatever_date_the_loader_gives_it(db: Any) -> None:
     """dnc_numbers.added_at is what the withdrawal's incremental check follows: an insert with another date (the
