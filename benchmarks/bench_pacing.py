@@ -21,10 +21,16 @@ Sections (``--only`` one of them):
   staffing drop (20 -> 8 agents at midday, the config still says 20).
 * ``predictive``: Genesys' per-call pacing (the emulator's stand-in) with what the pipeline writes as
   maxCallsPerAgent: the model's ratio, 1.5 x the ratio (what predictive mode writes), or no ceiling (15).
+* ``beyond``: campaigns beyond the range the model's surface was calibrated on (long or short calls, answer
+  rates below 0.04 or above 0.7, teams of 4 to 200): the decision for a well-known answer rate at a 2.5 or 3 %
+  target, run at a fixed ratio in the devkit simulator (~25,000 live answers); beside it, where the Markov model
+  lowered the surface's ratio, the surface's own ratio in the same run. The cells where the surface alone broke
+  the cap, then a seeded random sample. Target: every cell within its target.
 
     python benchmarks/bench_pacing.py                 # everything, 2 worker processes (about 30 min)
     python benchmarks/bench_pacing.py --quick         # a small grid and the rest, a few minutes
     python benchmarks/bench_pacing.py --only week
+    python benchmarks/bench_pacing.py --only beyond    # about 2 minutes
 """
 
 from __future__ import annotations
@@ -351,11 +357,74 @@ def spread_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# Where the surface alone, extrapolating, broke the cap in the simulator (agents, p, talk, wrap-up, target).
+BEYOND_FOUND = ((20, 0.1, 600, 10, 2.5), (30, 0.05, 600, 10, 2.5), (20, 0.03, 400, 10, 3.0),
+                (100, 0.1, 1200, 10, 3.0), (120, 0.4, 45, 10, 3.0), (120, 0.9, 45, 10, 3.0), (35, 0.2, 1500, 60, 2.5))
+
+
+def beyond_cells(seed: int, sample: int = 33) -> list[tuple[int, float, float, float, float]]:
+    """BEYOND_FOUND, then a seeded sample of cells beyond the surface's range in talk time or answer rate."""
+    import random
+
+    rng = random.Random(seed + 1700)
+    cells = list(BEYOND_FOUND)
+    while len(cells) < len(BEYOND_FOUND) + sample:
+        cell = (rng.choice((4, 8, 12, 16, 20, 25, 35, 50, 80, 120, 200)), rng.choice((0.02, 0.03, 0.1, 0.2, 0.4, 0.8)),
+                float(rng.choice((30, 45, 500, 700, 1000, 1500))), float(rng.choice((10, 60))), rng.choice((2.5, 3.0)))
+        if cell not in cells:
+            cells.append(cell)
+    return cells
+
+
+def beyond_cell(cell: tuple[int, float, float, float, float]) -> dict[str, Any]:
+    from genesys_devkit.simulator import CampaignParams, simulate
+    from genesys_dialer.pacing.strategies import (
+        AnswerHistory,
+        HistoryBucket,
+        PacingLimits,
+        decide_pacing,
+        estimate_answer_rate,
+    )
+
+    agents, p, talk, wrap, target = cell
+    timing = CampaignParams(agents=agents, answer_rate=p, talk_mean=talk, wrap_mean=wrap)
+    estimate = estimate_answer_rate(AnswerHistory((HistoryBucket(0, 200_000, round(200_000 * p)),)), 0.2)
+    started = time.monotonic()
+    decision = decide_pacing("model", estimate, PacingLimits(agents, 15.0, 100_000, target, timing=timing))
+    seconds = time.monotonic() - started
+    hours = 25_000 / (agents * 3600 / (talk + wrap) * 0.9)
+
+    def abandons(ratio: float) -> float:
+        return simulate(timing, ratio, hours=hours, seed=SEED_BASE + 1800).abandon_rate
+
+    surface = decision.details.get("surface_ratio")
+    return {"agents": agents, "p": p, "talk": talk, "wrap": wrap, "target": target,
+            "ratio": decision.max_calls_per_agent, "abandon": abandons(decision.max_calls_per_agent),
+            "surface_ratio": surface, "surface_abandon": abandons(surface) if surface else None,
+            "decide_s": round(seconds, 2)}
+
+
+def beyond_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| agents | p | talk + wrap-up s | target % | model: ratio, aband % | the surface alone: ratio, aband % "
+             "| decision s |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        alone = f"{r['surface_ratio']:g}, {_pct(r['surface_abandon'])}" if r["surface_ratio"] else "(same)"
+        lines.append(f"| {r['agents']} | {r['p']:g} | {r['talk']:.0f} + {r['wrap']:.0f} | {r['target']:g} | "
+                     f"{r['ratio']:g}, {_pct(r['abandon'])} | {alone} | {r['decide_s']:g} |")
+    over = [r for r in rows if 100 * r["abandon"] > r["target"]]
+    alone_over = [r for r in rows if r["surface_abandon"] and 100 * r["surface_abandon"] > 3.0]
+    lines.append(f"\n{len(rows)} cells: the model over its target in {len(over)}, over 3 % in "
+                 f"{sum(100 * r['abandon'] > 3.0 for r in rows)}; the surface alone over 3 % in {len(alone_over)} of "
+                 f"the {sum(bool(r['surface_ratio']) for r in rows)} it was lowered in; slowest decision "
+                 f"{max(r['decide_s'] for r in rows):g} s")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="at most 2")
     parser.add_argument("--quick", action="store_true", help="p {0.1, 0.3} x agents {5, 20} x talk {90, 300}")
-    parser.add_argument("--only", choices=("grid", "week", "robustness", "predictive", "spread"))
+    parser.add_argument("--only", choices=("grid", "week", "robustness", "predictive", "spread", "beyond"))
     parser.add_argument("--seed", type=int, default=SEED_BASE)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--plot", type=Path, help="only draw pacing.png from a pacing_results.json")
@@ -412,6 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         results["spread"] = spread()
         sections.append("## Talk-time spread at a fixed ratio (devkit simulator, 30,000 live answers)\n\n"
                         + spread_table(results["spread"]))
+        print(sections[-1], flush=True)
+    if run("beyond"):
+        cells = beyond_cells(args.seed)
+        with Pool(workers) as pool:
+            rows = pool.map(beyond_cell, cells)
+        results["beyond"] = rows
+        sections.append("## Beyond the calibrated range (devkit simulator, ~25,000 live answers a cell)\n\n"
+                        + beyond_table(rows))
         print(sections[-1], flush=True)
     text = "\n\n".join(sections) + "\n"
     name = "pacing_table.md" if args.only is None and not args.quick else f"pacing_table_{args.only or 'quick'}.md"

@@ -115,6 +115,11 @@ def solve_chain(params: CampaignParams, ratio: float) -> ChainResult:
     levels = [np.linalg.solve(system, rhs)]
     for b in range(agents):
         levels.append(np.linalg.solve(-reduced[b + 1].T, levels[b] @ up[b]))
+        peak = float(np.abs(levels[-1]).max())
+        if peak > 1e100:
+            # Unnormalized, the levels grow about geometrically with b: a large team whose agents are nearly all
+            # busy (long calls, a high p) overflowed float64 by 150 agents. Only their ratios count: rescale.
+            levels = [level / peak for level in levels]
     total = sum(float(level.sum()) for level in levels)
     live_rate = sum(float(levels[b] @ np.arange(target[b], most + 1)) for b in range(agents + 1)) * resolve_rate * p
     all_busy_live = float(levels[agents] @ np.arange(target[agents], most + 1)) * resolve_rate * p

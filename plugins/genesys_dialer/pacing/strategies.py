@@ -244,6 +244,19 @@ SMALL_TEAM_AGENTS = 20
 MODEL_COEFFICIENTS: tuple[float, ...] = (-2.1762, 0.7336, -0.0335, 0.2762, 0.1849, 0.4219)
 # Relative error (rms, log scale) of that surface against the searched ratio over the 125 calibration cells.
 MODEL_FIT_ERROR = 0.053
+# Where the surface was fitted: the answer rates, and u / u0 from talk 400 s to 60 s (handle 410 to 70 s against
+# the base timing's 130 s, at the base dial times). Beyond that it extrapolates, towards more lines: for a 2.5 or
+# 3 % target the simulator measured 3.2 to 3.9 % abandons at its ratio (talk 600 to 1,500 s, p 0.02 to 0.03, 20 to
+# 120 agents, short calls at p 0.4 and 0.9). So the model reads it at the range's edge where that errs low
+# (answers_per_idle_agent), and the Markov model of the dialer checks it where it would not (chain_checked_ratio).
+SURFACE_BASE_HANDLE_SECONDS = CampaignParams().talk_mean + CampaignParams().wrap_mean
+SURFACE_ANSWER_RATES = (0.04, 0.7)
+SURFACE_UNITS = (SURFACE_BASE_HANDLE_SECONDS / 410.0, SURFACE_BASE_HANDLE_SECONDS / 70.0)
+# What the check may cost: the chain's solve grows as agents x (lines in flight)^3, i.e. as r^3 N^4. This budget
+# is 30 agents at ratio 15 (0.3 s a check; up to 3 s when it must search down from there): teams up to 30
+# agents at any ratio, about 70 at ratio 5, 170 at ratio 1.5. A larger team is checked through the largest team
+# the budget allows (chain_checked_ratio).
+CHAIN_CHECK_BUDGET = 30**4 * 15**3
 
 
 def surface_features(p: float, agents: int, abandon_target_percent: float, units: float) -> list[float]:
@@ -268,12 +281,64 @@ def answers_per_idle_agent(
     """
     d = MODEL_COEFFICIENTS[3]
     p = min(p, 1.0 / d) if d > 0 else p
-    units = 1.0
-    if timing is not None:
-        at = min(max(p, 1e-6), 1.0)
-        units = handle_units(replace(timing, answer_rate=at)) / handle_units(CampaignParams(answer_rate=at))
-    terms = surface_features(p, agents, abandon_target_percent, units)
+    # Never beyond the fitted range where that would raise the ratio: a shorter handle time or a higher p than
+    # the calibration's is read as its shortest and highest (extrapolated, 120 agents on 45 s calls at p 0.4 and
+    # 0.9 gave 3.3 and 3.4 % abandons for a 3 % target). The other sides: chain_checked_ratio.
+    units = min(surface_units(p, timing), SURFACE_UNITS[1])
+    terms = surface_features(min(p, SURFACE_ANSWER_RATES[1]), agents, abandon_target_percent, units)
     return math.exp(sum(k * x for k, x in zip(MODEL_COEFFICIENTS, terms, strict=True)))
+
+
+def surface_units(p: float, timing: CampaignParams | None) -> float:
+    """u / u0: the campaign's dial seconds per handle second relative to the base timing's, at answer rate p."""
+    if timing is None:
+        return 1.0
+    at = min(max(p, 1e-6), 1.0)
+    return handle_units(replace(timing, answer_rate=at)) / handle_units(CampaignParams(answer_rate=at))
+
+
+def outside_surface(rates: tuple[float, ...], timing: CampaignParams | None) -> list[str]:
+    """What of the campaign lies beyond where the response surface was fitted, on the sides where it errs high
+    (empty: nothing): a lower answer rate, a longer handle time. Beyond the other sides it is held at the fitted
+    range's edge instead (answers_per_idle_agent)."""
+    misses: list[str] = []
+    low, high = SURFACE_ANSWER_RATES
+    if min(rates) < low:
+        misses.append(f"answer rate {min(rates):.3f} (fitted {low:g} to {high:g})")
+    units = surface_units(min(max(rates), 1.0), timing)
+    if units < SURFACE_UNITS[0] * (1 - 1e-9):  # 410 s itself is inside
+        # As a handle time at the base dial times: what the surface sees of talk, wrap-up and ring times.
+        shortest, longest = (SURFACE_BASE_HANDLE_SECONDS / u for u in reversed(SURFACE_UNITS))
+        misses.append(f"handle time {SURFACE_BASE_HANDLE_SECONDS / units:.0f} s at the base dial times (fitted "
+                      f"{shortest:.0f} to {longest:.0f} s)")
+    return misses
+
+
+def chain_checked_ratio(
+    surface: float, rate: float, paced: float, limits: PacingLimits, target: float, rel_sd: float,
+) -> tuple[float | None, int, float]:
+    """What the Markov model of the dialer makes of the surface's ratio ``surface`` (before the ceiling).
+
+    Returns (a lower ratio, or None when the chain admits the surface's; the team size the chain was solved
+    for; its predicted abandon percent at the ratio it admits). Where :data:`CHAIN_CHECK_BUDGET` allows, the
+    chain's highest admissible step at or below the surface's ratio (the small-team rule: p raised by its margin,
+    the chain's fit error). A larger team is checked through the largest it allows: its ratio scaled by what
+    the chain admits there over what the surface gives there. Why that holds: in the surface's form the
+    extrapolated terms (p, u) add the same log error at every team size, and a larger team abandons less at a
+    given ratio (pooling), so the scaled ratio errs low.
+    """
+    ceiling = max(1.0, min(GENESYS_MAX_CALLS_PER_AGENT, limits.max_calls_per_agent_ceiling))
+    affordable = int((CHAIN_CHECK_BUDGET / min(ceiling, max(surface, 1.0)) ** 3) ** 0.25 + 1e-9)
+    size = min(limits.agents, max(SMALL_TEAM_AGENTS, affordable))
+    reference = surface if size == limits.agents else (
+        limits.safety_factor * surface_ratio(paced, size, target, limits.timing))
+    admitted, predicted = chain_ratio(
+        rate, size, target, rel_sd=rel_sd, margin_z=limits.margin_z, ceiling=max(1.0, min(ceiling, reference)),
+        timing=limits.timing,
+    )
+    if admitted >= min(ceiling, reference) - 0.01:  # the top step: the reference, to 0.01
+        return None, size, predicted
+    return max(1.0, surface * admitted / reference), size, predicted
 
 
 def _relative_sd(estimate: AnswerRateEstimate) -> float:
@@ -370,11 +435,24 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
         )
     else:
         paced = model_paced_rate(estimate, limits.margin_z)
-        ratio = limits.safety_factor * surface_ratio(paced, limits.agents, target, limits.timing)
-        details.update(model="surface", paced_answer_rate=paced, answers_per_idle_agent=ratio * paced)
-        if ratio > ceiling:
-            notes.append(f"model ratio {ratio:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
-            ratio = ceiling
+        surface = limits.safety_factor * surface_ratio(paced, limits.agents, target, limits.timing)
+        details.update(model="surface", paced_answer_rate=paced, answers_per_idle_agent=surface * paced)
+        ratio = min(surface, ceiling)
+        if surface > ceiling:
+            notes.append(f"model ratio {surface:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
+        outside = outside_surface((rate, paced), limits.timing)
+        if outside:
+            checked, size, predicted = chain_checked_ratio(
+                surface, rate, paced, limits, target, _relative_sd(estimate))
+            details.update(surface_outside=outside, chain_agents=size, predicted_abandon_percent=round(predicted, 3))
+            if checked is not None and checked < ratio:
+                notes.append(
+                    f"{' and '.join(outside)}: outside where the model's surface was fitted, so the Markov model of "
+                    f"the dialer checked its ratio {ratio:.2f} and lowered it to {checked:.2f}"
+                    + ("" if size == limits.agents else f" (through a team of {size})")
+                )
+                details["surface_ratio"] = round(ratio, 3)
+                ratio = checked
     calls = max(1.0, math.floor(ratio * 100.0 + 1e-9) / 100.0)
     return PacingDecision(
         strategy="model",
