@@ -370,3 +370,20 @@ def test_the_markov_model_solves_large_busy_teams() -> None:
     # Rescaling changes nothing where nothing overflowed (the value before it, at 20 agents).
     assert solve_chain(CampaignParams(agents=20, answer_rate=0.1, talk_mean=600.0), 3.71).abandon_rate == (
         pytest.approx(0.04982621246506717, rel=1e-9))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    p=rates, agents=team, talk=st.floats(1.0, 5000.0), wrap=st.floats(0.1, 600.0), target=st.floats(0.1, 3.0),
+    spread=st.one_of(st.none(), st.floats(0.0, 1.0)),
+)
+@example(p=1e-4, agents=40, talk=27.0, wrap=19.0, target=1.2, spread=0.3)  # a margin of e^4900: math.exp overflowed
+def test_any_call_times_and_spread_give_a_decision_within_the_caps(
+    p: float, agents: int, talk: float, wrap: float, target: float, spread: float | None
+) -> None:
+    estimate = AnswerRateEstimate(0, 0, p, p, p, p, 0.0, "given", rate_sd=spread)
+    timing = CampaignParams(talk_mean=talk, wrap_mean=wrap)
+    limits = PacingLimits(agents, 15.0, 100_000, 3.0, pacing_abandon_target=target, timing=timing)
+    decision = decide_pacing("model", estimate, limits)
+    assert math.isfinite(decision.ratio) and 1.0 <= decision.max_calls_per_agent <= 15.0
+    assert 1 <= decision.outbound_line_count <= 100_000

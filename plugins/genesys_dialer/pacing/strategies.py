@@ -341,6 +341,12 @@ def chain_checked_ratio(
     return max(1.0, surface * admitted / reference), size, predicted
 
 
+def raised(p: float, log_margin: float) -> float:
+    """p x e^log_margin, at most 1. A margin past e^50 raises any p in use to 1 (math.exp would overflow
+    at e^710: an estimate given by hand with a spread hundreds of times its rate)."""
+    return min(1.0, p * math.exp(min(log_margin, 50.0)))
+
+
 def _relative_sd(estimate: AnswerRateEstimate) -> float:
     rate = min(max(estimate.rate, 1e-6), 1.0)
     return (estimate.rate_sd / rate) if estimate.rate_sd else 0.0
@@ -356,7 +362,7 @@ def model_paced_rate(estimate: AnswerRateEstimate, margin_z: float = 1.645) -> f
     """
     rate = min(max(estimate.rate, 1e-6), 1.0)
     rel_sd = _relative_sd(estimate)
-    return min(1.0, rate * math.exp(margin_z * math.sqrt(rel_sd * rel_sd + MODEL_FIT_ERROR * MODEL_FIT_ERROR)))
+    return raised(rate, margin_z * math.sqrt(rel_sd * rel_sd + MODEL_FIT_ERROR * MODEL_FIT_ERROR))
 
 
 def surface_ratio(p: float, agents: int, abandon_target_percent: float, timing: CampaignParams | None = None) -> float:
@@ -384,7 +390,7 @@ def chain_ratio(
     Abandons rise with the ratio, so the highest admissible step is found by bisection over the steps.
     """
     p = min(max(p, 1e-6), 1.0)
-    p_high = min(1.0, p * math.exp(margin_z * rel_sd))
+    p_high = raised(p, margin_z * rel_sd)
     limit = math.log(abandon_target_percent / 100.0)
     steps = ratio_steps(agents, ceiling)
     base = replace(timing or CampaignParams(), agents=agents)
@@ -431,7 +437,7 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
             ratio = max(s for s in ratio_steps(limits.agents, ceiling) if s <= max(1.0, ratio * limits.safety_factor))
         details.update(
             model="markov", predicted_abandon_percent=round(predicted, 3),
-            paced_answer_rate=min(1.0, rate * math.exp(limits.margin_z * _relative_sd(estimate))),
+            paced_answer_rate=raised(rate, limits.margin_z * _relative_sd(estimate)),
         )
     else:
         paced = model_paced_rate(estimate, limits.margin_z)
