@@ -358,9 +358,10 @@ def spread_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-# Where the surface alone, extrapolating, broke the cap in the simulator (agents, p, talk, wrap-up, target).
+# Where the model, extrapolating, broke the cap in the simulator (agents, p, talk, wrap-up, target).
 BEYOND_FOUND = ((20, 0.1, 600, 10, 2.5), (30, 0.05, 600, 10, 2.5), (20, 0.03, 400, 10, 3.0),
-                (100, 0.1, 1200, 10, 3.0), (120, 0.4, 45, 10, 3.0), (120, 0.9, 45, 10, 3.0), (35, 0.2, 1500, 60, 2.5))
+                (100, 0.1, 1200, 10, 3.0), (120, 0.4, 45, 10, 3.0), (120, 0.9, 45, 10, 3.0), (35, 0.2, 1500, 60, 2.5),
+                (19, 0.5, 15, 10, 3.0), (16, 0.7, 15, 10, 3.0), (12, 0.5, 20, 10, 3.0), (19, 0.8, 20, 10, 3.0))
 
 
 def beyond_cells(seed: int, sample: int = 33) -> list[tuple[int, float, float, float, float]]:

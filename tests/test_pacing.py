@@ -311,7 +311,7 @@ def _confident(p: float) -> AnswerRateEstimate:
     return estimate_answer_rate(AnswerHistory((HistoryBucket(0, 200_000, round(200_000 * p)),)), 0.2)
 
 
-# Cells beyond the range the surface was calibrated on (p 0.04 to 0.7, talk 60 to 400 s + 10 s of wrap-up): long
+# Cells beyond the range the model was calibrated on (p 0.04 to 0.7, talk 60 to 400 s + 10 s of wrap-up): long
 # calls, a low answer rate, short calls at a high one, a large team. The surface alone, extrapolating, gave
 # 3.3 to 3.8 % abandons here in the simulator (3.51, 3.64, 3.78, 3.28, 3.31, 3.41, 3.35 % measured).
 @pytest.mark.parametrize(
@@ -324,6 +324,13 @@ def _confident(p: float) -> AnswerRateEstimate:
         (120, 0.4, 45, 10, 3.0),
         (120, 0.9, 45, 10, 3.0),
         (35, 0.2, 1500, 60, 2.5),
+        # Small teams on very short calls (the Markov model): 9.62, 4.73, 3.19 and 4.05 % before; the last, paced
+        # only as 70 s calls, 3.16 %.
+        (19, 0.5, 15, 10, 3.0),
+        (16, 0.7, 15, 10, 3.0),
+        (12, 0.5, 20, 10, 3.0),
+        (19, 0.8, 20, 10, 3.0),
+        (5, 0.8, 20, 10, 3.0),
     ],
 )
 def test_beyond_the_calibrated_range_the_model_keeps_its_abandon_target(

@@ -48,6 +48,11 @@ CHAIN_CORRECTION: tuple[float, ...] = (
 CHAIN_FIT_ERROR = 0.079
 # The handle time (talk + wrap-up, seconds) the correction's handle terms are relative to.
 BASE_HANDLE_SECONDS = 130.0
+# The shortest handle time the correction was fitted on (talk 60 s + 10 s of wrap-up). Below it the chain, whose
+# ring times are exponential, misses how a fixed ~10 s ring outlasts many short calls, and the correction does not
+# make up for it: at 15 to 30 s of talk, 8 to 19 agents and p 0.5 to 0.95 its ratio gave 3.0 to 9.6 % abandons for
+# a 3 % target in the simulator. Paced as calls this long, the same teams gave 0.05 to 0.54 %.
+SHORTEST_HANDLE_SECONDS = 70.0
 
 
 def correction_features(agents: int, p: float, handle_seconds: float, ratio: float, raw: float) -> list[float]:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from genesys_dialer.config import COMPLIANCE_ABANDON_CAP_PERCENT, GENESYS_MAX_CALLS_PER_AGENT
 from genesys_dialer.pacing.campaign import CampaignParams, handle_units
-from genesys_dialer.pacing.markov import CHAIN_FIT_ERROR, highest_admissible, predicted_abandon_rate, ratio_steps
+from genesys_dialer.pacing.markov import (
+    CHAIN_FIT_ERROR,
+    SHORTEST_HANDLE_SECONDS,
+    highest_admissible,
+    predicted_abandon_rate,
+    ratio_steps,
+)
 
 if TYPE_CHECKING:
     from genesys_dialer.config import CampaignConfig
@@ -433,6 +439,22 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
             rate, limits.agents, target, rel_sd=_relative_sd(estimate), margin_z=limits.margin_z,
             ceiling=ceiling, timing=limits.timing,
         )
+        timing = limits.timing or CampaignParams()
+        handle = timing.talk_mean + timing.wrap_mean
+        if handle < SHORTEST_HANDLE_SECONDS:
+            # The lower of the two: as calibrated, and as calls as long as the shortest calibrated (either alone
+            # broke the cap in some cells: the second for 5 agents at p 0.8, the first from about 8 agents).
+            longer = replace(timing, talk_mean=SHORTEST_HANDLE_SECONDS - timing.wrap_mean)
+            as_longer, predicted_longer = chain_ratio(
+                rate, limits.agents, target, rel_sd=_relative_sd(estimate), margin_z=limits.margin_z,
+                ceiling=ceiling, timing=longer,
+            )
+            if as_longer < ratio:
+                details["paced_handle_seconds"] = SHORTEST_HANDLE_SECONDS
+                notes.append(f"handle time {handle:.0f} s is shorter than the Markov model was calibrated for: "
+                             f"paced as {SHORTEST_HANDLE_SECONDS:.0f} s calls, ratio {ratio:.2f} lowered to "
+                             f"{as_longer:.2f}")
+                ratio, predicted = as_longer, predicted_longer
         if limits.safety_factor < 1.0:
             ratio = max(s for s in ratio_steps(limits.agents, ceiling) if s <= max(1.0, ratio * limits.safety_factor))
         details.update(
