@@ -321,9 +321,10 @@ def outside_surface(rates: tuple[float, ...], timing: CampaignParams | None) -> 
 
 
 def chain_checked_ratio(
-    surface: float, rate: float, paced: float, limits: PacingLimits, target: float, rel_sd: float,
+    surface: float, rate: float, paced: float, limits: PacingLimits, target: float, rel_sd: float, ceiling: float,
 ) -> tuple[float | None, int, float]:
-    """What the Markov model of the dialer makes of the surface's ratio ``surface`` (before the ceiling).
+    """What the Markov model of the dialer makes of the surface's ratio ``surface`` (before ``ceiling``, the
+    highest ratio the campaign may write).
 
     Returns (a lower ratio, or None when the chain admits the surface's; the team size the chain was solved
     for; its predicted abandon percent at the ratio it admits). Where :data:`CHAIN_CHECK_BUDGET` allows, the
@@ -333,7 +334,6 @@ def chain_checked_ratio(
     extrapolated terms (p, u) add the same log error at every team size, and a larger team abandons less at a
     given ratio (pooling), so the scaled ratio errs low.
     """
-    ceiling = max(1.0, min(GENESYS_MAX_CALLS_PER_AGENT, limits.max_calls_per_agent_ceiling))
     affordable = int((CHAIN_CHECK_BUDGET / min(ceiling, max(surface, 1.0)) ** 3) ** 0.25 + 1e-9)
     size = min(limits.agents, max(SMALL_TEAM_AGENTS, affordable))
     reference = surface if size == limits.agents else (
@@ -435,20 +435,20 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
         ratio = 1.0
         notes.append("abandon back-off: dialing progressive (1 line per idle agent)")
     elif limits.agents < SMALL_TEAM_AGENTS:
-        ratio, predicted = chain_ratio(
-            rate, limits.agents, target, rel_sd=_relative_sd(estimate), margin_z=limits.margin_z,
-            ceiling=ceiling, timing=limits.timing,
-        )
+
+        def chain(timing: CampaignParams | None) -> tuple[float, float]:
+            return chain_ratio(rate, limits.agents, target, rel_sd=_relative_sd(estimate), margin_z=limits.margin_z,
+                               ceiling=ceiling, timing=timing)
+
+        ratio, predicted = chain(limits.timing)
         timing = limits.timing or CampaignParams()
         handle = timing.talk_mean + timing.wrap_mean
         if handle < SHORTEST_HANDLE_SECONDS:
-            # The lower of the two: as calibrated, and as calls as long as the shortest calibrated (either alone
-            # broke the cap in some cells: the second for 5 agents at p 0.8, the first from about 8 agents).
-            longer = replace(timing, talk_mean=SHORTEST_HANDLE_SECONDS - timing.wrap_mean)
-            as_longer, predicted_longer = chain_ratio(
-                rate, limits.agents, target, rel_sd=_relative_sd(estimate), margin_z=limits.margin_z,
-                ceiling=ceiling, timing=longer,
-            )
+            # The lower of two readings: at the measured call times, and as calls as long as the shortest the
+            # correction was fitted on (either alone broke the cap somewhere: the first from about 8 agents, the
+            # second for 5 agents at p 0.8).
+            as_longer, predicted_longer = chain(
+                replace(timing, talk_mean=SHORTEST_HANDLE_SECONDS - timing.wrap_mean))
             if as_longer < ratio:
                 details["paced_handle_seconds"] = SHORTEST_HANDLE_SECONDS
                 notes.append(f"handle time {handle:.0f} s is shorter than the Markov model was calibrated for: "
@@ -471,7 +471,7 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
         outside = outside_surface((rate, paced), limits.timing)
         if outside:
             checked, size, predicted = chain_checked_ratio(
-                surface, rate, paced, limits, target, _relative_sd(estimate))
+                surface, rate, paced, limits, target, _relative_sd(estimate), ceiling)
             details.update(surface_outside=outside, chain_agents=size, predicted_abandon_percent=round(predicted, 3))
             if checked is not None and checked < ratio:
                 notes.append(
