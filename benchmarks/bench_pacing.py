@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import sys
 import time
 from dataclasses import replace
@@ -57,7 +58,15 @@ from genesys_devkit.closed_loop import (
     thin_history,
 )
 from genesys_dialer.config import CampaignConfig
-from genesys_dialer.pacing.strategies import PacingDecision, plan_pacing
+from genesys_dialer.pacing.strategies import (
+    AnswerHistory,
+    HistoryBucket,
+    PacingDecision,
+    PacingLimits,
+    decide_pacing,
+    estimate_answer_rate,
+    plan_pacing,
+)
 from genesys_emulator.dialer import Population
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -366,8 +375,6 @@ BEYOND_FOUND = ((20, 0.1, 600, 10, 2.5), (30, 0.05, 600, 10, 2.5), (20, 0.03, 40
 
 def beyond_cells(seed: int, sample: int = 33) -> list[tuple[int, float, float, float, float]]:
     """BEYOND_FOUND, then a seeded sample of cells beyond the surface's range in talk time or answer rate."""
-    import random
-
     rng = random.Random(seed + 1700)
     cells = list(BEYOND_FOUND)
     while len(cells) < len(BEYOND_FOUND) + sample:
@@ -380,13 +387,6 @@ def beyond_cells(seed: int, sample: int = 33) -> list[tuple[int, float, float, f
 
 def beyond_cell(cell: tuple[int, float, float, float, float]) -> dict[str, Any]:
     from genesys_devkit.simulator import CampaignParams, simulate
-    from genesys_dialer.pacing.strategies import (
-        AnswerHistory,
-        HistoryBucket,
-        PacingLimits,
-        decide_pacing,
-        estimate_answer_rate,
-    )
 
     agents, p, talk, wrap, target = cell
     timing = CampaignParams(agents=agents, answer_rate=p, talk_mean=talk, wrap_mean=wrap)
