@@ -337,6 +337,67 @@ def test_an_opt_out_after_delivery_is_withdrawn_by_the_next_run(db: Any, genesys
     assert {c["id"] for c in genesys.contacts(LIST_ID)} == {"by-hand"}  # only the one entered by hand is left
 
 
+def test_a_delivered_contact_whose_number_changed_is_withdrawn_not_sent_again(db: Any, genesys: Emulator) -> None:
+    """The CRM corrects a delivered contact's number (the old one was wrong, or has been given to someone else).
+    Genesys would go on dialing the number it holds: the next run withdraws the contact. That is not an opt-out,
+    so the old number is not added to the DNC list, and the contact is not sent again with its new number (it may
+    have been dialed already: a dialed contact is never queued again). The same number spelled another way is
+    not a change."""
+    ids = _deliver(db, genesys, 7)
+    old = {cid: f"+1317555{200 + i:04d}" for i, cid in enumerate(ids)}
+    db.execute("INSERT INTO dnc_numbers (phone_e164, source) VALUES ('+13175550299', 'internal')")
+    for cid, number in [
+        (ids[0], "(317) 555-0290"),      # another number
+        (ids[1], "+1 317.555.0201 "),    # the same number, spelled another way: no change
+        (ids[2], ""),                    # no number any more
+        (ids[3], "12"),                  # a number that cannot be dialed
+        (ids[4], "317-555-0299"),        # another number, itself on the do-not-call table
+        (ids[5], None),
+    ]:
+        db.execute("UPDATE contacts SET phone_number = %s WHERE id = %s", [number, cid])
+    db.commit()
+    changed = {ids[0], ids[2], ids[3], ids[4], ids[5]}
+
+    genesys.admin("DELETE", "requests")
+    dry = run(config(), dry_run=True)
+    assert str(dry.state) == "success", task_states(dry)
+    assert report(db, dry)["compliance"]["would_withdraw"] == {"number_changed": len(changed)}
+    assert routes(genesys, DELETE_ROUTE) == []
+
+    second = run(config())
+    assert str(second.state) == "success", task_states(second)
+    assert set(listed(genesys)) == {ids[1], ids[6]}
+    rows = ledger(db)
+    assert {cid: (rows[cid]["status"], rows[cid]["withdraw_reason"]) for cid in changed} == {
+        cid: ("withdrawn", "number_changed") for cid in changed}
+    assert all(rows[cid]["withdrawn_by_run"] == second.run_id for cid in changed)
+    assert (rows[ids[1]]["status"], rows[ids[1]]["phone_e164"]) == ("dispatched", old[ids[1]])
+    assert report(db, second)["compliance"]["withdrawn"] == {"number_changed": len(changed)}
+    # Not an opt-out: no number went to the campaign's DNC list, and no contact was sent.
+    assert routes(genesys, DNC_ROUTE) == []
+    assert set(genesys.admin("GET", f"dnclists/{DNC_LIST_ID}/phonenumbers")["phoneNumbers"]) == set()
+    assert routes(genesys, "POST /api/v2/outbound/contactlists/{contactListId}/contacts") == []
+    dialed = genesys.admin("POST", f"campaigns/{CAMPAIGN_ID}/dial", {"count": 20})
+    assert sorted(dialed["dialed"]) == sorted(str(cid) for cid in (ids[1], ids[6]))
+
+    # Later runs neither withdraw them again nor send them with their new numbers.
+    genesys.admin("DELETE", "requests")
+    third = run(config())
+    assert str(third.state) == "success", task_states(third)
+    assert routes(genesys, DELETE_ROUTE) == []
+    assert set(listed(genesys)) == {ids[1], ids[6]}
+    assert all(ledger(db)[cid]["status"] == "withdrawn" for cid in changed)
+
+    # The operator's way to call one at its new number (docs/compliance.md): delete its ledger row.
+    db.execute("DELETE FROM dispatch_ledger WHERE campaign_id = %s AND contact_id = %s", [CAMPAIGN_ID, ids[0]])
+    db.execute("UPDATE contacts SET updated_at = now() WHERE id = %s", [ids[0]])
+    db.commit()
+    fourth = run(config())
+    assert str(fourth.state) == "success", task_states(fourth)
+    assert listed(genesys)[ids[0]]["phone"] == "+13175550290"
+    assert (ledger(db)[ids[0]]["status"], ledger(db)[ids[0]]["phone_e164"]) == ("dispatched", "+13175550290")
+
+
 def test_opt_outs_written_with_the_crms_own_older_time_are_withdrawn_too(db: Any, genesys: Emulator) -> None:
     """Loaders often copy the source system's time into the rows they write. An opt-out synced with the CRM's
     updated_at, a do-not-call contact imported "as of" days ago, or a number entering the DNC table with the date

@@ -322,7 +322,8 @@ def test_the_reason_vocabulary_matches_the_sql() -> None:
     def written(name: str) -> set[str]:
         return set(re.findall(r"THEN '([a-z_]+)'", load_sql(name)))
 
-    assert written("opt_out_reason") == set(reasons.WITHDRAWAL_REASONS)
+    assert written("opt_out_reason") == set(reasons.OPT_OUT_REASONS)
+    assert written("opt_out_reason") | written("withdraw_reason") == set(reasons.WITHDRAWAL_REASONS)
     claim_reasons = written("opt_out_reason") | written("hold_reason") | {"missing_phone", "invalid_phone"}
     assert claim_reasons | {"duplicate_number"} <= reasons.ALL_REASONS
     assert reasons.FINAL_REASONS.isdisjoint(reasons.DATA_REASONS)

@@ -2,7 +2,7 @@
 -- answer was lost may have stored it) and whose eligibility may have changed since the last complete check
 -- (%(since)s; '-infinity' for a full check): their contacts row changed or is gone, their number entered
 -- dnc_numbers, or a contact that carries the same number changed (it may have opted out). One set-based pass
--- over the campaign's ledger; opt_out_reason.sql then decides for these few only. A temporary table, kept
+-- over the campaign's ledger; withdraw_reason.sql then decides for these few only. A temporary table, kept
 -- across the page transactions of the withdrawal (drop_withdraw_scope.sql removes it).
 CREATE TEMPORARY TABLE withdraw_scope AS
 SELECT l.contact_id

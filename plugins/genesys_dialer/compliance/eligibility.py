@@ -98,8 +98,8 @@ class Eligibility:
         return sorted(callable_ | {v for v in present if v not in known})
 
     def render(self, name: str) -> sql.Composed:
-        """``include/sql/<name>.sql`` with ``{hold_reason}``, ``{opt_out_reason}`` and the configured contacts
-        columns filled in."""
+        """``include/sql/<name>.sql`` with ``{hold_reason}``, ``{opt_out_reason}``, ``{withdraw_reason}`` and the
+        configured contacts columns filled in."""
         parts: dict[str, sql.Composable] = {
             "consent": _column(self.consent_column),
             "postal_code": _column(self.postal_code_column),
@@ -107,6 +107,7 @@ class Eligibility:
         }
         parts["opt_out_reason"] = _fragment("opt_out_reason", **parts)
         parts["hold_reason"] = _fragment("hold_reason", **parts)
+        parts["withdraw_reason"] = _fragment("withdraw_reason", **parts)
         return sql.SQL(load_sql(name)).format(**parts)
 
 

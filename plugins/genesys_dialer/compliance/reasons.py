@@ -1,6 +1,7 @@
 """Why a contact is held back (``dispatch_ledger.skip_reason``) or withdrawn (``withdraw_reason``).
 
-A bounded vocabulary: the values are metric labels too. Two kinds, because they are handled differently:
+A bounded vocabulary: the values are metric labels too. Two kinds of skip, because they are handled differently
+(and one reason, ``number_changed``, that only withdraws):
 
 * suppression (the person asked not to be called, or their number is on a do-not-call list): final for the
   campaign. Never retried, never re-queued by ``genesys-dialer requeue``.
@@ -32,6 +33,13 @@ DATA_REASONS = frozenset({
     UNKNOWN_TIMEZONE,
 })
 ALL_REASONS = FINAL_REASONS | DATA_REASONS
-# A delivered contact is withdrawn from Genesys for these (not for a number that became unparsable, a time
-# zone or a duplicate: the person did not opt out, and what Genesys holds is still what was checked).
-WITHDRAWAL_REASONS = (CONTACT_DELETED, SUPPRESSED, DNC_NUMBER, SUPPRESSED_NUMBER, INACTIVE, UNKNOWN_STATUS, NO_CONSENT)
+
+# Withdrawal only: a delivered contact's row now has another number, or none that can be dialed. Genesys would
+# go on calling the number it holds, which the contact no longer gives (it may be someone else's now). Not an
+# opt-out: that number is not added to the campaign's DNC list, and the contact is not sent again (a dialed
+# contact is never queued again; withdraw_reason.sql).
+NUMBER_CHANGED = "number_changed"
+# A contact that may be in Genesys is withdrawn for the opt-outs (opt_out_reason.sql) and, once delivered, for
+# a changed number; not for a time zone or a duplicate: what Genesys holds is still what was checked.
+OPT_OUT_REASONS = (CONTACT_DELETED, SUPPRESSED, DNC_NUMBER, SUPPRESSED_NUMBER, INACTIVE, UNKNOWN_STATUS, NO_CONSENT)
+WITHDRAWAL_REASONS = (*OPT_OUT_REASONS, NUMBER_CHANGED)

@@ -1,11 +1,12 @@
 """Withdrawing contacts that opted out after they were sent to Genesys.
 
 Every run of a campaign first looks for contacts that may be in its contact list and are no longer eligible
-(suppressed, inactive, deleted, their number now suppressed or in the DNC table, consent withdrawn) and, a
-page at a time: adds their numbers to the campaign's Genesys DNC list (when the config names one), removes
-them from the contact list, checks they are gone, and records the withdrawal in the ledger (when, why, which
-run, the contextId of each request). The ledger is written last, so a task killed half-way loses nothing:
-the contacts it did not record are found again by the next attempt, and both requests are idempotent.
+(suppressed, inactive, deleted, their number now suppressed or in the DNC table, consent withdrawn), or were
+delivered with a number they no longer have, and, a page at a time: adds the opted-out numbers to the
+campaign's Genesys DNC list (when the config names one), removes the contacts from the contact list, checks
+they are gone, and records the withdrawal in the ledger (when, why, which run, the contextId of each request).
+The ledger is written last, so a task killed half-way loses nothing: the contacts it did not record are found
+again by the next attempt, and both requests are idempotent.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from genesys_dialer.compliance import reasons
 from genesys_dialer.genesys.errors import GenesysTransientError
 from genesys_dialer.queries import load_sql, run_sql
 
@@ -122,8 +124,9 @@ def _withdraw_page(
     conn: Any, hook: GenesysHook, rules: Eligibility, page: list[Withdrawal], *, contact_list_id: str,
     dnc_list_id: str | None, run_id: str, withdrawn: Counter[str], on_withdrawn: Callable[[str, int], None],
 ) -> None:
-    """DNC list first, then the DELETE, a check that the contacts are gone, and the ledger last."""
-    numbers = sorted({w.number for w in page if w.number})
+    """DNC list first, then the DELETE, a check that the contacts are gone, and the ledger last. A changed
+    number is not an opt-out: it is removed with its contact, not added to the DNC list."""
+    numbers = sorted({w.number for w in page if w.number and w.reason != reasons.NUMBER_CHANGED})
     dnc_context_id = None
     if dnc_list_id and numbers:
         dnc_context_id = hook.add_dnc_numbers(dnc_list_id, numbers)

@@ -197,7 +197,8 @@ class RunReport:
             ]
         withdrawn = self.compliance.get("would_withdraw" if self.dry_run else "withdrawn") or {}
         out.append(
-            f"{'would withdraw' if self.dry_run else 'withdrawn'} from Genesys (opted out since delivery): "
+            f"{'would withdraw' if self.dry_run else 'withdrawn'} from Genesys "
+            "(opted out or number changed since delivery): "
             f"{sum(withdrawn.values())} {self._fmt(withdrawn)}".rstrip()
         )
         req = self.requests

@@ -273,9 +273,11 @@ def withdraw_opt_outs(
             lookback=timedelta(minutes=campaign.normalize_lookback_minutes),
             on_withdrawn=lambda reason, count: metrics.contacts(campaign.campaign_id, "withdrawn", count, reason),
         )
+    opted_out = any(reason != reasons.NUMBER_CHANGED for reason in withdrawn)
     log.info(
         "Withdrew %d contacts that are no longer eligible %s%s", sum(withdrawn.values()), withdrawn or "",
-        f" (their numbers added to DNC list {campaign.dnc_list_id})" if withdrawn and campaign.dnc_list_id else "",
+        f" (the opted-out numbers added to DNC list {campaign.dnc_list_id})" if opted_out and campaign.dnc_list_id
+        else "",
     )
     return {"withdrawn": withdrawn, "would_withdraw": {}, "requests": hook.stats.as_dict(), "dry_run": False}
 
