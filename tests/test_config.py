@@ -60,6 +60,7 @@ def test_defaults_apply_and_entries_override(tmp_path):
         ({"key": "k", "campaign_id": "c", "batch_sise": 10}, "batch_sise", "Extra inputs"),
         ({"key": "k", "campaign_id": "c", "phone_region": "usa"}, "phone_region", "pattern"),
         ({"key": "k", "campaign_id": "c", "phone_region": "UK"}, "phone_region", "the United Kingdom is GB"),
+        ({"key": "k", "campaign_id": "c", "phone_region": " uk"}, "phone_region", "the United Kingdom is GB"),
         ({"key": "k", "campaign_id": "c", "phone_region": "XY"}, "phone_region", "not a region libphonenumber"),
         ({"key": "k", "campaign_id": "c", "suppression_values": []}, "suppression_values", "at least 1"),
         ({"key": "k", "campaign_id": "c", "callable_statuses": ["  "]}, "callable_statuses", "must not be empty"),
@@ -93,6 +94,9 @@ def test_compliance_defaults_and_flag_values_compare_trimmed_and_case_insensitiv
     custom = CampaignConfig(key="k", campaign_id="c", suppression_values=[" DO_NOT_CALL ", "Opted_Out"],
                             callable_statuses=["Open "], phone_region="GB")
     assert custom.suppression_values == ("do_not_call", "opted_out") and custom.callable_statuses == ("open",)
+    # A region code in lower case or padded is the same region (UK still is not one: see the errors above).
+    assert [CampaignConfig(key="k", campaign_id="c", phone_region=r).phone_region for r in ("us", " gb ", "Ca")] == [
+        "US", "GB", "CA"]
 
 
 def test_too_many_segments_for_max_map_length_is_refused(monkeypatch):

@@ -328,6 +328,13 @@ class CampaignConfig(BaseModel):
             raise ValueError(f"must be at most {GENESYS_MAX_CALLS_PER_AGENT:g} (the Genesys Cloud org cap)")
         return value
 
+    @field_validator("phone_region", mode="before")
+    @classmethod
+    def _region_spelling(cls, value: Any) -> Any:
+        """``us`` and `` GB `` mean US and GB: region codes are written in capitals, but nothing is gained by
+        refusing a campaign over their case."""
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("phone_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
