@@ -63,6 +63,8 @@ def test_defaults_apply_and_entries_override(tmp_path):
         ({"key": "k", "campaign_id": "c", "phone_region": " uk"}, "phone_region", "the United Kingdom is GB"),
         ({"key": "k", "campaign_id": "c", "phone_region": "XY"}, "phone_region", "not a region libphonenumber"),
         ({"key": "k", "campaign_id": "c", "suppression_values": []}, "suppression_values", "at least 1"),
+        ({"key": "k", "campaign_id": "c", "suppression_values": ["do_not_call", " - "]}, "suppression_values",
+         "needs a letter or digit"),
         ({"key": "k", "campaign_id": "c", "callable_statuses": ["  "]}, "callable_statuses", "must not be empty"),
         ({"key": "k", "campaign_id": "c", "inactive_statuses": [" ACTIVE"]}, "(entry)", "'active'] are in both"),
         ({"key": "k", "campaign_id": "c", "require_consent_for_mobile": True}, "(entry)", "needs consent_column"),

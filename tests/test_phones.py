@@ -312,6 +312,37 @@ def test_flags_padded_with_any_unicode_space_or_invisible_character_still_count(
                                      ids[3]: None}
 
 
+def test_a_suppression_flag_written_with_other_separators_still_suppresses(db: Any, dialer_db: str) -> None:
+    """'Do Not Call', 'do-not-call', 'DO.NOT.CALL' or a zero-width space inside the value: a CRM or a hand-made
+    export writes the flag its own way, and each is the configured do_not_call. SQL and the config's values drop
+    the same characters, every one of them; a value that only looks alike ('do_not_call_back') does not
+    suppress, and neither does 'none'."""
+    from genesys_dialer.config import FLAG_PADDING, FLAG_SEPARATORS, flag_key
+
+    spellings = [f"do{c}NOT{c}call" for c in FLAG_PADDING + FLAG_SEPARATORS]
+    in_sql = db.execute("SELECT array_agg(genesys_dialer_flag_key(v) ORDER BY n) FROM unnest(%s::text[]) "
+                        "WITH ORDINALITY AS u(v, n)", [spellings]).fetchone()[0]
+    db.commit()
+    assert in_sql == [flag_key(v) for v in spellings] == ["donotcall"] * len(spellings)
+
+    ids = _add(db, ["(317) 555-0800"], suppression="Do Not Call")
+    ids += _add(db, ["(317) 555-0801"], suppression="do-not-call")
+    ids += _add(db, ["(317) 555-0802"], suppression=" DO.NOT.CALL")
+    ids += _add(db, ["(317) 555-0803"], suppression="do\u200bnot\u200bcall")
+    ids += _add(db, ["(317) 555-0804"], suppression="Do\u2013Not\u2013Call", status="closed")  # inactive
+    ids += _add(db, ["+1 317 555 0804"])  # its number: suppressed through the inactive contact above
+    ids += _add(db, ["(317) 555-0805"], suppression="OPTED OUT")  # a configured value written another way
+    ids += _add(db, ["(317) 555-0806"], suppression="do_not_call_back")
+    ids += _add(db, ["(317) 555-0807"], suppression="none")
+    rules = Eligibility(campaign_id="c-sep", suppression_values=("do_not_call", "opted-out"))
+    with psycopg.connect(dialer_db) as conn:
+        assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
+        claim_batch(conn, _request("sep-1", rules), dry_run=False)
+    assert _reasons(db, "sep-1") == {
+        ids[0]: "suppressed", ids[1]: "suppressed", ids[2]: "suppressed", ids[3]: "suppressed",
+        ids[5]: "suppressed_number", ids[6]: "suppressed", ids[7]: None, ids[8]: None}
+
+
 def test_the_reason_vocabulary_matches_the_sql() -> None:
     """The reasons the SQL can write are the documented vocabulary; opt-out reasons are what withdraws."""
     import re

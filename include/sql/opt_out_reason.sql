@@ -7,7 +7,7 @@
 -- holds).
 CASE
     WHEN c.id IS NULL THEN 'contact_deleted'
-    WHEN genesys_dialer_norm(c.suppression_status) = ANY(%(suppression_values)s) THEN 'suppressed'
+    WHEN genesys_dialer_flag_key(c.suppression_status) = ANY(%(suppression_keys)s) THEN 'suppressed'
     WHEN genesys_dialer_norm(c.status) = ANY(%(inactive_statuses)s) THEN 'inactive'
     WHEN genesys_dialer_norm(c.status) <> ALL(%(callable_statuses)s) THEN 'unknown_status'
     WHEN EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.phone_e164 = x.number) THEN 'dnc_number'
@@ -16,7 +16,7 @@ CASE
         FROM contact_phones o
         JOIN contacts oc ON oc.id = o.contact_id
         WHERE o.e164 = x.number AND o.contact_id <> c.id
-          AND genesys_dialer_norm(oc.suppression_status) = ANY(%(suppression_values)s)
+          AND genesys_dialer_flag_key(oc.suppression_status) = ANY(%(suppression_keys)s)
     ) THEN 'suppressed_number'
     WHEN %(require_consent_for_mobile)s AND p.number_type = ANY(%(maybe_mobile_types)s)
          AND NOT genesys_dialer_norm({consent}::text) = ANY(%(consent_values)s) THEN 'no_consent'

@@ -61,9 +61,21 @@ FLAG_PADDING = (
 )
 
 
+# Separators a suppression flag may be written with: 'Do Not Call', 'do-not-call' and 'DO.NOT.CALL' are
+# 'do_not_call' (with the padding characters above, anywhere in the value).
+FLAG_SEPARATORS = "_-./\\'\u2019\u00b7\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+_NOT_IN_FLAG_KEY = dict.fromkeys(map(ord, FLAG_PADDING + FLAG_SEPARATORS))
+
+
 def normalize_value(value: str) -> str:
     """How config values are compared with the columns: trimmed, lower case (``genesys_dialer_norm`` in SQL)."""
     return value.strip(FLAG_PADDING).lower()
+
+
+def flag_key(value: str) -> str:
+    """How suppression values are compared with ``suppression_status`` (``genesys_dialer_flag_key`` in SQL):
+    normalized, then without separators and padding characters anywhere in the value."""
+    return normalize_value(value).translate(_NOT_IN_FLAG_KEY)
 # The names of genesys_dialer.pacing.STRATEGIES, kept here so validating a config (at every DAG parse) does
 # not import the pacing model.
 RATIO_STRATEGIES = ("model", "tutorial")
@@ -352,6 +364,13 @@ class CampaignConfig(BaseModel):
         if any(not v for v in normalized):
             raise ValueError("values must not be empty")
         return normalized
+
+    @field_validator("suppression_values")
+    @classmethod
+    def _suppression_keys(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if bad := [v for v in values if not flag_key(v)]:
+            raise ValueError(f"{bad!r}: a suppression value needs a letter or digit (separators are ignored)")
+        return values
 
     @field_validator("schedule")
     @classmethod

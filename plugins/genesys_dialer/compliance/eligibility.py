@@ -25,6 +25,7 @@ from genesys_dialer.config import (
     DEFAULT_CONSENT_VALUES,
     DEFAULT_INACTIVE_STATUSES,
     DEFAULT_SUPPRESSION_VALUES,
+    flag_key,
     normalize_value,
 )
 from genesys_dialer.queries import load_sql
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
 def valid_time_zones() -> list[str]:
     """IANA zone names (from tzdata): a time-zone column's value counts only when it is one of them."""
     return sorted(zoneinfo.available_timezones())
+
+
+# What the SQL makes of the rules, part of their fingerprint: raised whenever a withdrawal would find contacts an
+# earlier check let pass, so the first check after an upgrade looks at every contact again. 2: suppression
+# values compared without separators (config.flag_key), and delivered contacts whose number changed.
+RULES_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class Eligibility:
         return {
             "campaign_id": self.campaign_id,
             "phone_region": self.region,
-            "suppression_values": [normalize_value(v) for v in self.suppression_values],
+            "suppression_keys": [flag_key(v) for v in self.suppression_values],
             "callable_statuses": [normalize_value(v) for v in self.callable_statuses],
             "inactive_statuses": [normalize_value(v) for v in self.inactive_statuses],
             "consent_values": [normalize_value(v) for v in self.consent_values],
@@ -88,8 +95,10 @@ class Eligibility:
         }
 
     def fingerprint(self) -> str:
-        """Identifies these rules: a withdrawal check under other rules looks at every contact again."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        """Identifies these rules and what the SQL makes of them (RULES_VERSION): a withdrawal check under other
+        rules looks at every contact again."""
+        rules = {**asdict(self), "version": RULES_VERSION}
+        return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:16]
 
     def scan_statuses(self, present: list[str]) -> list[str]:
         """The status values the claim scans: the callable ones and any present value the config does not know."""
