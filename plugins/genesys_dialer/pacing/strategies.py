@@ -258,6 +258,12 @@ MODEL_FIT_ERROR = 0.053
 SURFACE_BASE_HANDLE_SECONDS = CampaignParams().talk_mean + CampaignParams().wrap_mean
 SURFACE_ANSWER_RATES = (0.04, 0.7)
 SURFACE_UNITS = (SURFACE_BASE_HANDLE_SECONDS / 410.0, SURFACE_BASE_HANDLE_SECONDS / 70.0)
+# Inside that range the surface still errs high for teams smaller than its calibration's middle one (it was
+# fitted on 30, 70 and 150 agents) on long calls: for a 3 % target the simulator measured 3.0 to 3.8 % at its
+# ratio for 20 to 40 agents, p 0.04 to 0.3, talk 250 to 400 s (22 of 48 cells of 20 to 40 agents, p 0.04 to 0.1,
+# talk 250 to 400 s; none over 2.8 % from 50 agents or below 200 s). The chain checks it there too.
+EDGE_TEAM_AGENTS = 50
+EDGE_HANDLE_SECONDS = 200.0
 # What the check may cost: the chain's solve grows as agents x (lines in flight)^3, i.e. as r^3 N^4. This budget
 # is 30 agents at ratio 15 (0.3 s a check; up to 3 s when it must search down from there): teams up to 30
 # agents at any ratio, about 70 at ratio 5, 170 at ratio 1.5. A larger team is checked through the largest team
@@ -318,6 +324,18 @@ def outside_surface(rates: tuple[float, ...], timing: CampaignParams | None) -> 
         misses.append(f"handle time {SURFACE_BASE_HANDLE_SECONDS / units:.0f} s at the base dial times (fitted "
                       f"{shortest:.0f} to {longest:.0f} s)")
     return misses
+
+
+def surface_edge(agents: int, rate: float, timing: CampaignParams | None) -> list[str]:
+    """What puts a campaign inside the surface's range but where it was seen to err high (empty: nothing): a
+    team under EDGE_TEAM_AGENTS on handle times from EDGE_HANDLE_SECONDS, at the base dial times."""
+    if agents >= EDGE_TEAM_AGENTS:
+        return []
+    handle = SURFACE_BASE_HANDLE_SECONDS / surface_units(min(max(rate, 1e-6), 1.0), timing)
+    if handle < EDGE_HANDLE_SECONDS:
+        return []
+    return [f"{agents} agents on {handle:.0f} s handle times at the base dial times (checked from "
+            f"{EDGE_HANDLE_SECONDS:.0f} s below {EDGE_TEAM_AGENTS} agents)"]
 
 
 def chain_checked_ratio(
@@ -469,14 +487,18 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
         if surface > ceiling:
             notes.append(f"model ratio {surface:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
         outside = outside_surface((rate, paced), limits.timing)
-        if outside:
+        edge = [] if outside else surface_edge(limits.agents, paced, limits.timing)
+        if outside or edge:
             checked, size, predicted = chain_checked_ratio(
                 surface, rate, paced, limits, target, _relative_sd(estimate), ceiling)
-            details.update(surface_outside=outside, chain_agents=size, predicted_abandon_percent=round(predicted, 3))
+            details.update({"surface_outside" if outside else "surface_edge": outside or edge},
+                           chain_agents=size, predicted_abandon_percent=round(predicted, 3))
             if checked is not None and checked < ratio:
+                where = ("outside where the model's surface was fitted" if outside
+                         else "where the model's surface errs high inside its fitted range")
                 notes.append(
-                    f"{' and '.join(outside)}: outside where the model's surface was fitted, so the Markov model of "
-                    f"the dialer checked its ratio {ratio:.2f} and lowered it to {checked:.2f}"
+                    f"{' and '.join(outside or edge)}: {where}, so the Markov model of the dialer checked its ratio "
+                    f"{ratio:.2f} and lowered it to {checked:.2f}"
                     + ("" if size == limits.agents else f" (through a team of {size})")
                 )
                 details["surface_ratio"] = round(ratio, 3)
