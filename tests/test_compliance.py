@@ -398,6 +398,37 @@ def test_a_delivered_contact_whose_number_changed_is_withdrawn_not_sent_again(db
     assert (ledger(db)[ids[0]]["status"], ledger(db)[ids[0]]["phone_e164"]) == ("dispatched", "+13175550290")
 
 
+def test_a_changed_number_withdraws_a_contact_genesys_may_hold_and_not_one_never_sent(
+    db: Any, genesys: Emulator
+) -> None:
+    """Two contacts of a run that died: one whose request's answer was lost (in doubt: Genesys holds it), one
+    never sent. Both numbers change before the next run. The first is withdrawn (a read-back would otherwise
+    find it and mark it delivered, with the old number, after this run's check); the second is adopted and
+    sent with its new number: nothing is lost."""
+    ids = _deliver(db, genesys, 3)
+    in_doubt, unsent = ids[0], ids[1]
+    genesys.http.delete(f"{genesys.base_url}/api/v2/outbound/contactlists/{LIST_ID}/contacts",
+                        params={"contactIds": str(unsent)}, headers={"Authorization": f"Bearer {genesys.token()}"},
+                        timeout=10).raise_for_status()
+    assert set(listed(genesys)) == {ids[0], ids[2]}
+    # What a killed segment task leaves: claims of an older run, past their lease, one of them in doubt.
+    db.execute("UPDATE dispatch_ledger SET status = 'claimed', dispatched_at = NULL, heartbeat_at = NULL, "
+               "claimed_at = now() - interval '1 day', sending_at = CASE WHEN contact_id = %s THEN "
+               "now() - interval '1 day' END WHERE campaign_id = %s AND contact_id = ANY(%s)",
+               [in_doubt, CAMPAIGN_ID, [in_doubt, unsent]])
+    db.execute("UPDATE contacts SET phone_number = '(317) 555-0290' WHERE id = %s", [in_doubt])
+    db.execute("UPDATE contacts SET phone_number = '(317) 555-0291' WHERE id = %s", [unsent])
+    db.commit()
+
+    second = run(config())
+    assert str(second.state) == "success", task_states(second)
+    rows = ledger(db)
+    assert (rows[in_doubt]["status"], rows[in_doubt]["withdraw_reason"]) == ("withdrawn", "number_changed")
+    assert (rows[unsent]["status"], rows[unsent]["phone_e164"]) == ("dispatched", "+13175550291")
+    assert listed(genesys) == {unsent: listed(genesys)[unsent], ids[2]: listed(genesys)[ids[2]]}
+    assert listed(genesys)[unsent]["phone"] == "+13175550291"
+
+
 def test_opt_outs_written_with_the_crms_own_older_time_are_withdrawn_too(db: Any, genesys: Emulator) -> None:
     """Loaders often copy the source system's time into the rows they write. An opt-out synced with the CRM's
     updated_at, a do-not-call contact imported "as of" days ago, or a number entering the DNC table with the date

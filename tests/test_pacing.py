@@ -312,8 +312,9 @@ def _confident(p: float) -> AnswerRateEstimate:
 
 
 # Cells beyond the range the model was calibrated on (p 0.04 to 0.7, talk 60 to 400 s + 10 s of wrap-up): long
-# calls, a low answer rate, short calls at a high one, a large team; and at its edge. The surface alone, extrapolating, gave
-# 3.3 to 3.8 % abandons here in the simulator (3.51, 3.64, 3.78, 3.28, 3.31, 3.41, 3.35 % measured).
+# calls, a low answer rate, short calls at a high one, a large team; and at its edge. The surface alone,
+# extrapolating, gave 3.3 to 3.8 % abandons here in the simulator (3.51, 3.64, 3.78, 3.28, 3.31, 3.41, 3.35 %
+# measured).
 @pytest.mark.parametrize(
     ("agents", "p", "talk", "wrap", "target"),
     [
