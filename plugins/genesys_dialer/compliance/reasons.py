@@ -36,10 +36,10 @@ ALL_REASONS = FINAL_REASONS | DATA_REASONS
 
 # Withdrawal only: a delivered (or in-doubt) contact's row now has another number, or none that can be dialed.
 # Genesys would go on calling the number it holds, which the contact no longer gives (it may be someone else's
-# now). Not an opt-out: that number is not added to the campaign's DNC list, and the contact is not sent again (a dialed
-# contact is never queued again; withdraw_reason.sql).
+# now). Not an opt-out: that number is not added to the campaign's DNC list, and the contact is not sent again
+# (a dialed contact is never queued again; withdraw_reason.sql).
 NUMBER_CHANGED = "number_changed"
-# A contact that may be in Genesys is withdrawn for the opt-outs (opt_out_reason.sql) and, once delivered, for
+# A contact that may be in Genesys is withdrawn for the opt-outs (opt_out_reason.sql) and, once it may be held, for
 # a changed number; not for a time zone or a duplicate: what Genesys holds is still what was checked.
 OPT_OUT_REASONS = (CONTACT_DELETED, SUPPRESSED, DNC_NUMBER, SUPPRESSED_NUMBER, INACTIVE, UNKNOWN_STATUS, NO_CONSENT)
 WITHDRAWAL_REASONS = (*OPT_OUT_REASONS, NUMBER_CHANGED)
