@@ -429,6 +429,37 @@ def test_a_changed_number_withdraws_a_contact_genesys_may_hold_and_not_one_never
     assert listed(genesys)[unsent]["phone"] == "+13175550291"
 
 
+def test_after_an_upgrade_that_withdraws_more_the_first_check_looks_at_every_contact(
+    db: Any, genesys: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A contact flagged 'Do Not Call' long ago, which the previous version did not read as do_not_call, was
+    delivered; its row does not change again. After the upgrade the first withdrawal check is a full one (the
+    rules' fingerprint carries eligibility.RULES_VERSION), so it is withdrawn; an incremental check would have
+    passed it over."""
+    from genesys_dialer.compliance import eligibility
+    from genesys_dialer.config import load_config
+
+    ids = _deliver(db, genesys, 2)
+    write_as_of_earlier(db, "UPDATE contacts SET suppression_status = 'Do Not Call', "
+                            "updated_at = now() - interval '30 days' WHERE id = %s", [ids[0]])
+    # What the previous version recorded as its last check: its own rules' fingerprint, a minute ago.
+    campaign = next(c for c in load_config(write_config(*ALL_CAMPAIGNS, config())).campaigns if c.key == "comply")
+    monkeypatch.setattr(eligibility, "RULES_VERSION", eligibility.RULES_VERSION - 1)
+    previous = eligibility.Eligibility.for_campaign(campaign).fingerprint()
+    monkeypatch.undo()
+    assert previous != eligibility.Eligibility.for_campaign(campaign).fingerprint()
+    db.execute("UPDATE withdrawal_checks SET rules = %s, started_at = now() - interval '1 minute' "
+               "WHERE campaign_id = %s", [previous, CAMPAIGN_ID])
+    db.commit()
+
+    second = run(config())
+    assert str(second.state) == "success", task_states(second)
+    rows = ledger(db)
+    assert (rows[ids[0]]["status"], rows[ids[0]]["withdraw_reason"]) == ("withdrawn", "suppressed")
+    assert rows[ids[1]]["status"] == "dispatched"
+    assert set(listed(genesys)) == {ids[1]}
+
+
 def test_opt_outs_written_with_the_crms_own_older_time_are_withdrawn_too(db: Any, genesys: Emulator) -> None:
     """Loaders often copy the source system's time into the rows they write. An opt-out synced with the CRM's
     updated_at, a do-not-call contact imported "as of" days ago, or a number entering the DNC table with the date
