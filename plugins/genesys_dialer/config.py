@@ -76,6 +76,8 @@ def flag_key(value: str) -> str:
     """How suppression values are compared with ``suppression_status`` (``genesys_dialer_flag_key`` in SQL):
     normalized, then without separators and padding characters anywhere in the value."""
     return normalize_value(value).translate(_NOT_IN_FLAG_KEY)
+
+
 # The names of genesys_dialer.pacing.STRATEGIES, kept here so validating a config (at every DAG parse) does
 # not import the pacing model.
 RATIO_STRATEGIES = ("model", "tutorial")
