@@ -257,7 +257,10 @@ MODEL_FIT_ERROR = 0.053
 # (answers_per_idle_agent), and the Markov model of the dialer checks it where it would not (chain_checked_ratio).
 SURFACE_BASE_HANDLE_SECONDS = CampaignParams().talk_mean + CampaignParams().wrap_mean
 SURFACE_ANSWER_RATES = (0.04, 0.7)
-SURFACE_UNITS = (SURFACE_BASE_HANDLE_SECONDS / 410.0, SURFACE_BASE_HANDLE_SECONDS / 70.0)
+SURFACE_LONGEST_HANDLE_SECONDS = 410.0
+# The shortest end is the same calibration grid's as the Markov correction's (talk 60 s + 10 s of wrap-up).
+SURFACE_UNITS = (SURFACE_BASE_HANDLE_SECONDS / SURFACE_LONGEST_HANDLE_SECONDS,
+                 SURFACE_BASE_HANDLE_SECONDS / SHORTEST_HANDLE_SECONDS)
 # Inside that range the surface still errs high for teams smaller than its calibration's middle one (it was
 # fitted on 30, 70 and 150 agents) on long calls: for a 3 % target the simulator measured 3.0 to 3.8 % at its
 # ratio for 20 to 40 agents, p 0.04 to 0.3, talk 250 to 400 s (22 of 48 cells of 20 to 40 agents, p 0.04 to 0.1,
