@@ -261,10 +261,11 @@ SURFACE_LONGEST_HANDLE_SECONDS = 410.0
 # The shortest end is the same calibration grid's as the Markov correction's (talk 60 s + 10 s of wrap-up).
 SURFACE_UNITS = (SURFACE_BASE_HANDLE_SECONDS / SURFACE_LONGEST_HANDLE_SECONDS,
                  SURFACE_BASE_HANDLE_SECONDS / SHORTEST_HANDLE_SECONDS)
-# Inside that range the surface still errs high for teams smaller than its calibration's middle one (it was
-# fitted on 30, 70 and 150 agents) on long calls: for a 3 % target the simulator measured 3.0 to 3.8 % at its
-# ratio for 20 to 40 agents, p 0.04 to 0.3, talk 250 to 400 s (22 of 48 cells of 20 to 40 agents, p 0.04 to 0.1,
-# talk 250 to 400 s; none over 2.8 % from 50 agents or below 200 s). The chain checks it there too.
+# Inside that range the surface still errs high for teams below its calibration's middle one (it was fitted on
+# 30, 70 and 150 agents) on long calls: for a 3 % target the simulator measured 3.0 to 3.8 % at its ratio in 22
+# of 48 cells of 20 to 40 agents, p 0.04 to 0.1, talk 250 to 400 s (bench_pacing's EDGE_CELLS), and up to 3.24 %
+# at p 0.2 and 0.3; none over 2.8 % from 50 agents, or below 200 s, in a scan of 120 cells. The chain checks it
+# there too.
 EDGE_TEAM_AGENTS = 50
 EDGE_HANDLE_SECONDS = 200.0
 # What the check may cost: the chain's solve grows as agents x (lines in flight)^3, i.e. as r^3 N^4. This budget
