@@ -30,10 +30,13 @@ from pipeline_helpers import (
 from support import (
     CAMPAIGN_ID,
     CONTACTS_ROUTE,
+    DIALER_DB,
     DIALER_URL,
     PROBE_CAMPAIGN_ID,
     PROBE_LIST_ID,
     TEST_CAMPAIGN,
+    _admin_execute,
+    _with_database,
     free_port,
 )
 
@@ -171,6 +174,40 @@ def test_a_dry_run_is_red_wherever_the_live_run_would_fail_before_sending(
         assert "dry run failed: the same live run would have failed before sending" in dry_logs
         assert _run_log(db, dry.run_id)[:2] == ("failed", True)
         assert _summarize_label(dry) == "DRY RUN: failed"
+
+
+def test_a_database_without_the_packages_schema_turns_both_runs_red_and_says_how_to_apply_it(
+    db, emulator, probe, monkeypatch, caplog, capfd
+):
+    """The package installed or upgraded without `genesys-dialer apply-schema` on the dialer database (here:
+    only the user's contacts table). Whichever statement meets a missing table or function first, the dry and
+    the live run fail before anything is claimed or sent, and the error names the command, not only PostgreSQL's
+    "relation does not exist"."""
+    import psycopg
+
+    caplog.set_level("INFO")
+    bare = f"{DIALER_DB}_bare"
+    _admin_execute(f'DROP DATABASE IF EXISTS "{bare}" WITH (FORCE)')
+    _admin_execute(f'CREATE DATABASE "{bare}"')
+    try:
+        with psycopg.connect(_with_database(DIALER_URL, bare)) as conn:
+            conn.execute("CREATE TABLE contacts (id BIGSERIAL PRIMARY KEY, phone_number TEXT, status TEXT, "
+                         "suppression_status TEXT, created_at TIMESTAMPTZ DEFAULT now() - interval '1 day', "
+                         "updated_at TIMESTAMPTZ DEFAULT now())")
+            conn.execute("INSERT INTO contacts (phone_number, status, suppression_status) "
+                         "VALUES ('(317) 555-0100', 'active', 'none')")
+        monkeypatch.setenv("AIRFLOW_CONN_DIALER_PROBE", _with_database(DIALER_URL, bare))
+        dry = run_dag(key="probe", conf={"dry_run": "dry"})
+        dry_logs = _logs(capfd, caplog)
+        live = run_dag(key="probe", conf={"dry_run": "live"}, logical_date=datetime.now(UTC) + timedelta(seconds=1))
+        live_logs = _logs(capfd, caplog)
+    finally:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{bare}" WITH (FORCE)')
+    assert (str(dry.state), str(live.state)) == ("failed", "failed"), (task_states(dry), task_states(live))
+    for logs in (dry_logs, live_logs):
+        assert "`genesys-dialer apply-schema --conn-id dialer_probe`" in logs
+        assert "the dialer database (connection 'dialer_probe') has no table this package needs" in logs
+    assert _writes(emulator) == []
 
 
 def test_the_probe_campaign_is_healthy_by_default(db, emulator, probe):

@@ -30,7 +30,7 @@ from genesys_dialer.config import CampaignConfig
 from genesys_dialer.dags.delivery import SegmentDelivery
 from genesys_dialer.dags.report import RunReport
 from genesys_dialer.dags.run import RunInfo, RunMode, TaskTry, decide_mode, schedule_period
-from genesys_dialer.exceptions import ComplianceError
+from genesys_dialer.exceptions import ComplianceError, ConfigError
 from genesys_dialer.genesys.budget import PostgresBudget
 from genesys_dialer.genesys.errors import (
     GenesysApiError,
@@ -50,11 +50,32 @@ from genesys_dialer.queries import load_sql, run_sql
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL's "no such table / column / function": what a dialer database says when the package's schema was
+# never applied to it, or is older than the package (a new function, a new column).
+MISSING_OBJECT_SQLSTATES = {"42P01": "table", "42703": "column", "42883": "function"}
+
+
 @contextmanager
 def dialer_db(campaign: CampaignConfig) -> Iterator[Any]:
-    """A connection to the campaign's contacts database (with the session limits), closed when the block ends."""
+    """A connection to the campaign's contacts database (with the session limits), closed when the block ends.
+
+    A table, column or function missing there fails the task as a ConfigError (not retried) that says how to
+    apply the schema, whichever statement met it first.
+    """
     with dialer_session(campaign.postgres_conn_id) as conn:
-        yield conn
+        try:
+            yield conn
+        except Exception as err:
+            kind = MISSING_OBJECT_SQLSTATES.get(getattr(err, "sqlstate", None) or getattr(err, "pgcode", None) or "")
+            if kind is None:
+                raise
+            problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(
+                f"campaign {campaign.key!r}: the dialer database (connection {campaign.postgres_conn_id!r}) has no "
+                f"{kind} this package needs ({problem}). Apply the package's schema to it, again after every "
+                f"upgrade: `genesys-dialer apply-schema --conn-id {campaign.postgres_conn_id}` (idempotent, keeps "
+                "every row). If the name is one of your contacts columns, check the campaign's column settings."
+            ) from err
 
 
 def genesys_hook(campaign: CampaignConfig, conn: Any = None, run: RunInfo | None = None,
