@@ -61,6 +61,7 @@ def test_defaults_apply_and_entries_override(tmp_path):
         ({"key": "k", "campaign_id": "c", "phone_region": "usa"}, "phone_region", "pattern"),
         ({"key": "k", "campaign_id": "c", "phone_region": "UK"}, "phone_region", "the United Kingdom is GB"),
         ({"key": "k", "campaign_id": "c", "phone_region": " uk"}, "phone_region", "the United Kingdom is GB"),
+        ({"key": "k", "campaign_id": "c", "phone_region": False}, "phone_region", "quote it: phone_region: 'NO'"),
         ({"key": "k", "campaign_id": "c", "phone_region": "XY"}, "phone_region", "not a region libphonenumber"),
         ({"key": "k", "campaign_id": "c", "suppression_values": []}, "suppression_values", "at least 1"),
         ({"key": "k", "campaign_id": "c", "suppression_values": ["do_not_call", " - "]}, "suppression_values",

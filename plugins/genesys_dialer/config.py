@@ -346,7 +346,10 @@ class CampaignConfig(BaseModel):
     @classmethod
     def _region_spelling(cls, value: Any) -> Any:
         """``us`` and `` GB `` mean US and GB: region codes are written in capitals, but nothing is gained by
-        refusing a campaign over their case."""
+        refusing a campaign over their case. A YAML boolean is most likely Norway's NO, unquoted."""
+        if isinstance(value, bool):
+            raise ValueError(f"got the YAML boolean {value}: YAML reads an unquoted NO (Norway) as false; quote it: "
+                             "phone_region: 'NO'")
         return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("phone_region")
