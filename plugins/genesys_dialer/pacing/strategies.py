@@ -323,7 +323,6 @@ def outside_surface(rates: tuple[float, ...], timing: CampaignParams | None) -> 
         misses.append(f"answer rate {min(rates):.3f} (fitted {low:g} to {high:g})")
     units = surface_units(min(max(rates), 1.0), timing)
     if units < SURFACE_UNITS[0] * (1 - 1e-9):  # 410 s itself is inside
-        # As a handle time at the base dial times: what the surface sees of talk, wrap-up and ring times.
         shortest, longest = (SURFACE_BASE_HANDLE_SECONDS / u for u in reversed(SURFACE_UNITS))
         misses.append(f"handle time {SURFACE_BASE_HANDLE_SECONDS / units:.0f} s at the base dial times (fitted "
                       f"{shortest:.0f} to {longest:.0f} s)")
@@ -340,6 +339,22 @@ def surface_edge(agents: int, rate: float, timing: CampaignParams | None) -> lis
         return []
     return [f"{agents} agents on {handle:.0f} s handle times at the base dial times (checked from "
             f"{EDGE_HANDLE_SECONDS:.0f} s below {EDGE_TEAM_AGENTS} agents)"]
+
+
+# Where the chain checks the surface's ratio, as the decision's notes say it.
+SURFACE_DOUBTS = {"outside": "outside where the model's surface was fitted",
+                  "edge": "where the model's surface errs high inside its fitted range"}
+
+
+def surface_doubts(agents: int, rate: float, paced: float, timing: CampaignParams | None) -> tuple[str, list[str]]:
+    """Whether the surface's ratio needs the chain's check, and why: ("outside", ...) beyond its fitted range on
+    a side where it errs high, ("edge", ...) inside it where it was seen to, ("", []) neither. Handle times are
+    as the surface sees them: seconds at the base dial times (talk, wrap-up and ring times together)."""
+    if outside := outside_surface((rate, paced), timing):
+        return "outside", outside
+    if edge := surface_edge(agents, paced, timing):
+        return "edge", edge
+    return "", []
 
 
 def chain_checked_ratio(
@@ -490,19 +505,16 @@ def model_strategy(estimate: AnswerRateEstimate, limits: PacingLimits) -> Pacing
         ratio = min(surface, ceiling)
         if surface > ceiling:
             notes.append(f"model ratio {surface:.2f} limited by the maxCallsPerAgent ceiling {ceiling:g}")
-        outside = outside_surface((rate, paced), limits.timing)
-        edge = [] if outside else surface_edge(limits.agents, paced, limits.timing)
-        if outside or edge:
+        kind, doubts = surface_doubts(limits.agents, rate, paced, limits.timing)
+        if doubts:
             checked, size, predicted = chain_checked_ratio(
                 surface, rate, paced, limits, target, _relative_sd(estimate), ceiling)
-            details.update({"surface_outside" if outside else "surface_edge": outside or edge},
-                           chain_agents=size, predicted_abandon_percent=round(predicted, 3))
+            details.update({f"surface_{kind}": doubts}, chain_agents=size,
+                           predicted_abandon_percent=round(predicted, 3))
             if checked is not None and checked < ratio:
-                where = ("outside where the model's surface was fitted" if outside
-                         else "where the model's surface errs high inside its fitted range")
                 notes.append(
-                    f"{' and '.join(outside or edge)}: {where}, so the Markov model of the dialer checked its ratio "
-                    f"{ratio:.2f} and lowered it to {checked:.2f}"
+                    f"{' and '.join(doubts)}: {SURFACE_DOUBTS[kind]}, so the Markov model of the dialer checked its "
+                    f"ratio {ratio:.2f} and lowered it to {checked:.2f}"
                     + ("" if size == limits.agents else f" (through a team of {size})")
                 )
                 details["surface_ratio"] = round(ratio, 3)
