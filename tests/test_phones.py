@@ -313,7 +313,7 @@ def test_flags_padded_with_any_unicode_space_or_invisible_character_still_count(
 
 
 def test_a_suppression_flag_written_with_other_separators_still_suppresses(db: Any, dialer_db: str) -> None:
-    """'Do Not Call', 'do-not-call', 'DO.NOT.CALL' or a zero-width space inside the value: a CRM or a hand-made
+    """'Do Not Call', 'do-not-call', '(DO_NOT_CALL!)' or a zero-width space inside the value: a CRM or a hand-made
     export writes the flag its own way, and each is the configured do_not_call. SQL and the config's values drop
     the same characters, every one of them; a value that only looks alike ('do_not_call_back') does not
     suppress, and neither does 'none'."""
@@ -334,13 +334,14 @@ def test_a_suppression_flag_written_with_other_separators_still_suppresses(db: A
     ids += _add(db, ["(317) 555-0805"], suppression="OPTED OUT")  # a configured value written another way
     ids += _add(db, ["(317) 555-0806"], suppression="do_not_call_back")
     ids += _add(db, ["(317) 555-0807"], suppression="none")
+    ids += _add(db, ["(317) 555-0808"], suppression="(DO_NOT_CALL!)")
     rules = Eligibility(campaign_id="c-sep", suppression_values=("do_not_call", "opted-out"))
     with psycopg.connect(dialer_db) as conn:
         assert refresh_phones(conn, "US", max_rows=100, lookback=HOUR).caught_up
         claim_batch(conn, _request("sep-1", rules), dry_run=False)
     assert _reasons(db, "sep-1") == {
         ids[0]: "suppressed", ids[1]: "suppressed", ids[2]: "suppressed", ids[3]: "suppressed",
-        ids[5]: "suppressed_number", ids[6]: "suppressed", ids[7]: None, ids[8]: None}
+        ids[5]: "suppressed_number", ids[6]: "suppressed", ids[7]: None, ids[8]: None, ids[9]: "suppressed"}
 
 
 def test_the_reason_vocabulary_matches_the_sql() -> None:

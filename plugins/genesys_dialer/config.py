@@ -24,6 +24,7 @@ import math
 import os
 import pickle
 import re
+import string
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -61,9 +62,11 @@ FLAG_PADDING = (
 )
 
 
-# Separators a suppression flag may be written with: 'Do Not Call', 'do-not-call' and 'DO.NOT.CALL' are
-# 'do_not_call' (with the padding characters above, anywhere in the value).
-FLAG_SEPARATORS = "_-./\\'\u2019\u00b7\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+# Separators and punctuation a suppression flag may be written with: 'Do Not Call', 'do-not-call', 'DO.NOT.CALL'
+# and '(do_not_call!)' are 'do_not_call' (with the padding characters above, anywhere in the value). Every ASCII
+# punctuation character and the typographic dashes and quotes: a fixed set, so SQL and Python agree whatever the
+# database's locale (a character class like [[:alnum:]] would not).
+FLAG_SEPARATORS = string.punctuation + "\u2018\u2019\u201c\u201d\u00b7\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
 _NOT_IN_FLAG_KEY = dict.fromkeys(map(ord, FLAG_PADDING + FLAG_SEPARATORS))
 
 
@@ -374,7 +377,8 @@ class CampaignConfig(BaseModel):
     @classmethod
     def _suppression_keys(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         if bad := [v for v in values if not flag_key(v)]:
-            raise ValueError(f"{bad!r}: a suppression value needs a letter or digit (separators are ignored)")
+            raise ValueError(f"{bad!r}: a suppression value needs a letter or digit (separators and punctuation "
+                             "are ignored)")
         return values
 
     @field_validator("schedule")
