@@ -45,9 +45,11 @@ $norm$;
 -- padding characters anywhere in the value (config.flag_key: the same characters), so 'Do Not Call',
 -- 'do-not-call', 'DO.NOT.CALL' and 'do' || U&'\200B' || 'not_call' are 'donotcall', as the config's 'do_not_call'
 -- is. A suppression flag written another way still suppresses. The other flags need no such care: a status or
--- consent value the config does not know already holds the contact back. No index uses it.
+-- consent value the config does not know already holds the contact back. No index uses it. A regular expression of
+-- those characters, each written out (no locale-dependent class): translate() over this many characters took 2.0 s
+-- for a million values, this 0.9 to 1.1 s, genesys_dialer_norm alone 0.45 s.
 CREATE OR REPLACE FUNCTION genesys_dialer_flag_key(value text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $body$ SELECT translate(genesys_dialer_norm(value), U&'\0009\000A\000B\000C\000D\001C\001D\001E\001F\0020\0085\00A0\1680\2000\2001\2002\2003\2004\2005\2006\2007\2008\2009\200A\2028\2029\202F\205F\3000\180E\200B\200C\200D\2060\FEFF\0021\0022\0023\0024\0025\0026\0027\0028\0029\002A\002B\002C\002D\002E\002F\003A\003B\003C\003D\003E\003F\0040\005B\005C\005D\005E\005F\0060\007B\007C\007D\007E\2018\2019\201C\201D\00B7\2010\2011\2012\2013\2014\2015\2212', '') $body$;
+AS $body$ SELECT regexp_replace(genesys_dialer_norm(value), U&'[!0009!000A!000B!000C!000D!001C!001D!001E!001F!0020!0085!00A0!1680!2000!2001!2002!2003!2004!2005!2006!2007!2008!2009!200A!2028!2029!202F!205F!3000!180E!200B!200C!200D!2060!FEFF!0021!0022!0023!0024!0025!0026!0027!0028!0029!002A!002B!002C\!002D!002E!002F!003A!003B!003C!003D!003E!003F!0040\!005B\!005C\!005D\!005E!005F!0060!007B!007C!007D!007E!2018!2019!201C!201D!00B7!2010!2011!2012!2013!2014!2015!2212]' UESCAPE '!', '', 'g') $body$;
 -- Indexes this project adds to the user's contacts table and the trigger below (nothing else is added to
 -- it): the claim scans each
 -- status value in id order, and phone normalization follows rows whose updated_at moved.
